@@ -1,0 +1,4 @@
+//! Session affinity as kasi shows it: decoding cookies (with the filter's own codec), sessions
+//! and hit rates.
+
+pub mod decode;

@@ -1,0 +1,403 @@
+//! The value of the session cookie that Envoy's `stateful_session` filter writes.
+//!
+//! Envoy ≥ 1.27 writes `base64(protobuf envoy.Cookie{address = 1: string, expires = 2: uint64})`;
+//! Envoy 1.21–1.26 wrote `base64("ip:port")`. Envoy decodes by trying protobuf first and falling
+//! back to the legacy text, so this codec does the same: a value both parse as must mean the same
+//! thing to kasi and to Envoy, or kasi would honour a cookie that Envoy reads differently.
+//!
+//! The protobuf reader is hand-written: two fields do not justify prost and its code size in a
+//! module that must stay under 200 KB, and a reader that never allocates and never panics on
+//! hostile bytes is easier to prove here than through generated code.
+
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Longer cookie values are refused before decoding: a real one is under 80 bytes, and a 10 KB
+/// forged value must cost nothing.
+pub const MAX_ENCODED_LEN: usize = 256;
+
+/// `expires` values below this are not Unix times (2020-09-13): Envoy 1.27+ wrote its monotonic
+/// clock there (envoyproxy/envoy#44111), which no other process can compare against.
+pub const PLAUSIBLE_UNIX_TIME: u64 = 1_600_000_000;
+
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_encode_padding(true)
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+
+/// Which of Envoy's two cookie encodings a value used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `base64(protobuf)`, Envoy ≥ 1.27.
+    Proto,
+    /// `base64("ip:port")`, Envoy 1.21–1.26.
+    Legacy,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Proto => "proto",
+            Format::Legacy => "legacy",
+        }
+    }
+}
+
+/// A decoded session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCookie {
+    pub format: Format,
+    pub address: SocketAddr,
+    /// The raw `expires` field; `None` when absent or 0 (a cookie without TTL).
+    pub expires: Option<u64>,
+}
+
+/// Whether a cookie's `expires` has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No `expires`: a session cookie.
+    Never,
+    /// A plausible Unix time still in the future.
+    At(u64),
+    /// A plausible Unix time in the past.
+    Expired(u64),
+    /// A non-zero value too small to be a Unix time (Envoy's monotonic clock): unknown.
+    Unknown(u64),
+}
+
+impl SessionCookie {
+    pub fn expiry(&self, now_unix_s: u64) -> Expiry {
+        match self.expires {
+            None => Expiry::Never,
+            Some(t) if t < PLAUSIBLE_UNIX_TIME => Expiry::Unknown(t),
+            Some(t) if t < now_unix_s => Expiry::Expired(t),
+            Some(t) => Expiry::At(t),
+        }
+    }
+
+    pub fn is_expired(&self, now_unix_s: u64) -> bool {
+        matches!(self.expiry(now_unix_s), Expiry::Expired(_))
+    }
+}
+
+/// Why a value is not a session cookie. The text is one line, fit for a CLI error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    Empty,
+    TooLong(usize),
+    NotBase64,
+    EmptyAddress,
+    NotUtf8Address,
+    BadAddress(String),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Empty => write!(f, "the cookie value is empty"),
+            DecodeError::TooLong(n) => write!(
+                f,
+                "the cookie value is {n} bytes long; Envoy's are under {MAX_ENCODED_LEN}"
+            ),
+            DecodeError::NotBase64 => write!(f, "the cookie value is not base64"),
+            DecodeError::EmptyAddress => write!(f, "the cookie's protobuf has no address"),
+            DecodeError::NotUtf8Address => write!(f, "the cookie's address is not text"),
+            DecodeError::BadAddress(a) => {
+                write!(
+                    f,
+                    "the cookie's address {a:?} is not ip:port or [ipv6]:port"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes a cookie value: standard or URL-safe base64, padded or not, quoted or bare.
+pub fn decode(value: &[u8]) -> Result<SessionCookie, DecodeError> {
+    let value = trim_ascii(value);
+    let value = strip_quotes(value);
+    if value.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if value.len() > MAX_ENCODED_LEN {
+        return Err(DecodeError::TooLong(value.len()));
+    }
+    let mut buf = [0u8; MAX_ENCODED_LEN];
+    let n = decode_base64(value, &mut buf)?;
+    decode_bytes(&buf[..n])
+}
+
+/// Decodes the bytes under the base64, as Envoy does: protobuf first, then legacy text.
+pub fn decode_bytes(bytes: &[u8]) -> Result<SessionCookie, DecodeError> {
+    match parse_proto(bytes) {
+        Some(proto) => {
+            if proto.address.is_empty() {
+                return Err(DecodeError::EmptyAddress);
+            }
+            let address = parse_address(proto.address)?;
+            Ok(SessionCookie {
+                format: Format::Proto,
+                address,
+                expires: (proto.expires != 0).then_some(proto.expires),
+            })
+        }
+        None => Ok(SessionCookie {
+            format: Format::Legacy,
+            address: parse_address(bytes)?,
+            expires: None,
+        }),
+    }
+}
+
+/// Encodes the way Envoy ≥ 1.30 does: standard padded base64 of the protobuf, `expires` omitted
+/// when `None`.
+pub fn encode_proto(address: SocketAddr, expires: Option<u64>) -> String {
+    let address = address.to_string();
+    let mut bytes = Vec::with_capacity(address.len() + 16);
+    bytes.push(0x0a);
+    push_varint(&mut bytes, address.len() as u64);
+    bytes.extend_from_slice(address.as_bytes());
+    if let Some(expires) = expires.filter(|&e| e != 0) {
+        bytes.push(0x10);
+        push_varint(&mut bytes, expires);
+    }
+    STANDARD.encode(bytes)
+}
+
+/// Encodes the way Envoy 1.21–1.26 did: `base64("ip:port")`.
+pub fn encode_legacy(address: SocketAddr) -> String {
+    STANDARD.encode(address.to_string())
+}
+
+fn decode_base64(value: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
+    let url_safe = value.iter().any(|&b| b == b'-' || b == b'_');
+    let engine = if url_safe { &URL_SAFE } else { &STANDARD };
+    engine
+        .decode_slice(value, out)
+        .map_err(|_| DecodeError::NotBase64)
+}
+
+/// Parses `ip:port` or `[ipv6]:port` strictly; port 0 is not an address anything listens on.
+pub fn parse_address(bytes: &[u8]) -> Result<SocketAddr, DecodeError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8Address)?;
+    match text.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => Ok(addr),
+        _ => Err(DecodeError::BadAddress(printable(text))),
+    }
+}
+
+fn printable(text: &str) -> String {
+    const MAX: usize = 64;
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_default)
+        .collect();
+    if text.chars().count() > MAX {
+        out.push('…');
+    }
+    out
+}
+
+struct ProtoCookie<'a> {
+    address: &'a [u8],
+    expires: u64,
+}
+
+/// Reads protobuf wire format like protobuf's own parser: unknown fields are skipped, the last
+/// occurrence of a field wins, and anything that does not parse to the end returns `None`.
+fn parse_proto(mut bytes: &[u8]) -> Option<ProtoCookie<'_>> {
+    let mut cookie = ProtoCookie {
+        address: &[],
+        expires: 0,
+    };
+    while !bytes.is_empty() {
+        let key = read_varint(&mut bytes)?;
+        let field = key >> 3;
+        if field == 0 {
+            return None;
+        }
+        match (field, key & 7) {
+            (1, 2) => cookie.address = read_len_delimited(&mut bytes)?,
+            (2, 0) => cookie.expires = read_varint(&mut bytes)?,
+            (_, 0) => {
+                read_varint(&mut bytes)?;
+            }
+            (_, 1) => bytes = bytes.get(8..)?,
+            (_, 2) => {
+                read_len_delimited(&mut bytes)?;
+            }
+            (_, 5) => bytes = bytes.get(4..)?,
+            // Groups (3, 4) and unknown wire types: not a cookie Envoy would write.
+            _ => return None,
+        }
+    }
+    Some(cookie)
+}
+
+fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        if i == 9 && byte > 1 {
+            return None;
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn read_len_delimited<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(read_varint(bytes)?).ok()?;
+    if len > bytes.len() {
+        return None;
+    }
+    let (field, rest) = bytes.split_at(len);
+    *bytes = rest;
+    Some(field)
+}
+
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+pub(crate) fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+fn strip_quotes(bytes: &[u8]) -> &[u8] {
+    match bytes {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn decodes_a_cookie_envoy_1_40_wrote() {
+        // Set-Cookie from Envoy 1.40 with ttl 0 for 127.0.0.2:18012.
+        let value = encode_proto(addr("127.0.0.2:18012"), None);
+        assert_eq!(value, "Cg8xMjcuMC4wLjI6MTgwMTI=");
+        let cookie = decode(b"\"Cg8xMjcuMC4wLjI6MTgwMTI=\"").unwrap();
+        assert_eq!(cookie.format, Format::Proto);
+        assert_eq!(cookie.address, addr("127.0.0.2:18012"));
+        assert_eq!(cookie.expires, None);
+    }
+
+    #[test]
+    fn decodes_legacy_cookies() {
+        // The example from Envoy's cookie.proto documentation.
+        let cookie = decode(b"MS4yLjMuNDo4MA==").unwrap();
+        assert_eq!(cookie.format, Format::Legacy);
+        assert_eq!(cookie.address, addr("1.2.3.4:80"));
+        let v6 = decode(encode_legacy(addr("[fd00::1]:8012")).as_bytes()).unwrap();
+        assert_eq!(v6.address, addr("[fd00::1]:8012"));
+    }
+
+    #[test]
+    fn accepts_unpadded_and_url_safe_base64() {
+        let a = addr("[fd00::abcd:ef]:8013");
+        let std_padded = encode_proto(a, Some(1_900_000_000));
+        let unpadded = std_padded.trim_end_matches('=');
+        let url_safe = unpadded.replace('+', "-").replace('/', "_");
+        for v in [std_padded.as_str(), unpadded, url_safe.as_str()] {
+            let c = decode(v.as_bytes()).unwrap();
+            assert_eq!((c.address, c.expires), (a, Some(1_900_000_000)), "{v}");
+        }
+    }
+
+    #[test]
+    fn expiry_counts_only_plausible_unix_times() {
+        let c = |e| SessionCookie {
+            format: Format::Proto,
+            address: addr("10.0.0.1:8012"),
+            expires: e,
+        };
+        let now = 1_800_000_000;
+        assert_eq!(c(None).expiry(now), Expiry::Never);
+        assert_eq!(c(Some(12_345)).expiry(now), Expiry::Unknown(12_345));
+        assert!(!c(Some(12_345)).is_expired(now));
+        assert!(c(Some(now - 1)).is_expired(now));
+        assert!(!c(Some(now)).is_expired(now));
+        assert_eq!(c(Some(now + 60)).expiry(now), Expiry::At(now + 60));
+    }
+
+    #[test]
+    fn rejects_bad_values_with_a_reason() {
+        assert_eq!(decode(b""), Err(DecodeError::Empty));
+        assert_eq!(decode(b"\"\""), Err(DecodeError::Empty));
+        assert_eq!(decode(b"!!!"), Err(DecodeError::NotBase64));
+        assert!(matches!(
+            decode(&[b'A'; 10_000]),
+            Err(DecodeError::TooLong(10_000))
+        ));
+        // Truncated protobuf: length says 15, 3 bytes follow; not legacy text either.
+        let truncated = STANDARD.encode([0x0a, 15, b'1', b'2', b'7']);
+        assert!(matches!(
+            decode(truncated.as_bytes()),
+            Err(DecodeError::BadAddress(_))
+        ));
+        // Valid protobuf without the address field.
+        let no_address = STANDARD.encode([0x10, 0x01]);
+        assert_eq!(
+            decode(no_address.as_bytes()),
+            Err(DecodeError::EmptyAddress)
+        );
+        let port_zero = encode_proto(addr("10.0.0.1:0"), None);
+        assert!(matches!(
+            decode(port_zero.as_bytes()),
+            Err(DecodeError::BadAddress(_))
+        ));
+        let hostname = STANDARD.encode("example.com:80");
+        assert!(matches!(
+            decode(hostname.as_bytes()),
+            Err(DecodeError::BadAddress(_))
+        ));
+    }
+
+    #[test]
+    fn skips_unknown_protobuf_fields_like_protobuf_does() {
+        let mut bytes = vec![0x18, 0x05, 0x22, 0x01, b'x'];
+        bytes.extend([0x0a, 13]);
+        bytes.extend(b"10.1.2.3:8012");
+        let c = decode(STANDARD.encode(&bytes).as_bytes()).unwrap();
+        assert_eq!(c.address, addr("10.1.2.3:8012"));
+    }
+
+    #[test]
+    fn errors_are_one_printable_line() {
+        let e = decode(STANDARD.encode("bad\naddr\u{7}").as_bytes()).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains('\n') && !text.contains('\u{7}'), "{text}");
+    }
+}

