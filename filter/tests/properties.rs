@@ -1,0 +1,149 @@
+//! Properties of the codec and the request policy over generated inputs: round trips hold, and
+//! nothing a client can send makes the filter panic.
+
+use kasi_filter::codec::{self, DecodeError, Format};
+use kasi_filter::config::Config;
+use kasi_filter::json::Json;
+use kasi_filter::policy::{self, Verdict};
+use kasi_filter::{cookies, dead_hosts};
+use proptest::prelude::*;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+    let ip = prop_oneof![
+        any::<u32>().prop_map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        any::<u128>().prop_map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+    ];
+    (ip, 1u16..).prop_map(|(ip, port)| SocketAddr::new(ip, port))
+}
+
+/// Header names a request may carry, weighted towards the ones the filter reads.
+fn header_name() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"cookie".to_vec()),
+        Just(b"Cookie".to_vec()),
+        Just(b"x-envoy-original-dst-host".to_vec()),
+        Just(b":authority".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..12),
+    ]
+}
+
+/// Cookie header values mixing valid cookies, near-valid ones and noise.
+fn cookie_value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        (socket_addr(), any::<Option<u64>>()).prop_map(|(a, e)| format!(
+            "a=1; kasi-session=\"{}\"",
+            codec::encode_proto(a, e)
+        )
+        .into_bytes()),
+        socket_addr()
+            .prop_map(|a| format!("kasi-session={}", codec::encode_legacy(a)).into_bytes()),
+        proptest::collection::vec(any::<u8>(), 0..300),
+        "[a-z=; \"A-Za-z0-9+/_-]{0,120}".prop_map(String::into_bytes),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn proto_cookies_round_trip(addr in socket_addr(), expires in any::<Option<u64>>()) {
+        let cookie = codec::decode(codec::encode_proto(addr, expires).as_bytes()).unwrap();
+        prop_assert_eq!(cookie.format, Format::Proto);
+        prop_assert_eq!(cookie.address, addr);
+        prop_assert_eq!(cookie.expires, expires.filter(|&e| e != 0));
+    }
+
+    #[test]
+    fn legacy_cookies_round_trip_unless_envoy_would_read_them_as_protobuf(addr in socket_addr()) {
+        // Envoy tries protobuf first; the rare "ip:port" text that parses as protobuf has no
+        // address field, which Envoy treats as no cookie. kasi must agree, not "fix" it.
+        match codec::decode(codec::encode_legacy(addr).as_bytes()) {
+            Ok(cookie) => {
+                prop_assert_eq!(cookie.format, Format::Legacy);
+                prop_assert_eq!(cookie.address, addr);
+            }
+            Err(e) => prop_assert_eq!(e, DecodeError::EmptyAddress),
+        }
+    }
+
+    #[test]
+    fn base64_variants_decode_alike(addr in socket_addr(), expires in any::<Option<u64>>()) {
+        let padded = codec::encode_proto(addr, expires);
+        let bare = padded.trim_end_matches('=').to_owned();
+        let url_safe = bare.replace('+', "-").replace('/', "_");
+        let quoted = format!("\"{url_safe}\"");
+        let expected = codec::decode(padded.as_bytes()).unwrap();
+        for variant in [bare, url_safe, quoted] {
+            prop_assert_eq!(codec::decode(variant.as_bytes()).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = codec::decode(&bytes);
+        let _ = codec::decode_bytes(&bytes);
+    }
+
+    #[test]
+    fn the_request_policy_never_panics_and_never_routes_outside_the_config(
+        headers in proptest::collection::vec((header_name(), cookie_value()), 0..6),
+        now in any::<u64>(),
+        dead in any::<bool>(),
+    ) {
+        let config = Config::default();
+        let plan = policy::plan_request(
+            &config,
+            headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
+            now,
+            |_| dead,
+        );
+        if let Verdict::Routed { address, .. } = &plan.verdict {
+            let addr: SocketAddr = address.parse().unwrap();
+            prop_assert!(config.allows(&addr), "routed to {address}");
+            prop_assert!(!dead);
+        }
+        if let Some(Some(rewritten)) = &plan.cookie_rewrite {
+            prop_assert_eq!(cookies::find([rewritten.as_slice()], b"kasi-session"), None);
+        }
+        let sent_header = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"x-envoy-original-dst-host"));
+        prop_assert_eq!(plan.strip_header, sent_header);
+    }
+
+    #[test]
+    fn config_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Config::parse(&bytes);
+    }
+
+    #[test]
+    fn json_agrees_with_serde_json(text in r#"[\[\]{}":,0-9.eE+\- a-z\\u]{0,40}"#) {
+        let ours = Json::parse(text.as_bytes()).ok();
+        let theirs = serde_json::from_str::<serde_json::Value>(&text);
+        // The one intended difference: numbers beyond f64 (1e999) are text to us; the config
+        // refuses anything but small integers anyway.
+        let out_of_range = matches!(&theirs, Err(e) if e.to_string().contains("out of range"));
+        if !out_of_range {
+            prop_assert_eq!(ours.is_some(), theirs.is_ok(), "{}", text);
+        }
+        if let (Some(ours), Ok(theirs)) = (ours, theirs) {
+            // serde_json re-reads our rendering as the same value.
+            let back: serde_json::Value = serde_json::from_str(&ours.to_string()).unwrap();
+            prop_assert_eq!(back, theirs);
+        }
+    }
+
+    #[test]
+    fn json_strings_agree_with_serde_json(s in any::<String>()) {
+        let mut literal = String::new();
+        kasi_filter::json::write_string(&mut literal, &s);
+        prop_assert_eq!(serde_json::from_str::<String>(&literal).unwrap(), s.clone());
+        prop_assert_eq!(Json::parse(literal.as_bytes()).unwrap(), Json::String(s));
+    }
+
+    #[test]
+    fn dead_host_lists_survive_any_bytes(list in proptest::collection::vec(any::<u8>(), 0..300), now in 0u64..u64::MAX / 2) {
+        let updated = dead_hosts::with(&list, b"10.0.0.1:8012", now + 30, now);
+        prop_assert!(dead_hosts::contains(&updated, b"10.0.0.1:8012", now));
+        prop_assert!(!dead_hosts::contains(&updated, b"10.0.0.1:8012", now + 30));
+    }
+}
