@@ -475,3 +475,50 @@ fn invalid_plugin_config_is_refused() {
         }
     }
 }
+
+/// (h) `log_decisions`: "off" writes no decision line; "changes" logs new pins and rejects but
+/// not the requests a cookie routed unchanged; "all" logs those too.
+#[test]
+fn log_decisions_chooses_which_lines_are_written() {
+    let pods = three_pods();
+    let (a, b) = (&pods[0], &pods[1]);
+    let forged = envoy_cookie("127.0.0.100:1".parse().unwrap(), None);
+    for (mode, expected) in [
+        ("off", &[][..]),
+        ("changes", &["pin", "rejected", "rebind"][..]),
+        ("all", &["pin", "routed", "rejected", "rebind"][..]),
+    ] {
+        let config = serde_json::json!({
+            "allowed_cidrs": ["127.0.0.0/29"],
+            "allowed_ports": [a.port()],
+            "log_decisions": mode,
+        })
+        .to_string();
+        let envoy = Envoy::start(&EnvoyOptions::with_filter(&config));
+        let client = envoy.client();
+        let mut session = Session::new(COOKIE_NAME);
+        for original in [a, b, a] {
+            let response = session.get(&client, original.addr(), "/", &[]).unwrap();
+            assert_served_by(&response, a, &format!("{mode}: pinned session"));
+        }
+        let response = Session::with_cookie(COOKIE_NAME, &forged)
+            .get(&client, b.addr(), "/", &[])
+            .unwrap();
+        assert_served_by(&response, b, &format!("{mode}: forged cookie"));
+
+        let mut decisions: Vec<String> = decision_lines(&envoy.log())
+            .into_iter()
+            .map(|(_, json)| json["decision"].as_str().unwrap_or_default().to_string())
+            .collect();
+        decisions.sort();
+        decisions.dedup();
+        let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(decisions, expected, "log_decisions {mode:?}");
+        assert_eq!(
+            envoy.counter("kasi_affinity.sticky_hits"),
+            2,
+            "{mode}: counters do not depend on logging"
+        );
+    }
+}
