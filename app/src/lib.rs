@@ -5,3 +5,4 @@
 
 pub mod affinity;
 pub mod cli;
+pub mod lab;

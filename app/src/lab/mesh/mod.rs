@@ -1,0 +1,1 @@
+//! istiod for the lab: sidecar Envoy config from the cluster objects.
