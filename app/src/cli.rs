@@ -39,7 +39,12 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the local lab and open the terminal UI on it.
-    Demo,
+    Demo(LabArgs),
+    /// Start the local lab (Kubernetes API, activators with real Envoy sidecars, pods, ingress)
+    /// and run until Ctrl-C; prints its kubeconfig path and ingress URL.
+    Lab(LabArgs),
+    /// Print the install bundle as multi-document YAML.
+    Manifests(ManifestArgs),
     /// Decode a session cookie: a raw value, name=value, or a whole Cookie:/Set-Cookie: line.
     Decode {
         /// The cookie, as copied from a browser, curl -v or an Envoy log.
@@ -51,4 +56,52 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         cookie_name: Option<String>,
     },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LabArgs {
+    /// How many other Knative services the lab holds (they make the unscoped sidecar config big).
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(0..=2000))]
+    pub services: u32,
+    /// Keep the lab's state (kubeconfig, Envoy config and logs) in DIR instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The Envoy binary (default: $KASI_ENVOY, then envoy on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+    /// Start without Istio's CRDs, like a cluster without Istio.
+    #[arg(long)]
+    pub without_istio: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FilterSourceArg {
+    /// The filter embedded in kasi, shipped in a ConfigMap mounted into istio-proxy.
+    Configmap,
+    /// A module you host (oci:// or https://), given with --filter-url and --filter-sha256.
+    Url,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ManifestArgs {
+    /// Name of the session cookie.
+    #[arg(long, default_value = "kasi-session", value_name = "NAME")]
+    pub cookie_name: String,
+    /// Cookie lifetime, e.g. 30m or 12h (default: a session cookie, no Max-Age).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub cookie_ttl: Option<std::time::Duration>,
+    /// Cookie path.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    pub cookie_path: String,
+    /// CIDRs the filter may route to (repeat or comma-separate; default: RFC 1918, CGNAT, ULA).
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub allowed_cidrs: Vec<String>,
+    #[arg(long, value_enum, default_value_t = FilterSourceArg::Configmap)]
+    pub filter_source: FilterSourceArg,
+    /// Where the filter is hosted (with --filter-source url).
+    #[arg(long, value_name = "URL", required_if_eq("filter_source", "url"))]
+    pub filter_url: Option<String>,
+    /// sha256 of the hosted module (with --filter-source url; default: the embedded module's).
+    #[arg(long, value_name = "HEX")]
+    pub filter_sha256: Option<String>,
 }

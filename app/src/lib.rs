@@ -5,4 +5,5 @@
 
 pub mod affinity;
 pub mod cli;
+pub mod install;
 pub mod lab;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod cookies;
 pub mod dead_hosts;
 pub mod decision_log;
+pub mod header_map;
 pub mod json;
 pub mod metrics;
 pub mod policy;

@@ -146,16 +146,28 @@ pub fn failed_to_connect(response_flags: u64) -> bool {
         != 0
 }
 
+/// A `Set-Cookie` value that makes the client drop the session cookie (the bundle's cookie path
+/// is `/`).
+pub fn expiring_cookie(cookie_name: &str) -> String {
+    format!("{cookie_name}=; Max-Age=0; Path=/; HttpOnly")
+}
+
+/// The cookie name and value a `set-cookie` header value sets.
+pub fn set_cookie_pair(header: &[u8]) -> Option<(&[u8], &[u8])> {
+    let first = header.split(|&b| b == b';').next()?;
+    let eq = first.iter().position(|&b| b == b'=')?;
+    Some((codec::trim_ascii(&first[..eq]), &first[eq + 1..]))
+}
+
 /// The session cookie a response issues, from its `set-cookie` header values.
 pub fn issued_cookie<'a, I>(set_cookie_headers: I, cookie_name: &str) -> Option<SessionCookie>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
     set_cookie_headers.into_iter().find_map(|header| {
-        let first = header.split(|&b| b == b';').next()?;
-        let eq = first.iter().position(|&b| b == b'=')?;
-        (codec::trim_ascii(&first[..eq]) == cookie_name.as_bytes())
-            .then(|| codec::decode(&first[eq + 1..]).ok())
+        let (name, value) = set_cookie_pair(header)?;
+        (name == cookie_name.as_bytes())
+            .then(|| codec::decode(value).ok())
             .flatten()
     })
 }
@@ -255,6 +267,13 @@ mod tests {
         assert!(failed_to_connect(0x22));
         assert!(!failed_to_connect(0));
         assert!(!failed_to_connect(0x10)); // remote reset after connecting: the pod is alive
+    }
+
+    #[test]
+    fn the_expiring_cookie_is_not_taken_for_an_issued_one() {
+        let expire = expiring_cookie("kasi-session");
+        assert_eq!(expire, "kasi-session=; Max-Age=0; Path=/; HttpOnly");
+        assert!(issued_cookie([expire.as_bytes()], "kasi-session").is_none());
     }
 
     #[test]

@@ -127,7 +127,12 @@ impl Client {
 
 /// A plain `GET` (no PROXY header), for Envoy's admin API.
 pub fn admin_get(admin: SocketAddr, path: &str) -> io::Result<Response> {
-    exchange(connect(admin)?, "", path, &[])
+    plain_get(admin, path, &[])
+}
+
+/// A plain `GET` with `headers`, as any HTTP client sends it (the lab's ingress URL).
+pub fn plain_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
+    exchange(connect(addr)?, "", path, headers)
 }
 
 fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
@@ -200,6 +205,24 @@ impl Session {
         }
     }
 
+    /// Keeps what a `Set-Cookie` for the session says, as a browser does: a new value, or
+    /// deletion (`Max-Age=0`).
+    fn update_jar(&mut self, response: &Response) {
+        let Some(value) = response.set_cookie(&self.cookie_name) else {
+            return;
+        };
+        let deleted = response.header_values("set-cookie").into_iter().any(|h| {
+            h.split(';')
+                .next()
+                .and_then(|p| p.split_once('='))
+                .is_some_and(|(n, _)| n.trim() == self.cookie_name)
+                && h.to_ascii_lowercase()
+                    .split(';')
+                    .any(|a| a.trim() == "max-age=0")
+        });
+        self.cookie = (!deleted).then_some(value);
+    }
+
     pub fn cookie(&self) -> Option<&str> {
         self.cookie.as_deref()
     }
@@ -209,6 +232,21 @@ impl Session {
         kasi_filter::codec::decode(self.cookie.as_ref()?.as_bytes())
             .ok()
             .map(|c| c.address)
+    }
+
+    /// `GET path` from a URL's host:port (no PROXY header: a browser or curl), with the jar.
+    pub fn get_plain(&mut self, addr: SocketAddr, path: &str) -> io::Result<Response> {
+        let cookie_header = self
+            .cookie
+            .as_ref()
+            .map(|value| format!("{}={value}", self.cookie_name));
+        let headers: Vec<(&str, &str)> = cookie_header
+            .iter()
+            .map(|c| ("Cookie", c.as_str()))
+            .collect();
+        let response = plain_get(addr, path, &headers)?;
+        self.update_jar(&response);
+        Ok(response)
     }
 
     /// `GET path` with the jar's cookie (if any) plus `headers`, then updates the jar.
@@ -228,9 +266,7 @@ impl Session {
             all.push(("Cookie", cookie));
         }
         let response = client.get(original_dst, path, &all)?;
-        if let Some(value) = response.set_cookie(&self.cookie_name) {
-            self.cookie = Some(value);
-        }
+        self.update_jar(&response);
         Ok(response)
     }
 }

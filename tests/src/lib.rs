@@ -15,7 +15,7 @@ mod pod;
 mod scratch;
 
 pub use bootstrap::EnvoyOptions;
-pub use client::{admin_get, Client, Response, Session};
+pub use client::{admin_get, plain_get, Client, Response, Session};
 pub use envoy::{Envoy, StartFailure};
 pub use locate::{envoy_binary, filter_wasm};
 pub use pod::Pod;

@@ -372,7 +372,20 @@ fn dead_pod_fails_over_after_at_most_one_error() {
                 rebound = Some(response);
                 break;
             }
-            Ok(response) => failures.push(format!("{response:?}")),
+            Ok(response) => {
+                // The failed response drops the cookie, so the client's next request (which may
+                // reach another activator replica) starts a new session instead of failing too.
+                let expires_cookie = response
+                    .header_values("set-cookie")
+                    .iter()
+                    .any(|h| h.starts_with(&format!("{COOKIE_NAME}=;")) && h.contains("Max-Age=0"));
+                assert!(
+                    expires_cookie,
+                    "the failed response expires the cookie: {response:?}"
+                );
+                assert_eq!(session.cookie(), None, "the jar dropped the dead cookie");
+                failures.push(format!("{response:?}"))
+            }
             Err(e) => failures.push(e.to_string()),
         }
     }
@@ -521,4 +534,34 @@ fn log_decisions_chooses_which_lines_are_written() {
             "{mode}: counters do not depend on logging"
         );
     }
+}
+
+/// (i) The activator sent a new session to a pod that just died (its endpoints not updated yet):
+/// the 503 must not pin the session to the dead pod, as `stateful_session` alone would.
+#[test]
+fn a_failed_new_session_is_not_pinned_to_the_dead_pod() {
+    let mut pods = three_pods();
+    let envoy = Envoy::start(&EnvoyOptions::with_filter(&plugin_config(pods[0].port())));
+    let client = envoy.client();
+    let dead = pods[1].addr();
+    pods[1].stop();
+    let response = Session::new(COOKIE_NAME)
+        .get(&client, dead, "/", &[])
+        .unwrap();
+    assert_eq!(response.status, 503, "{response:?}");
+    let ours: Vec<&str> = response
+        .header_values("set-cookie")
+        .into_iter()
+        .filter(|h| h.starts_with(&format!("{COOKIE_NAME}=")))
+        .collect();
+    assert_eq!(
+        ours,
+        vec![format!("{COOKIE_NAME}=; Max-Age=0; Path=/; HttpOnly").as_str()],
+        "{response:?}"
+    );
+    // The dead address is quarantined: a cookie naming it is now turned away, not routed.
+    let mut stale = Session::with_cookie(COOKIE_NAME, &envoy_cookie(dead, None));
+    let response = stale.get(&client, pods[0].addr(), "/", &[]).unwrap();
+    assert_served_by(&response, &pods[0], "a cookie for the quarantined pod");
+    assert_eq!(envoy.counter("kasi_affinity.rejected_dead"), 1);
 }

@@ -1,21 +1,24 @@
 //! The proxy-wasm layer: reads headers in, applies the [`policy`] plan out, counts and logs.
 //! Nothing here decides anything; every decision lives in the native, tested library.
 //!
-//! Host calls are the cost of a proxy-wasm filter, so the request path makes as few as it can:
-//! one to read the request headers, one to set the routing header, one shared-data read for the
-//! dead-host memory, and the response path one property read, only for requests it routed.
+//! The SDK provides the context dispatch; every host call goes through [`abi`], which returns
+//! errors instead of panicking (a panic kills the VM for every later request). Host calls are the
+//! cost of a proxy-wasm filter, so the request path makes as few as it can: one to read the
+//! request headers, one to set the routing header, one shared-data read for the dead-host memory,
+//! and the response path one property read, only for requests it routed.
 
+mod abi;
+
+use crate::codec::SessionCookie;
 use crate::config::{Config, LogDecisions};
 use crate::decision_log::{self, Decision};
 use crate::json::Json;
 use crate::metrics::{self, Counter};
 use crate::policy::{self, Rejection, RequestPlan, Verdict};
-use crate::{codec::SessionCookie, dead_hosts};
-use proxy_wasm::hostcalls;
+use crate::{dead_hosts, header_map};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 /// Shared-data key of the dead-host list, one per Envoy process (all worker VMs see it).
 const DEAD_HOSTS_KEY: &str = "kasi_affinity.dead_hosts";
@@ -39,30 +42,35 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            size,
-        ) {
-            Ok(bytes) => bytes.unwrap_or_default(),
+        let bytes = match abi::plugin_configuration(size) {
+            Ok(bytes) => bytes,
             Err(status) => {
-                log_error(&format!("cannot read pluginConfig: {status:?}"));
+                abi::log(
+                    abi::LOG_ERROR,
+                    &format!("kasi_affinity cannot read its pluginConfig (status {status})"),
+                );
                 return false;
             }
         };
         let config = match Config::parse(&bytes) {
             Ok(config) => config,
             Err(e) => {
-                log_error(&format!("kasi_affinity refuses to start: {e}"));
+                abi::log(
+                    abi::LOG_ERROR,
+                    &format!("kasi_affinity refuses to start: {e}"),
+                );
                 return false;
             }
         };
         let mut metric_ids = [0u32; metrics::ALL.len()];
         for (id, name) in metric_ids.iter_mut().zip(metrics::ALL) {
-            match hostcalls::define_metric(MetricType::Counter, name) {
+            match abi::define_counter(name) {
                 Ok(defined) => *id = defined,
                 Err(status) => {
-                    log_error(&format!("cannot define counter {name}: {status:?}"));
+                    abi::log(
+                        abi::LOG_ERROR,
+                        &format!("kasi_affinity cannot define counter {name} (status {status})"),
+                    );
                     return false;
                 }
             }
@@ -72,8 +80,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Without a configuration there is nothing to enforce; Envoy does not create streams
-        // for a plugin whose on_configure failed, so this is only belt and braces.
+        // Envoy creates no streams for a plugin whose on_configure failed; belt and braces.
         let shared = self.shared.clone()?;
         Some(Box::new(Stream {
             shared,
@@ -98,6 +105,8 @@ enum State {
 struct Stream {
     shared: Rc<Shared>,
     state: State,
+    /// The request's `:authority`, kept for decision lines (request headers cannot be read in
+    /// the response phase of a local reply).
     authority: Option<String>,
 }
 
@@ -117,55 +126,45 @@ impl HttpContext for Stream {
 
 impl Stream {
     fn on_request(&mut self) {
-        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        let Ok(serialized) = abi::header_map(abi::REQUEST_HEADERS) else {
+            return;
+        };
+        let Some(headers) = header_map::pairs(&serialized) else {
             return;
         };
         let shared = Rc::clone(&self.shared);
         let config = &shared.config;
-        let now = now_unix_s();
-        let plan = policy::plan_request(
-            config,
-            headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())),
-            now,
-            |address| is_dead(address, now),
-        );
+        let now = abi::now_unix_s();
+        let plan = policy::plan_request(config, headers.iter().copied(), now, |address| {
+            is_dead(address, now)
+        });
         self.count(Counter::Requests);
-        let logging = config.log_decisions;
-        if logging != LogDecisions::Off
-            && (logging == LogDecisions::All || !matches!(plan.verdict, Verdict::Routed { .. }))
-        {
+        if config.log_decisions != LogDecisions::Off {
             self.authority = headers
                 .iter()
-                .find(|(n, _)| n == ":authority")
+                .find(|(n, _)| *n == b":authority")
                 .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
         }
         self.apply(plan);
     }
 
     fn apply(&mut self, plan: RequestPlan) {
-        let header = self.shared.config.header.as_str();
+        let shared = Rc::clone(&self.shared);
+        let header = shared.config.header.as_str();
         if plan.strip_header {
-            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, header, None);
+            let _ = abi::set_header(abi::REQUEST_HEADERS, header, None);
             self.count(Counter::HeaderStripped);
             self.log(Decision::Stripped, None, "client_sent_header", &[]);
         }
         if let Some(rewrite) = &plan.cookie_rewrite {
-            let _ = hostcalls::set_map_value_bytes(
-                MapType::HttpRequestHeaders,
-                "cookie",
-                rewrite.as_deref(),
-            );
+            let _ = abi::set_header(abi::REQUEST_HEADERS, "cookie", rewrite.as_deref());
         }
         self.state = match plan.verdict {
             Verdict::NoCookie => State::NoCookie,
             Verdict::Routed { cookie, address } => {
-                let _ = hostcalls::set_map_value_bytes(
-                    MapType::HttpRequestHeaders,
-                    header,
-                    Some(address.as_bytes()),
-                );
+                let _ = abi::set_header(abi::REQUEST_HEADERS, header, Some(address.as_bytes()));
                 self.count(Counter::CookieRouted);
-                if self.shared.config.log_decisions == LogDecisions::All {
+                if shared.config.log_decisions == LogDecisions::All {
                     self.log(
                         Decision::Routed,
                         Some(&address),
@@ -194,22 +193,25 @@ impl Stream {
     }
 
     fn on_response(&mut self) {
-        match std::mem::replace(&mut self.state, State::Idle) {
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        if matches!(state, State::Idle) {
+            return;
+        }
+        let failed = policy::failed_to_connect(response_flags());
+        match state {
             State::Idle => {}
-            State::Routed(address) => {
-                let flags = hostcalls::get_property(vec!["response", "flags"])
-                    .ok()
-                    .flatten()
-                    .and_then(|b| {
-                        b.get(..8)
-                            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-                    })
-                    .unwrap_or(0);
-                if policy::failed_to_connect(flags) {
-                    self.mark_dead(&address);
-                } else {
-                    self.count(Counter::StickyHits);
+            State::Routed(address) if failed => {
+                self.mark_dead(&address);
+                self.drop_session_cookie();
+            }
+            State::Routed(_) => self.count(Counter::StickyHits),
+            // Not routed by a cookie, yet the pod the activator picked is gone (its endpoints
+            // not updated yet): stateful_session would pin the session to that dead pod.
+            State::NoCookie | State::Rejected(..) if failed => {
+                if let Some(address) = abi::property(&["upstream", "address"]).ok().flatten() {
+                    self.mark_dead(&String::from_utf8_lossy(&address));
                 }
+                self.drop_session_cookie();
             }
             State::NoCookie => {
                 if self.shared.config.log_decisions != LogDecisions::Off {
@@ -241,56 +243,76 @@ impl Stream {
         }
     }
 
+    /// Makes a failed response delete the session cookie: the client's next request may reach
+    /// another activator replica that has not seen this failure, and must arrive there as a new
+    /// session rather than fail a second time. A cookie `stateful_session` just wrote for the
+    /// dead pod is taken out.
+    fn drop_session_cookie(&self) {
+        let name = self.shared.config.cookie_name.as_bytes();
+        if let Ok(serialized) = abi::header_map(abi::RESPONSE_HEADERS) {
+            let set_cookies: Vec<&[u8]> = header_map::pairs(&serialized)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(n, _)| *n == b"set-cookie")
+                .map(|(_, v)| v)
+                .collect();
+            let others: Vec<&[u8]> = set_cookies
+                .iter()
+                .copied()
+                .filter(|v| policy::set_cookie_pair(v).is_none_or(|(n, _)| n != name))
+                .collect();
+            if others.len() != set_cookies.len() {
+                let _ = abi::set_header(abi::RESPONSE_HEADERS, "set-cookie", None);
+                for other in others {
+                    let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", other);
+                }
+            }
+        }
+        let expire = policy::expiring_cookie(&self.shared.config.cookie_name);
+        let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", expire.as_bytes());
+    }
+
     /// Quarantines `address` for every worker; retried on a concurrent write (CAS mismatch).
     fn mark_dead(&mut self, address: &str) {
-        let now = now_unix_s();
-        let until = now + self.shared.config.dead_host_ttl_s;
+        let now = abi::now_unix_s();
+        let ttl = self.shared.config.dead_host_ttl_s;
         for _ in 0..8 {
-            let Ok((list, cas)) = hostcalls::get_shared_data(DEAD_HOSTS_KEY) else {
-                return;
+            let Ok((list, cas)) = abi::shared_data(DEAD_HOSTS_KEY) else {
+                break;
             };
             let updated = dead_hosts::with(
                 list.as_deref().unwrap_or_default(),
                 address.as_bytes(),
-                until,
+                now + ttl,
                 now,
             );
-            match hostcalls::set_shared_data(DEAD_HOSTS_KEY, Some(&updated), cas) {
-                Err(Status::CasMismatch) => continue,
+            match abi::set_shared_data(DEAD_HOSTS_KEY, &updated, cas) {
+                Err(abi::CAS_MISMATCH) => continue,
                 _ => break,
             }
         }
-        if self.shared.config.log_decisions != LogDecisions::Off {
-            if self.authority.is_none() {
-                self.authority =
-                    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":authority")
-                        .ok()
-                        .flatten()
-                        .map(|v| String::from_utf8_lossy(&v).into_owned());
-            }
-            let ttl = self.shared.config.dead_host_ttl_s;
-            self.log(
-                Decision::Dead,
-                Some(address),
-                "connect_failure",
-                &[("quarantine_s", number(ttl))],
-            );
-        }
+        self.log(
+            Decision::Dead,
+            Some(address),
+            "connect_failure",
+            &[("quarantine_s", number(ttl))],
+        );
     }
 
     fn issued_cookie(&self) -> Option<SessionCookie> {
-        let headers = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).ok()?;
+        let serialized = abi::header_map(abi::RESPONSE_HEADERS).ok()?;
+        let headers = header_map::pairs(&serialized)?;
         policy::issued_cookie(
             headers
                 .iter()
-                .filter(|(n, _)| n == "set-cookie")
-                .map(|(_, v)| v.as_slice()),
+                .filter(|(n, _)| *n == b"set-cookie")
+                .map(|(_, v)| *v),
             &self.shared.config.cookie_name,
         )
     }
 
     fn count(&self, counter: Counter) {
-        let _ = hostcalls::increment_metric(self.shared.metric_ids[counter as usize], 1);
+        abi::increment(self.shared.metric_ids[counter as usize]);
     }
 
     fn log(&self, decision: Decision, address: Option<&str>, reason: &str, extra: &[(&str, Json)]) {
@@ -302,7 +324,7 @@ impl Stream {
         if wanted {
             let line =
                 decision_log::line(decision, address, self.authority.as_deref(), reason, extra);
-            let _ = hostcalls::log(LogLevel::Info, &line);
+            abi::log(abi::LOG_INFO, &line);
         }
     }
 }
@@ -318,20 +340,18 @@ fn number(n: u64) -> Json {
     Json::Number(n.to_string())
 }
 
+/// Envoy's response flags (a bit set; 0 when unavailable).
+fn response_flags() -> u64 {
+    abi::property(&["response", "flags"])
+        .ok()
+        .flatten()
+        .and_then(|b| Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?)))
+        .unwrap_or(0)
+}
+
 fn is_dead(address: &str, now: u64) -> bool {
-    match hostcalls::get_shared_data(DEAD_HOSTS_KEY) {
+    match abi::shared_data(DEAD_HOSTS_KEY) {
         Ok((Some(list), _)) => dead_hosts::contains(&list, address.as_bytes(), now),
         _ => false,
     }
-}
-
-fn now_unix_s() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
-}
-
-fn log_error(message: &str) {
-    let _ = hostcalls::log(LogLevel::Error, message);
 }

@@ -1,0 +1,344 @@
+//! Renders the bundle in `manifests/`: every piece as a Kubernetes object, flags applied field by
+//! field (never by text substitution), in the order it is safe to apply.
+
+use anyhow::{bail, Context as _};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// Where the filter's mount puts the module inside istio-proxy.
+pub const FILTER_MOUNT_PATH: &str = "/var/local/kasi";
+pub const FILTER_FILE: &str = "kasi_filter.wasm";
+pub const FILTER_CONFIGMAP: &str = "kasi-filter";
+
+/// The templates, embedded at build time.
+const TEMPLATES: [(&str, &str, &str); 9] = [
+    (
+        "filter",
+        "Filter module (ConfigMap)",
+        include_str!("../../../manifests/filter-configmap.yaml"),
+    ),
+    (
+        "injection",
+        "Sidecar injection + filter mount on the activator",
+        include_str!("../../../manifests/activator-injection.yaml"),
+    ),
+    (
+        "wasmplugin",
+        "WasmPlugin (cookie → x-envoy-original-dst-host)",
+        include_str!("../../../manifests/wasmplugin.yaml"),
+    ),
+    (
+        "stateful-session",
+        "EnvoyFilter: stateful_session cookie",
+        include_str!("../../../manifests/envoyfilter-stateful-session.yaml"),
+    ),
+    (
+        "passthrough",
+        "EnvoyFilter: PassthroughCluster use_http_header",
+        include_str!("../../../manifests/envoyfilter-passthrough.yaml"),
+    ),
+    (
+        "placeholder",
+        "Placeholder Service (HTTP on 8012/8013)",
+        include_str!("../../../manifests/placeholder-service.yaml"),
+    ),
+    (
+        "sidecar",
+        "Sidecar (scoped activator egress)",
+        include_str!("../../../manifests/sidecar.yaml"),
+    ),
+    (
+        "config-network",
+        "config-network: mesh-compatibility-mode disabled",
+        include_str!("../../../manifests/config-network.yaml"),
+    ),
+    (
+        "config-autoscaler",
+        "config-autoscaler: target-burst-capacity -1",
+        include_str!("../../../manifests/config-autoscaler.yaml"),
+    ),
+];
+
+/// How the filter module reaches the sidecar.
+#[derive(Debug, Clone)]
+pub enum FilterSource {
+    /// In a ConfigMap mounted into istio-proxy: no registry needed.
+    ConfigMap { wasm: Vec<u8> },
+    /// Hosted by the user: `oci://` or `https://`, with its sha256.
+    Url { url: String, sha256: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub system_namespace: String,
+    pub cookie_name: String,
+    /// `None`: a session cookie (no Max-Age).
+    pub cookie_ttl: Option<Duration>,
+    pub cookie_path: String,
+    /// `None`: the filter's defaults (RFC 1918, CGNAT, ULA).
+    pub allowed_cidrs: Option<Vec<String>>,
+    pub filter: FilterSource,
+}
+
+impl RenderOptions {
+    pub fn new(filter: FilterSource) -> RenderOptions {
+        RenderOptions {
+            system_namespace: "knative-serving".into(),
+            cookie_name: kasi_filter::config::DEFAULT_COOKIE_NAME.into(),
+            cookie_ttl: None,
+            cookie_path: "/".into(),
+            allowed_cidrs: None,
+            filter,
+        }
+    }
+}
+
+/// One object of the bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Piece {
+    /// Short stable id (`sidecar`, `wasmplugin`, …).
+    pub id: &'static str,
+    pub title: &'static str,
+    pub object: Value,
+}
+
+impl Piece {
+    pub fn kind(&self) -> &str {
+        self.object["kind"].as_str().unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.object["metadata"]["namespace"].as_str()
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The bundle, in apply order: the filter is in place before `use_http_header` is switched on
+/// (or the header would be an open relay meanwhile), and the Sidecar comes last of the Istio
+/// pieces so the listeners it keeps already carry the filters.
+pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
+    validate(options)?;
+    let mut pieces = Vec::new();
+    for (id, title, text) in TEMPLATES {
+        let mut object: Value =
+            serde_yaml_ng::from_str(text).with_context(|| format!("template {id}"))?;
+        object["metadata"]["namespace"] = json!(options.system_namespace);
+        match id {
+            "filter" => match &options.filter {
+                FilterSource::ConfigMap { wasm } => {
+                    object["binaryData"] = json!({FILTER_FILE: base64::engine::general_purpose::STANDARD.encode(wasm)});
+                    object["metadata"]["annotations"] =
+                        json!({"kasi.dev/sha256": sha256_hex(wasm)});
+                }
+                FilterSource::Url { .. } => continue,
+            },
+            "injection" => {
+                if let FilterSource::Url { .. } = options.filter {
+                    object["spec"]["template"]["metadata"]
+                        .as_object_mut()
+                        .map(|m| m.remove("annotations"));
+                }
+            }
+            "wasmplugin" => {
+                let spec = &mut object["spec"];
+                match &options.filter {
+                    FilterSource::ConfigMap { wasm } => {
+                        spec["url"] = json!(format!("file://{FILTER_MOUNT_PATH}/{FILTER_FILE}"));
+                        spec["sha256"] = json!(sha256_hex(wasm));
+                    }
+                    FilterSource::Url { url, sha256 } => {
+                        spec["url"] = json!(url);
+                        spec["sha256"] = json!(sha256);
+                    }
+                }
+                spec["pluginConfig"]["cookie_name"] = json!(options.cookie_name);
+                if let Some(cidrs) = &options.allowed_cidrs {
+                    spec["pluginConfig"]["allowed_cidrs"] = json!(cidrs);
+                }
+            }
+            "stateful-session" => {
+                for patch in object["spec"]["configPatches"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    let cookie = &mut patch["patch"]["value"]["typed_config"]["session_state"]
+                        ["typed_config"]["cookie"];
+                    cookie["name"] = json!(options.cookie_name);
+                    cookie["path"] = json!(options.cookie_path);
+                    if let Some(ttl) = options.cookie_ttl {
+                        cookie["ttl"] = json!(format!("{}s", ttl.as_secs()));
+                    }
+                }
+            }
+            "sidecar" => {
+                let ns = &options.system_namespace;
+                object["spec"]["egress"][0]["hosts"] = json!([
+                    format!("./kasi-activator-affinity.{ns}.svc.cluster.local"),
+                    format!("./autoscaler.{ns}.svc.cluster.local"),
+                    "istio-system/*",
+                ]);
+            }
+            _ => {}
+        }
+        pieces.push(Piece { id, title, object });
+    }
+    Ok(pieces)
+}
+
+fn validate(options: &RenderOptions) -> anyhow::Result<()> {
+    // The same rules the filter applies to its pluginConfig, so a bad flag fails here, not in the sidecar.
+    let mut config = json!({"cookie_name": options.cookie_name});
+    if let Some(cidrs) = &options.allowed_cidrs {
+        config["allowed_cidrs"] = json!(cidrs);
+    }
+    if let Err(e) = kasi_filter::config::Config::parse(config.to_string().as_bytes()) {
+        bail!("{e}");
+    }
+    if let FilterSource::Url { url, sha256 } = &options.filter {
+        if !(url.starts_with("oci://") || url.starts_with("https://") || url.starts_with("http://"))
+        {
+            bail!("--filter-url {url:?} must start with oci:// or https://");
+        }
+        if sha256.len() != 64
+            || !sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            bail!("the filter's sha256 must be 64 lower-case hex digits, got {sha256:?}");
+        }
+    }
+    if !options.cookie_path.starts_with('/') {
+        bail!(
+            "the cookie path must start with '/', got {:?}",
+            options.cookie_path
+        );
+    }
+    Ok(())
+}
+
+/// Multi-document YAML, as `kasi manifests` prints it.
+pub fn to_yaml(pieces: &[Piece]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for piece in pieces {
+        out.push_str(&format!("---\n# {}\n", piece.title));
+        out.push_str(&serde_yaml_ng::to_string(&piece.object)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> RenderOptions {
+        RenderOptions::new(FilterSource::ConfigMap {
+            wasm: b"\0asm fake".to_vec(),
+        })
+    }
+
+    #[test]
+    fn renders_every_piece_in_a_safe_order() {
+        let pieces = render(&options()).unwrap();
+        let ids: Vec<&str> = pieces.iter().map(|p| p.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "filter",
+                "injection",
+                "wasmplugin",
+                "stateful-session",
+                "passthrough",
+                "placeholder",
+                "sidecar",
+                "config-network",
+                "config-autoscaler"
+            ]
+        );
+        let wasm = &pieces[2].object;
+        assert_eq!(wasm["spec"]["phase"], "AUTHN");
+        assert_eq!(
+            wasm["spec"]["url"],
+            "file:///var/local/kasi/kasi_filter.wasm"
+        );
+        assert_eq!(wasm["spec"]["sha256"], sha256_hex(b"\0asm fake"));
+        assert_eq!(pieces[0].object["binaryData"][FILTER_FILE], "AGFzbSBmYWtl");
+    }
+
+    #[test]
+    fn flags_reach_their_fields() {
+        let mut o = options();
+        o.cookie_name = "sticky".into();
+        o.cookie_ttl = Some(Duration::from_secs(3600));
+        o.allowed_cidrs = Some(vec!["10.244.0.0/16".into()]);
+        o.system_namespace = "kn".into();
+        let pieces = render(&o).unwrap();
+        let session = &pieces[3].object["spec"]["configPatches"][0]["patch"]["value"];
+        let cookie = &session["typed_config"]["session_state"]["typed_config"]["cookie"];
+        assert_eq!(cookie["name"], "sticky");
+        assert_eq!(cookie["ttl"], "3600s");
+        assert_eq!(
+            pieces[2].object["spec"]["pluginConfig"]["cookie_name"],
+            "sticky"
+        );
+        assert_eq!(
+            pieces[2].object["spec"]["pluginConfig"]["allowed_cidrs"][0],
+            "10.244.0.0/16"
+        );
+        assert!(pieces.iter().all(|p| p.namespace() == Some("kn")));
+        assert_eq!(
+            pieces[6].object["spec"]["egress"][0]["hosts"][0],
+            "./kasi-activator-affinity.kn.svc.cluster.local"
+        );
+    }
+
+    #[test]
+    fn url_source_has_no_configmap_and_no_mount() {
+        let o = RenderOptions::new(FilterSource::Url {
+            url: "oci://ghcr.io/x/kasi:1".into(),
+            sha256: "a".repeat(64),
+        });
+        let pieces = render(&o).unwrap();
+        assert!(pieces.iter().all(|p| p.id != "filter"));
+        let injection = pieces.iter().find(|p| p.id == "injection").unwrap();
+        assert!(injection.object["spec"]["template"]["metadata"]
+            .get("annotations")
+            .is_none());
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_reason() {
+        let mut o = options();
+        o.allowed_cidrs = Some(vec!["10.0.0.0/33".into()]);
+        assert!(render(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("allowed_cidrs"));
+        let o = RenderOptions::new(FilterSource::Url {
+            url: "ftp://x".into(),
+            sha256: "a".repeat(64),
+        });
+        assert!(render(&o).unwrap_err().to_string().contains("oci://"));
+    }
+
+    #[test]
+    fn yaml_is_multi_document_and_parses_back() {
+        let yaml = to_yaml(&render(&options()).unwrap()).unwrap();
+        let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 9);
+    }
+}

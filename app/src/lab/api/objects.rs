@@ -1,0 +1,300 @@
+//! The verbs on objects: list, get, create, update, patch (including server-side apply), delete and
+//! deletecollection, plus the always-allowed SelfSubjectAccessReview.
+
+use super::http::{json_response, wants_table, Body, Query};
+use super::patch::PatchKind;
+use super::routes::ResourcePath;
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::store::{Store, WriteOptions};
+use super::table::{table, IncludeObject};
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+/// One request on a resource path (other than watch, log and portforward).
+pub struct ObjectRequest<'a> {
+    pub store: &'a Store,
+    pub method: &'a Method,
+    pub path: &'a ResourcePath,
+    pub query: &'a Query,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
+
+pub fn handle(request: ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
+    let path = request.path;
+    let rt = path.rt;
+    if rt.plural == "selfsubjectaccessreviews" {
+        return access_review(&request);
+    }
+    match (
+        request.method,
+        path.name.as_deref(),
+        path.subresource.as_deref(),
+    ) {
+        (&Method::GET, None, None) => list(&request),
+        (&Method::GET, Some(name), None | Some("status")) => get(&request, name),
+        (&Method::POST, None, None) => create(&request),
+        (&Method::PUT, Some(name), None | Some("status")) => update(&request, name),
+        (&Method::PATCH, Some(name), None | Some("status")) => patch(&request, name),
+        (&Method::DELETE, Some(name), None) => delete(&request, name),
+        (&Method::DELETE, None, None) => delete_collection(&request),
+        (_, _, Some(sub)) if !rt.has_subresource(sub) => Err(ApiError::UnknownPath),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn namespace<'a>(request: &'a ObjectRequest<'_>) -> Option<&'a str> {
+    request.path.namespace.as_deref()
+}
+
+fn not_found(request: &ObjectRequest<'_>, name: &str) -> ApiError {
+    ApiError::NotFound {
+        resource: request.path.rt.qualified_plural(),
+        name: name.to_string(),
+    }
+}
+
+/// `fieldManager`, or what the real server derives from the User-Agent (`kubectl/v1.32…` →
+/// `kubectl`).
+fn field_manager(request: &ObjectRequest<'_>) -> String {
+    match request.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(manager) => manager.to_string(),
+        None => {
+            let agent = request
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("unknown");
+            agent.split('/').next().unwrap_or("unknown").to_string()
+        }
+    }
+}
+
+fn dry_run(request: &ObjectRequest<'_>) -> Result<bool, ApiError> {
+    match request.query.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+fn json_body(request: &ObjectRequest<'_>) -> Result<Value, ApiError> {
+    serde_json::from_slice(&request.body).map_err(|e| {
+        ApiError::BadRequest(format!("the request body is not a valid JSON object: {e}"))
+    })
+}
+
+fn list(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
+    let rt = request.path.rt;
+    let labels = LabelSelector::parse(request.query.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(request.query.get("fieldSelector").unwrap_or(""))?;
+    let (items, revision) =
+        request
+            .store
+            .list_matching(rt, namespace(request), &labels, &fields)?;
+    let revision = revision.to_string();
+    if wants_table(request.headers) {
+        let include = IncludeObject::parse(request.query.get("includeObject"));
+        return Ok(json_response(
+            StatusCode::OK,
+            &table(rt, &items, Some(&revision), include),
+        ));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": rt.list_kind(),
+            "apiVersion": rt.api_version(),
+            "metadata": {"resourceVersion": revision},
+            "items": items,
+        }),
+    ))
+}
+
+fn get(request: &ObjectRequest<'_>, name: &str) -> Result<Response<Body>, ApiError> {
+    let rt = request.path.rt;
+    let object = request
+        .store
+        .get(rt, namespace(request), name)
+        .ok_or_else(|| not_found(request, name))?;
+    if wants_table(request.headers) {
+        let include = IncludeObject::parse(request.query.get("includeObject"));
+        return Ok(json_response(
+            StatusCode::OK,
+            &table(rt, std::slice::from_ref(&object), None, include),
+        ));
+    }
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+fn create(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
+    let manager = field_manager(request);
+    let options = WriteOptions {
+        field_manager: &manager,
+        subresource: None,
+        dry_run: dry_run(request)?,
+    };
+    let created = request.store.create(
+        request.path.rt,
+        namespace(request),
+        json_body(request)?,
+        &options,
+    )?;
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
+fn update(request: &ObjectRequest<'_>, name: &str) -> Result<Response<Body>, ApiError> {
+    let manager = field_manager(request);
+    let options = WriteOptions {
+        field_manager: &manager,
+        subresource: request.path.subresource.as_deref(),
+        dry_run: dry_run(request)?,
+    };
+    let updated = request.store.update(
+        request.path.rt,
+        namespace(request),
+        name,
+        json_body(request)?,
+        &options,
+    )?;
+    Ok(json_response(StatusCode::OK, &updated))
+}
+
+fn patch(request: &ObjectRequest<'_>, name: &str) -> Result<Response<Body>, ApiError> {
+    let content_type = request
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let kind = PatchKind::from_content_type(content_type)?;
+    let dry_run = dry_run(request)?;
+    if kind == PatchKind::Apply {
+        return apply(request, name, dry_run);
+    }
+    let manager = field_manager(request);
+    let options = WriteOptions {
+        field_manager: &manager,
+        subresource: request.path.subresource.as_deref(),
+        dry_run,
+    };
+    let patched = request.store.patch(
+        request.path.rt,
+        namespace(request),
+        name,
+        kind,
+        &request.body,
+        &options,
+    )?;
+    Ok(json_response(StatusCode::OK, &patched))
+}
+
+fn apply(
+    request: &ObjectRequest<'_>,
+    name: &str,
+    dry_run: bool,
+) -> Result<Response<Body>, ApiError> {
+    let manager = request
+        .query
+        .get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+                    .into(),
+            )
+        })?;
+    if request.path.subresource.is_some() {
+        return Err(ApiError::BadRequest(
+            "the lab supports server-side apply on the main resource only".into(),
+        ));
+    }
+    let config: Value = serde_yaml_ng::from_slice(&request.body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+    let rt = request.path.rt;
+    let existed = request.store.get(rt, namespace(request), name).is_some();
+    let applied = request.store.apply(
+        rt,
+        namespace(request),
+        name,
+        config,
+        manager,
+        request.query.flag("force"),
+        dry_run,
+    )?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json_response(status, &applied))
+}
+
+fn delete(request: &ObjectRequest<'_>, name: &str) -> Result<Response<Body>, ApiError> {
+    let rt = request.path.rt;
+    if dry_run(request)? {
+        let object = request
+            .store
+            .get(rt, namespace(request), name)
+            .ok_or_else(|| not_found(request, name))?;
+        return Ok(json_response(StatusCode::OK, &object));
+    }
+    let deleted = request.store.delete(rt, namespace(request), name)?;
+    Ok(json_response(StatusCode::OK, &deleted))
+}
+
+fn delete_collection(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
+    let rt = request.path.rt;
+    let labels = LabelSelector::parse(request.query.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(request.query.get("fieldSelector").unwrap_or(""))?;
+    let (items, _) = request
+        .store
+        .list_matching(rt, namespace(request), &labels, &fields)?;
+    let dry_run = dry_run(request)?;
+    let mut deleted = Vec::new();
+    for item in items {
+        let name = item["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let item_namespace = item["metadata"]["namespace"].as_str().map(str::to_string);
+        if dry_run {
+            deleted.push(item);
+        } else if let Ok(object) = request.store.delete(rt, item_namespace.as_deref(), &name) {
+            deleted.push(object);
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": rt.list_kind(),
+            "apiVersion": rt.api_version(),
+            "metadata": {"resourceVersion": request.store.revision().to_string()},
+            "items": deleted,
+        }),
+    ))
+}
+
+/// The lab has no RBAC: every SelfSubjectAccessReview is allowed (kasi apply checks this way).
+fn access_review(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
+    if request.method != Method::POST || request.path.name.is_some() {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let mut review = json_body(request)?;
+    if !review.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    if !review.get("metadata").is_some_and(Value::is_object) {
+        review["metadata"] = json!({});
+    }
+    review["metadata"]["creationTimestamp"] = Value::Null;
+    review["status"] = json!({"allowed": true, "reason": "the kasi lab has no RBAC"});
+    Ok(json_response(StatusCode::CREATED, &review))
+}

@@ -1,0 +1,276 @@
+//! The lab end to end, driven as a user drives a cluster: through its Kubernetes API (kube-rs,
+//! server-side apply of the real bundle, port-forward to the sidecar's admin port) and its
+//! ingress URL (plain HTTP clients with cookie jars). Only the fault control (stopping a pod)
+//! uses the lab's own handle, as the TUI's `x` key will.
+
+use k8s_openapi::api::core::v1::Pod;
+use kasi::install::render::{render, FilterSource, RenderOptions};
+use kasi::lab::{Lab, LabOptions};
+use kasi_e2e::{envoy_binary, filter_wasm, Response, Session, COOKIE_NAME};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use kube::{Client, Config};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SESSIONS: usize = 20;
+const REQUESTS_PER_SESSION: usize = 10;
+
+async fn kube_client(lab: &Lab) -> Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(lab.kubeconfig_path()).expect("lab kubeconfig reads");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("lab kubeconfig is valid");
+    Client::try_from(config).expect("client")
+}
+
+/// Client-side hit rate: requests served by the session's pinned pod ÷ requests after its first.
+/// Sessions interleave, as real users do. Returns the rate and each session's pinned pod.
+async fn hit_rate(ingress: SocketAddr) -> (f64, Vec<(Session, String)>) {
+    tokio::task::spawn_blocking(move || {
+        let mut sessions: Vec<(Session, Option<String>)> = (0..SESSIONS)
+            .map(|_| (Session::new(COOKIE_NAME), None))
+            .collect();
+        let (mut hits, mut counted) = (0, 0);
+        for _ in 0..REQUESTS_PER_SESSION {
+            for (session, pinned) in sessions.iter_mut() {
+                let response = session.get_plain(ingress, "/").expect("ingress answers");
+                assert_eq!(response.status, 200, "{response:?}");
+                let served = response.pod().expect("a pod answered").to_owned();
+                match pinned {
+                    None => *pinned = Some(served),
+                    Some(p) => {
+                        counted += 1;
+                        hits += usize::from(*p == served);
+                    }
+                }
+            }
+        }
+        let pinned = sessions
+            .into_iter()
+            .map(|(s, p)| (s, p.unwrap_or_default()))
+            .collect();
+        (hits as f64 / counted as f64, pinned)
+    })
+    .await
+    .expect("sessions ran")
+}
+
+/// GETs `path` on a pod's port through a Kubernetes port-forward, as istioctl reads config_dump.
+async fn port_forward_get(client: &Client, pod: &str, port: u16, path: &str) -> Vec<u8> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "knative-serving");
+    let mut forwarder = pods
+        .portforward(pod, &[port])
+        .await
+        .expect("port-forward opens");
+    let mut stream = forwarder.take_stream(port).expect("stream for the port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("admin answers in time")
+        .expect("read through the port-forward");
+    drop(stream);
+    forwarder.abort();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response")
+        + 4;
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw[..split])
+    );
+    raw.split_off(split)
+}
+
+async fn activator_pods(client: &Client) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "knative-serving");
+    pods.list(&ListParams::default().labels("app=activator,role=activator"))
+        .await
+        .expect("list activators")
+        .items
+}
+
+/// The pod CIDR as `kasi apply` detects it: the /16 of the pods' IPs.
+fn pod_cidr(pods: &[Pod]) -> String {
+    let ip = pods[0]
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP");
+    let octets: Vec<&str> = ip.split('.').collect();
+    format!("{}.{}.0.0/16", octets[0], octets[1])
+}
+
+async fn apply_bundle(client: &Client, cidr: String) -> usize {
+    let wasm = std::fs::read(filter_wasm()).expect("compiled filter");
+    let mut options = RenderOptions::new(FilterSource::ConfigMap { wasm });
+    options.allowed_cidrs = Some(vec![cidr]);
+    let pieces = render(&options).expect("bundle renders");
+    for piece in &pieces {
+        let object: DynamicObject =
+            serde_json::from_value(piece.object.clone()).expect("a Kubernetes object");
+        let types = object.types.clone().expect("apiVersion and kind");
+        let (group, version) = types
+            .api_version
+            .rsplit_once('/')
+            .unwrap_or(("", &types.api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, &types.kind);
+        let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .unwrap_or_else(|e| panic!("{gvk:?} discoverable: {e}"));
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            piece.namespace().unwrap(),
+            &ApiResource { ..resource },
+        );
+        api.patch(
+            piece.name(),
+            &PatchParams::apply("kasi"),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "server-side apply of {} {}: {e}",
+                piece.kind(),
+                piece.name()
+            )
+        });
+    }
+    pieces.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_breaks_without_the_bundle_and_heals_with_it() {
+    let started = Instant::now();
+    let lab = Lab::start(LabOptions {
+        envoy: Some(envoy_binary()),
+        ..LabOptions::default()
+    })
+    .await
+    .expect("the lab starts");
+    let startup = started.elapsed();
+    assert!(
+        startup < Duration::from_secs(10),
+        "lab took {startup:?} to start"
+    );
+    let client = kube_client(&lab).await;
+    let ingress: SocketAddr = lab
+        .ingress_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let activators = activator_pods(&client).await;
+    assert_eq!(activators.len(), 2);
+    let activator = activators[0].metadata.name.clone().unwrap();
+
+    // Before: the activator picks pods round robin; nothing pins a session.
+    let (before, _) = hit_rate(ingress).await;
+    assert!(
+        before < 0.6,
+        "hit rate before install is {before:.2}, expected < 0.60 with 3 pods"
+    );
+    let dump_before = port_forward_get(&client, &activator, 15000, "/config_dump")
+        .await
+        .len();
+
+    let pieces = apply_bundle(&client, pod_cidr(&activators)).await;
+    assert_eq!(pieces, 9);
+
+    // The sidecar's config shrinks once the Sidecar lands (istiod pushes within moments).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let dump_after = loop {
+        let body = port_forward_get(&client, &activator, 15000, "/config_dump").await;
+        let text = String::from_utf8_lossy(&body);
+        if dump_before >= 10 * body.len()
+            && text.contains("kasi-affinity")
+            && text.contains("use_http_header")
+        {
+            break body.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "config_dump did not shrink 10× within 15 s: {dump_before} → {}",
+            body.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("config_dump: {dump_before} bytes unscoped → {dump_after} bytes with the Sidecar");
+    assert!(
+        dump_before > 1_000_000,
+        "unscoped config_dump is only {dump_before} bytes"
+    );
+
+    // After: every session sticks.
+    let (after, sessions) = hit_rate(ingress).await;
+    assert_eq!(after, 1.0, "hit rate after install");
+
+    // Stop the pod the most sessions are pinned to: each of those sessions loses at most one
+    // request, then is re-pinned to a live pod and sticks there.
+    let mut by_pod: BTreeMap<String, Vec<Session>> = BTreeMap::new();
+    for (session, pod) in sessions {
+        by_pod.entry(pod).or_default().push(session);
+    }
+    let (victim, victims) = by_pod.into_iter().max_by_key(|(_, s)| s.len()).unwrap();
+    assert!(!victims.is_empty());
+    lab.stop_pod(&victim).await.expect("stop the pinned pod");
+    let results: Vec<Vec<Response>> = tokio::task::spawn_blocking(move || {
+        victims
+            .into_iter()
+            .map(|mut session| {
+                (0..8)
+                    .map(|_| session.get_plain(ingress, "/").expect("ingress answers"))
+                    .collect()
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
+    let mut wasm_log = String::new();
+    for pod in &activators {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "knative-serving");
+        let params = kube::api::LogParams {
+            container: Some("istio-proxy".into()),
+            ..Default::default()
+        };
+        let log = pods
+            .logs(pod.metadata.name.as_deref().unwrap(), &params)
+            .await
+            .expect("sidecar log");
+        wasm_log.extend(
+            log.lines()
+                .filter(|l| l.contains("[wasm]") || l.contains("kasi_affinity"))
+                .map(|l| format!("{l}\n")),
+        );
+    }
+    for (i, responses) in results.iter().enumerate() {
+        let failures = responses.iter().filter(|r| r.status >= 500).count();
+        assert!(
+            failures <= 1,
+            "session {i} saw {failures} failures: {responses:?}\nsidecar wasm log:\n{wasm_log}"
+        );
+        let served: Vec<&str> = responses
+            .iter()
+            .filter(|r| r.status == 200)
+            .filter_map(Response::pod)
+            .collect();
+        assert!(
+            !served.contains(&victim.as_str()),
+            "session {i} reached the stopped pod"
+        );
+        let last = served.last().copied().expect("the session recovered");
+        let tail = &served[served.len().saturating_sub(5)..];
+        assert!(
+            tail.iter().all(|p| *p == last),
+            "session {i} did not stick after rebinding: {served:?}"
+        );
+    }
+    lab.shutdown().await;
+}
