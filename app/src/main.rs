@@ -115,12 +115,13 @@ fn run_lab(args: LabArgs, demo: bool) -> ExitCode {
 fn demo_guide(lab: &Lab) -> String {
     let kubeconfig = lab.kubeconfig_path().display();
     let url = lab.ingress_url();
+    let kasi = std::env::current_exe().map_or_else(|_| "kasi".into(), |p| p.display().to_string());
     format!(
         "\nThe terminal UI is not built yet; meanwhile, from another terminal:\n\
          \x20 export KUBECONFIG={kubeconfig}\n\
          \x20 kubectl get pods -A                      # activators with istio-proxy, hello pods\n\
          \x20 curl -si -c /tmp/jar -b /tmp/jar {url}/ | grep -i x-kasi-pod   # which pod answered\n\
-         \x20 kasi manifests --allowed-cidrs {} | kubectl apply --server-side -f -   # install: sessions stick\n",
+         \x20 {kasi} manifests --allowed-cidrs {} | kubectl apply --server-side -f -   # install: sessions stick\n",
         lab.layout.pod_cidr()
     )
 }

@@ -109,10 +109,19 @@ fn pod_cidr(pods: &[Pod]) -> String {
 }
 
 async fn apply_bundle(client: &Client, cidr: String) -> usize {
+    apply_pieces(client, cidr, |_| true).await
+}
+
+/// Server-side applies the bundle's pieces whose id `wanted` accepts; returns how many.
+async fn apply_pieces(client: &Client, cidr: String, wanted: impl Fn(&str) -> bool) -> usize {
     let wasm = std::fs::read(filter_wasm()).expect("compiled filter");
     let mut options = RenderOptions::new(FilterSource::ConfigMap { wasm });
     options.allowed_cidrs = Some(vec![cidr]);
-    let pieces = render(&options).expect("bundle renders");
+    let pieces: Vec<_> = render(&options)
+        .expect("bundle renders")
+        .into_iter()
+        .filter(|p| wanted(p.id))
+        .collect();
     for piece in &pieces {
         let object: DynamicObject =
             serde_json::from_value(piece.object.clone()).expect("a Kubernetes object");
@@ -272,5 +281,89 @@ async fn affinity_breaks_without_the_bundle_and_heals_with_it() {
             "session {i} did not stick after rebinding: {served:?}"
         );
     }
+    lab.shutdown().await;
+}
+
+/// Each piece changes behaviour as it does in a cluster: with the activator not always in the
+/// path (`target-burst-capacity` 211) part of the traffic skips its sidecar; with mesh
+/// compatibility on, the activator sends to the revision's ClusterIP, which the scoped sidecar
+/// passes through to kube-proxy's random pick; only the whole bundle makes every request stick.
+/// Removing the Sidecar brings the big config back without touching stickiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_piece_matters() {
+    let lab = Lab::start(LabOptions {
+        envoy: Some(envoy_binary()),
+        services: 40,
+        ..LabOptions::default()
+    })
+    .await
+    .expect("the lab starts");
+    let client = kube_client(&lab).await;
+    let ingress: SocketAddr = lab
+        .ingress_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let activators = activator_pods(&client).await;
+    let activator = activators[0].metadata.name.clone().unwrap();
+    let cidr = pod_cidr(&activators);
+
+    apply_pieces(&client, cidr.clone(), |id| !id.starts_with("config-")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (istio_only, _) = hit_rate(ingress).await;
+    assert!(
+        istio_only < 0.9,
+        "without the Knative settings the hit rate is {istio_only:.2}, expected < 0.90"
+    );
+
+    apply_pieces(&client, cidr.clone(), |id| id == "config-autoscaler").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mesh_mode, _) = hit_rate(ingress).await;
+    assert!(
+        mesh_mode < 0.9,
+        "in mesh-compatibility mode the hit rate is {mesh_mode:.2}, expected < 0.90"
+    );
+
+    apply_pieces(&client, cidr, |id| id == "config-network").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (full, _) = hit_rate(ingress).await;
+    assert_eq!(full, 1.0, "with the whole bundle");
+    eprintln!("hit rate: Istio pieces only {istio_only:.2}, + target-burst-capacity -1 {mesh_mode:.2}, + mesh compatibility off {full:.2}");
+    let scoped = port_forward_get(&client, &activator, 15000, "/config_dump")
+        .await
+        .len();
+
+    let sidecars: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "knative-serving",
+        &ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "networking.istio.io",
+            "v1",
+            "Sidecar",
+        )),
+    );
+    sidecars
+        .delete("kasi-activator", &Default::default())
+        .await
+        .expect("delete the Sidecar");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let unscoped = port_forward_get(&client, &activator, 15000, "/config_dump")
+            .await
+            .len();
+        if unscoped >= 5 * scoped {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "config did not grow back without the Sidecar: {scoped} → {unscoped}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (unscoped_rate, _) = hit_rate(ingress).await;
+    assert_eq!(
+        unscoped_rate, 1.0,
+        "stickiness does not depend on the Sidecar"
+    );
     lab.shutdown().await;
 }

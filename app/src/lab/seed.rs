@@ -46,7 +46,7 @@ pub fn hello_pod_name(index: usize) -> String {
 /// Kubernetes-style 5-character pod name suffix.
 fn suffix(n: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut x = n.wrapping_mul(2_654_435_761) % 14_348_907; // 27^5
+    let mut x = n.wrapping_add(7).wrapping_mul(2_654_435_761) % 14_348_907; // 27^5
     (0..5)
         .map(|_| {
             let c = ALPHABET[x % 27] as char;
