@@ -30,6 +30,30 @@ fn put(store: &Store, object: Value) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Edits the revision's private EndpointSlice, if the lab has one (the activator reads
+/// Endpoints; EndpointSlices are there for clients that list them).
+fn edit_endpoint_slice(
+    store: &Store,
+    namespace: &str,
+    private: &str,
+    edit: impl FnOnce(&mut Vec<Value>),
+) -> anyhow::Result<()> {
+    let name = format!("{private}-lab01");
+    if let Ok(mut slice) = get(
+        store,
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        namespace,
+        &name,
+    ) {
+        if let Some(list) = slice["endpoints"].as_array_mut() {
+            edit(list);
+        }
+        put(store, slice)?;
+    }
+    Ok(())
+}
+
 /// Marks a pod ready or not, and moves its address between the ready and not-ready sets of its
 /// revision's private Endpoints and EndpointSlice.
 pub fn set_pod_ready(
@@ -103,22 +127,15 @@ pub fn set_pod_ready(
         }
     }
     put(store, endpoints)?;
-    if let Ok(mut slice) = get(
-        store,
-        "discovery.k8s.io/v1",
-        "EndpointSlice",
-        namespace,
-        &format!("{private}-lab01"),
-    ) {
-        for endpoint in slice["endpoints"].as_array_mut().into_iter().flatten() {
-            if endpoint["addresses"][0] == ip.as_str() {
-                endpoint["conditions"] =
-                    json!({"ready": ready, "serving": ready, "terminating": false});
-            }
+    edit_endpoint_slice(store, namespace, &private, |endpoints| {
+        for endpoint in endpoints
+            .iter_mut()
+            .filter(|e| e["addresses"][0] == ip.as_str())
+        {
+            endpoint["conditions"] =
+                json!({"ready": ready, "serving": ready, "terminating": false});
         }
-        put(store, slice)?;
-    }
-    Ok(())
+    })
 }
 
 /// Adds a `hello` pod (a scale-up): the Pod object, ready, in the private Endpoints.
@@ -138,23 +155,13 @@ pub fn add_hello_pod(store: &Store, pod_name: &str, ip: IpAddr) -> anyhow::Resul
         endpoints["subsets"][0]["addresses"] = json!([address]);
     }
     put(store, endpoints)?;
-    if let Ok(mut slice) = get(
-        store,
-        "discovery.k8s.io/v1",
-        "EndpointSlice",
-        APP_NAMESPACE,
-        &format!("{private}-lab01"),
-    ) {
-        if let Some(list) = slice["endpoints"].as_array_mut() {
-            list.push(
-                json!({"addresses": [ip.to_string()], "nodeName": "lab-node",
-                "conditions": {"ready": true, "serving": true, "terminating": false},
-                "targetRef": {"kind": "Pod", "name": pod_name, "namespace": APP_NAMESPACE}}),
-            );
-        }
-        put(store, slice)?;
-    }
-    Ok(())
+    edit_endpoint_slice(store, APP_NAMESPACE, &private, |endpoints| {
+        endpoints.push(
+            json!({"addresses": [ip.to_string()], "nodeName": "lab-node",
+            "conditions": {"ready": true, "serving": true, "terminating": false},
+            "targetRef": {"kind": "Pod", "name": pod_name, "namespace": APP_NAMESPACE}}),
+        );
+    })
 }
 
 fn first_hello_pod(store: &Store) -> anyhow::Result<Value> {
@@ -193,17 +200,7 @@ pub fn remove_hello_pod(store: &Store, pod_name: &str) -> anyhow::Result<()> {
         }
     }
     put(store, endpoints)?;
-    if let Ok(mut slice) = get(
-        store,
-        "discovery.k8s.io/v1",
-        "EndpointSlice",
-        APP_NAMESPACE,
-        &format!("{private}-lab01"),
-    ) {
-        if let Some(list) = slice["endpoints"].as_array_mut() {
-            list.retain(|e| e["addresses"][0] != ip.as_str());
-        }
-        put(store, slice)?;
-    }
-    Ok(())
+    edit_endpoint_slice(store, APP_NAMESPACE, &private, |endpoints| {
+        endpoints.retain(|e| e["addresses"][0] != ip.as_str());
+    })
 }
