@@ -357,7 +357,16 @@ impl Lab {
             .get_mut(name)
             .with_context(|| format!("no lab pod {name:?}"))?;
         pod.stop();
-        objects::set_pod_ready(&self.store, APP_NAMESPACE, name, false)
+        objects::set_pod_ready(&self.store, APP_NAMESPACE, name, false)?;
+        self.refresh_routing();
+        Ok(())
+    }
+
+    /// The data plane's view follows at once (the controller would within its debounce), so
+    /// code that stops a pod can rely on the endpoint being out of rotation when this returns.
+    fn refresh_routing(&self) {
+        let next = controller::routing(&self.store);
+        *self.routing.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
     /// Brings a stopped pod back.
@@ -367,7 +376,9 @@ impl Lab {
             .get_mut(name)
             .with_context(|| format!("no lab pod {name:?}"))?;
         pod.restore().await?;
-        objects::set_pod_ready(&self.store, APP_NAMESPACE, name, true)
+        objects::set_pod_ready(&self.store, APP_NAMESPACE, name, true)?;
+        self.refresh_routing();
+        Ok(())
     }
 
     /// Names of the `hello` pods and whether each is running.
@@ -410,6 +421,7 @@ impl Lab {
                 .remove(&name);
             objects::remove_hello_pod(&self.store, &name)?;
         }
+        self.refresh_routing();
         Ok(())
     }
 
