@@ -45,6 +45,37 @@ pub enum Command {
     Lab(LabArgs),
     /// Print the install bundle as multi-document YAML.
     Manifests(ManifestArgs),
+    /// Check prerequisites, show the diff against the cluster, ask, then server-side apply the bundle.
+    Apply(ApplyArgs),
+    /// Restore what `kasi apply` changed and delete what it created.
+    Revert {
+        /// Do not ask before changing the cluster.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Each piece present / missing / drifted, activator sidecars, config size, hit rate.
+    Status {
+        /// Print the status as JSON (fields documented in `kasi::install::status`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Virtual clients with cookie jars against URL: each session's pinned pod and hit rate.
+    Probe {
+        /// Plain-HTTP URL, e.g. the lab's ingress or a port-forwarded gateway.
+        url: String,
+        /// How many concurrent sessions (each its own cookie jar).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        sessions: u32,
+        /// Requests per session.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        requests: u32,
+        /// Name of the session cookie.
+        #[arg(long, default_value = "kasi-session", value_name = "NAME")]
+        cookie_name: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Decode a session cookie: a raw value, name=value, or a whole Cookie:/Set-Cookie: line.
     Decode {
         /// The cookie, as copied from a browser, curl -v or an Envoy log.
@@ -56,6 +87,21 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         cookie_name: Option<String>,
     },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// Send every object with the API's dry run (dryRun=All): validate, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before changing the cluster (needed when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Take over fields other field managers own instead of stopping.
+    #[arg(long)]
+    pub force_conflicts: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -93,7 +139,8 @@ pub struct ManifestArgs {
     /// Cookie path.
     #[arg(long, default_value = "/", value_name = "PATH")]
     pub cookie_path: String,
-    /// CIDRs the filter may route to (repeat or comma-separate; default: RFC 1918, CGNAT, ULA).
+    /// CIDRs the filter may route to (repeat or comma-separate). Default for `manifests`: RFC 1918,
+    /// CGNAT, ULA; for `apply`: the /16s of the cluster's revision and activator pod IPs.
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     pub allowed_cidrs: Vec<String>,
     #[arg(long, value_enum, default_value_t = FilterSourceArg::Configmap)]

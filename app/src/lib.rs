@@ -5,5 +5,10 @@
 
 pub mod affinity;
 pub mod cli;
+pub mod cluster;
+pub mod envoy;
 pub mod install;
 pub mod lab;
+pub mod logging;
+pub mod probe;
+pub mod tui;

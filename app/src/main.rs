@@ -1,9 +1,12 @@
 use clap::Parser;
 use kasi::affinity::decode;
-use kasi::cli::{Cli, Command, FilterSourceArg, LabArgs, ManifestArgs};
+use kasi::cli::{ApplyArgs, Cli, Command, FilterSourceArg, LabArgs, ManifestArgs};
+use kasi::cluster::{self, ClusterTarget};
+use kasi::install::apply::{self, ApplyOptions};
 use kasi::install::render::{self, FilterSource, RenderOptions};
-use kasi::install::FILTER_WASM;
+use kasi::install::{revert, status, InstallError, FILTER_WASM};
 use kasi::lab::{Lab, LabOptions};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 /// Exit code for input kasi cannot use (as clap uses for bad flags).
@@ -12,7 +15,33 @@ const EXIT_BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let namespace = cli.global.system_namespace.clone();
+    let target = ClusterTarget {
+        kubeconfig: cli.global.kubeconfig.clone(),
+        context: cli.global.context.clone(),
+    };
     match cli.command {
+        Some(Command::Apply(args)) => run_install("apply", &target, |client, out| {
+            Box::pin(run_apply(client, args, namespace, out))
+        }),
+        Some(Command::Revert { yes }) => run_install("revert", &target, |client, out| {
+            Box::pin(async move {
+                revert::revert(&client, &namespace, &mut ask(yes, "revert"), out)
+                    .await
+                    .map(|_| ())
+            })
+        }),
+        Some(Command::Status { json }) => run_install("status", &target, |client, out| {
+            Box::pin(async move {
+                let found = status::collect(&client, &namespace).await?;
+                let text = if json {
+                    serde_json::to_string_pretty(&found).map_err(anyhow::Error::from)? + "\n"
+                } else {
+                    status::to_text(&found)
+                };
+                let _ = out.write_all(text.as_bytes());
+                Ok(())
+            })
+        }),
         Some(Command::Decode {
             value,
             json,
@@ -42,15 +71,24 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Lab(args)) => run_lab(args, false),
-        Some(Command::Demo(args)) => run_lab(args, true),
-        None => {
-            eprintln!("kasi: the terminal UI is not built yet (issue 5); try `kasi demo`, `kasi lab` or `kasi --help`");
-            ExitCode::FAILURE
-        }
+        Some(Command::Demo(args)) => run_demo(args, &namespace),
+        Some(Command::Probe {
+            url,
+            sessions,
+            requests,
+            cookie_name,
+            json,
+        }) => run_probe(url, sessions, requests, cookie_name, json),
+        None => run_ui(&cli.global, &namespace),
     }
 }
 
 fn manifests(args: &ManifestArgs, namespace: &str) -> anyhow::Result<String> {
+    render::to_yaml(&render::render(&render_options(args, namespace))?)
+}
+
+/// The render options the manifest flags describe (`allowed_cidrs: None` when none were given).
+fn render_options(args: &ManifestArgs, namespace: &str) -> RenderOptions {
     let filter = match args.filter_source {
         FilterSourceArg::Configmap => FilterSource::ConfigMap {
             wasm: FILTER_WASM.to_vec(),
@@ -69,7 +107,200 @@ fn manifests(args: &ManifestArgs, namespace: &str) -> anyhow::Result<String> {
     options.cookie_ttl = args.cookie_ttl;
     options.cookie_path = args.cookie_path.clone();
     options.allowed_cidrs = (!args.allowed_cidrs.is_empty()).then(|| args.allowed_cidrs.clone());
-    render::to_yaml(&render::render(&options)?)
+    options
+}
+
+type InstallFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), InstallError>> + 'a>>;
+
+/// Runs one cluster command: connect, run, and turn every failure into one line and its exit code.
+fn run_install(
+    command: &str,
+    target: &ClusterTarget,
+    run: impl for<'a> FnOnce(kube::Client, &'a mut dyn std::io::Write) -> InstallFuture<'a>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kasi {command}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = cluster::connect(target)
+            .await
+            .map_err(|e| InstallError::Cluster(format!("{e:#}")))?;
+        let mut stdout = std::io::stdout();
+        run(client, &mut stdout).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kasi {command}: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run_apply(
+    client: kube::Client,
+    args: ApplyArgs,
+    namespace: String,
+    out: &mut dyn std::io::Write,
+) -> Result<(), InstallError> {
+    let options = ApplyOptions {
+        render: render_options(&args.manifest, &namespace),
+        detect_cidrs: true,
+        dry_run: args.dry_run,
+        force_conflicts: args.force_conflicts,
+    };
+    apply::apply(&client, options, &mut ask(args.yes, "apply"), out)
+        .await
+        .map(|_| ())
+}
+
+/// The y/N question on the terminal; `--yes` answers it, and without a terminal to ask on the
+/// command refuses rather than guess.
+fn ask(yes: bool, command: &'static str) -> impl FnMut(&str) -> Result<bool, InstallError> {
+    move |question| {
+        if yes {
+            return Ok(true);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(InstallError::BadInput(format!(
+                "stdin is not a terminal, so kasi cannot ask; pass --yes to {command} without asking"
+            )));
+        }
+        print!("{question} [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| InstallError::BadInput(format!("cannot read the answer: {e}")))?;
+        Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    }
+}
+
+/// The UI's own installer renders with the defaults of `kasi manifests` (flags come later).
+fn default_render(namespace: &str) -> RenderOptions {
+    let mut options = RenderOptions::new(FilterSource::ConfigMap {
+        wasm: FILTER_WASM.to_vec(),
+    });
+    options.system_namespace = namespace.to_owned();
+    options
+}
+
+/// `kasi`: the terminal UI on the current kube context.
+fn run_ui(global: &kasi::cli::Global, namespace: &str) -> ExitCode {
+    let _log = kasi::logging::to_file();
+    let target = ClusterTarget {
+        kubeconfig: global.kubeconfig.clone(),
+        context: global.context.clone(),
+    };
+    let installer = kasi::tui::installer::installer(target.clone(), default_render(namespace));
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(kasi::tui::launch::inspect(
+                target,
+                namespace.to_owned(),
+                Some(installer),
+            ))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kasi: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `kasi probe`: client-side stickiness, one line per session.
+fn run_probe(
+    url: String,
+    sessions: u32,
+    requests: u32,
+    cookie_name: String,
+    json: bool,
+) -> ExitCode {
+    let options = kasi::probe::ProbeOptions {
+        url,
+        sessions: sessions as usize,
+        requests_per_session: requests as usize,
+        cookie_name,
+        pause: std::time::Duration::ZERO,
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(kasi::probe::run(&options, None)));
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("kasi probe: {e:#}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        let percent = |r: Option<f64>| r.map_or("—".into(), |r| format!("{:.1} %", r * 100.0));
+        println!(
+            "{:<8} {:<44} {:>8} {:>6} {:>8} {:>9}",
+            "SESSION", "PINNED", "REQUESTS", "HITS", "FAILURES", "HIT RATE"
+        );
+        for (i, s) in report.sessions.iter().enumerate() {
+            let pinned = s.pinned.as_deref().unwrap_or("—");
+            println!(
+                "{:<8} {:<44} {:>8} {:>6} {:>8} {:>9}",
+                i + 1,
+                pinned,
+                s.requests,
+                s.hits,
+                s.failures,
+                percent(s.hit_rate)
+            );
+        }
+        println!(
+            "{} requests, {} failed; hit rate {}",
+            report.requests,
+            report.failures,
+            percent(report.hit_rate)
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `kasi demo`: the lab, and the terminal UI on it.
+fn run_demo(args: LabArgs, namespace: &str) -> ExitCode {
+    let _log = kasi::logging::to_file();
+    let options = LabOptions {
+        services: args.services as usize,
+        state_dir: args.state_dir,
+        envoy: args.envoy,
+        istio_crds: !args.without_istio,
+        ..LabOptions::default()
+    };
+    let render = default_render(namespace);
+    let installer =
+        |target: ClusterTarget| Some(kasi::tui::installer::installer(target, render.clone()));
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(kasi::tui::launch::demo(
+                options,
+                namespace.to_owned(),
+                installer,
+            ))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kasi demo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_lab(args: LabArgs, demo: bool) -> ExitCode {

@@ -10,6 +10,7 @@ mod bootstrap;
 mod client;
 mod envoy;
 mod http;
+pub mod lab_client;
 mod locate;
 mod pod;
 mod scratch;

@@ -6,58 +6,15 @@
 use k8s_openapi::api::core::v1::Pod;
 use kasi::install::render::{render, FilterSource, RenderOptions};
 use kasi::lab::{Lab, LabOptions};
-use kasi_e2e::{envoy_binary, filter_wasm, Response, Session, COOKIE_NAME};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kasi_e2e::lab_client::{activator_pods, hit_rate, kube_client};
+use kasi_e2e::{envoy_binary, filter_wasm, Response, Session};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
-use kube::{Client, Config};
+use kube::Client;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const SESSIONS: usize = 20;
-const REQUESTS_PER_SESSION: usize = 10;
-
-async fn kube_client(lab: &Lab) -> Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(lab.kubeconfig_path()).expect("lab kubeconfig reads");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("lab kubeconfig is valid");
-    Client::try_from(config).expect("client")
-}
-
-/// Client-side hit rate: requests served by the session's pinned pod ÷ requests after its first.
-/// Sessions interleave, as real users do. Returns the rate and each session's pinned pod.
-async fn hit_rate(ingress: SocketAddr) -> (f64, Vec<(Session, String)>) {
-    tokio::task::spawn_blocking(move || {
-        let mut sessions: Vec<(Session, Option<String>)> = (0..SESSIONS)
-            .map(|_| (Session::new(COOKIE_NAME), None))
-            .collect();
-        let (mut hits, mut counted) = (0, 0);
-        for _ in 0..REQUESTS_PER_SESSION {
-            for (session, pinned) in sessions.iter_mut() {
-                let response = session.get_plain(ingress, "/").expect("ingress answers");
-                assert_eq!(response.status, 200, "{response:?}");
-                let served = response.pod().expect("a pod answered").to_owned();
-                match pinned {
-                    None => *pinned = Some(served),
-                    Some(p) => {
-                        counted += 1;
-                        hits += usize::from(*p == served);
-                    }
-                }
-            }
-        }
-        let pinned = sessions
-            .into_iter()
-            .map(|(s, p)| (s, p.unwrap_or_default()))
-            .collect();
-        (hits as f64 / counted as f64, pinned)
-    })
-    .await
-    .expect("sessions ran")
-}
 
 /// GETs `path` on a pod's port through a Kubernetes port-forward, as istioctl reads config_dump.
 async fn port_forward_get(client: &Client, pod: &str, port: u16, path: &str) -> Vec<u8> {
@@ -87,14 +44,6 @@ async fn port_forward_get(client: &Client, pod: &str, port: u16, path: &str) -> 
         String::from_utf8_lossy(&raw[..split])
     );
     raw.split_off(split)
-}
-
-async fn activator_pods(client: &Client) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "knative-serving");
-    pods.list(&ListParams::default().labels("app=activator,role=activator"))
-        .await
-        .expect("list activators")
-        .items
 }
 
 /// The pod CIDR as `kasi apply` detects it: the /16 of the pods' IPs.

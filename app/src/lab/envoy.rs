@@ -173,7 +173,9 @@ impl EnvoyProcess {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        die_with_parent(&mut command);
+        let mut child = command
             .arg("-c")
             .arg(&self.bootstrap)
             // One worker: two activators share a 2-core machine with everything else.
@@ -230,6 +232,23 @@ impl EnvoyProcess {
             let _ = child.kill().await;
         }
     }
+}
+
+/// The lab's Envoys must not outlive kasi, even when kasi is killed (Ctrl-C in a closed terminal,
+/// SIGKILL): Linux delivers SIGKILL to the child when the thread that started it exits.
+fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches only the child's own process state.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 fn tail(text: &str, n: usize) -> String {

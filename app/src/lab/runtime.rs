@@ -435,7 +435,9 @@ impl Lab {
     }
 
     /// Stops every process and task; removes the state unless `--state-dir` named it.
-    pub async fn shutdown(self) {
+    /// Stops every process and task. The state directory goes when the lab is dropped (unless
+    /// `--state-dir` named it).
+    pub async fn shutdown(&self) {
         for task in &self.tasks {
             task.abort();
         }
@@ -443,7 +445,6 @@ impl Lab {
             activator.envoy.lock().await.stop().await;
         }
         self.pods.lock().await.clear();
-        drop(self.state);
     }
 }
 

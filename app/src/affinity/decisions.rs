@@ -1,0 +1,44 @@
+//! The filter's decision lines, as they appear in an activator sidecar's log:
+//! `… wasm log <plugin> …: kasi_affinity {"decision":…,"address":…,"authority":…,"reason":…}`.
+
+use kasi_filter::decision_log::PREFIX;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DecisionLine {
+    pub decision: String,
+    pub address: Option<String>,
+    pub authority: Option<String>,
+    pub reason: String,
+    #[serde(default)]
+    pub expires: Option<u64>,
+    #[serde(default)]
+    pub previous: Option<String>,
+}
+
+impl DecisionLine {
+    /// The decision in one log line, if the line has one (other lines give `None`).
+    pub fn parse(line: &str) -> Option<DecisionLine> {
+        let start = line.find(PREFIX)? + PREFIX.len();
+        let json = &line[start..];
+        let mut stream = serde_json::Deserializer::from_str(json).into_iter::<DecisionLine>();
+        stream.next()?.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_lines_envoy_writes() {
+        let line = r#"[2026-11-26 01:37:00.788][24500][info][wasm] [source/extensions/common/wasm/context.cc:1151] wasm log knative-serving.kasi-affinity kasi-affinity knative-serving.kasi-affinity: kasi_affinity {"decision":"rebind","address":"127.64.1.10:8012","authority":"hello.default.example.com","reason":"dead","format":"proto","expires":null,"previous":"127.64.1.12:8012"}"#;
+        let d = DecisionLine::parse(line).unwrap();
+        assert_eq!(d.decision, "rebind");
+        assert_eq!(d.address.as_deref(), Some("127.64.1.10:8012"));
+        assert_eq!(d.previous.as_deref(), Some("127.64.1.12:8012"));
+        assert_eq!(d.reason, "dead");
+        assert!(DecisionLine::parse("[info][main] starting").is_none());
+        assert!(DecisionLine::parse("kasi_affinity {not json").is_none());
+    }
+}

@@ -1,0 +1,323 @@
+//! `kasi status`: each piece present / missing / drifted against the bundle kasi would render (with
+//! the options of the last apply, else the defaults and detected CIDRs), and each activator pod:
+//! sidecar injected, kasi filter loaded, sidecar config size, hit rate.
+//!
+//! `--json` prints [`Status`]; its field names are stable:
+//! `system_namespace`, `installed` (every piece present), `pieces[]` {`id`, `title`, `kind`,
+//! `namespace`, `name`, `state` ("present" | "missing" | "drifted"), `differences[]`},
+//! `activators[]` {`pod`, `sidecar_injected`, `filter_loaded` (null when the sidecar could not be
+//! read), `config_dump` ({`total_bytes`, `sections`: {listeners, clusters, routes, …: bytes}} or
+//! null), `hit_rate` (0..1 or null), `counters` ({name: value} or null), `error` (or null)},
+//! `hit_rate` (over all activators, or null), `options_source` ("last apply" | "defaults").
+
+use super::detect;
+use super::diff::{diff, kasi_fields, value_at, Change};
+use super::objects::{self, ObjectRef};
+use super::record;
+use super::render::{render, FilterSource, RenderOptions};
+use super::{InstallError, Result, FILTER_WASM};
+use crate::envoy::admin::Sidecar;
+use crate::envoy::config_dump::ConfigSizes;
+use crate::envoy::stats::KasiCounters;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::Client;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PieceState {
+    Present,
+    Missing,
+    Drifted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PieceStatus {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub state: PieceState,
+    /// For a drifted piece: each field that differs, `path: live → kasi's`.
+    pub differences: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivatorStatus {
+    pub pod: String,
+    pub sidecar_injected: bool,
+    pub filter_loaded: Option<bool>,
+    pub config_dump: Option<ConfigSizes>,
+    pub hit_rate: Option<f64>,
+    pub counters: Option<BTreeMap<String, u64>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub system_namespace: String,
+    pub installed: bool,
+    pub options_source: String,
+    pub pieces: Vec<PieceStatus>,
+    pub activators: Vec<ActivatorStatus>,
+    pub hit_rate: Option<f64>,
+}
+
+/// The bundle status checks against: the last apply's options, else defaults with detected CIDRs.
+async fn expected_options(client: &Client, ns: &str) -> Result<(RenderOptions, &'static str)> {
+    if let Some(saved) = record::read(client, ns).await?.and_then(|s| s.options) {
+        return Ok((saved.to_render(ns, FILTER_WASM), "last apply"));
+    }
+    let mut options = RenderOptions::new(FilterSource::ConfigMap {
+        wasm: FILTER_WASM.to_vec(),
+    });
+    options.system_namespace = ns.to_owned();
+    options.allowed_cidrs = detect::allowed_cidrs(client, ns).await?.as_option();
+    Ok((options, "defaults"))
+}
+
+pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> {
+    let ns = system_namespace;
+    let (options, options_source) = expected_options(client, ns).await?;
+    let pieces = render(&options).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
+    let mut piece_states = Vec::new();
+    for piece in &pieces {
+        let target = ObjectRef::of(&piece.object);
+        // A kind whose CRD is missing reads as a missing piece, not an error.
+        let live = match objects::get(client, &target).await {
+            Ok(live) => live,
+            Err(_) if !target.group().is_empty() && target.group() != "apps" => None,
+            Err(e) => return Err(e),
+        };
+        let (state, differences) = match diff(&piece.object, live.as_ref()) {
+            Change::Create => (PieceState::Missing, Vec::new()),
+            Change::Unchanged => (PieceState::Present, Vec::new()),
+            Change::Update(changes) => {
+                let none_there = live.as_ref().is_some_and(|live| {
+                    kasi_fields(&piece.object)
+                        .iter()
+                        .filter(|(p, _)| p.first().map(String::as_str) != Some("metadata"))
+                        .all(|(p, _)| value_at(live, p).is_none())
+                });
+                let state = if none_there {
+                    PieceState::Missing
+                } else {
+                    PieceState::Drifted
+                };
+                (state, changes.iter().map(|c| c.describe()).collect())
+            }
+        };
+        piece_states.push(PieceStatus {
+            id: piece.id.to_owned(),
+            title: piece.title.to_owned(),
+            kind: target.kind.clone(),
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+            state,
+            differences,
+        });
+    }
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let activator_pods = pods
+        .list(&ListParams::default().labels("app=activator"))
+        .await?;
+    let filter_name = format!("{ns}.kasi-affinity");
+    let mut activators = Vec::new();
+    let mut total = KasiCounters::default();
+    let mut any_counters = false;
+    for pod in &activator_pods.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let injected = pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"));
+        let mut status = ActivatorStatus {
+            pod: name.clone(),
+            sidecar_injected: injected,
+            filter_loaded: None,
+            config_dump: None,
+            hit_rate: None,
+            counters: None,
+            error: None,
+        };
+        if injected {
+            let sidecar = Sidecar::new(client.clone(), ns, &name);
+            match sidecar.config_dump().await {
+                Ok(dump) => {
+                    status.filter_loaded = Some(dump.has_wasm_filter(&filter_name));
+                    status.config_dump = Some(dump.sizes());
+                }
+                Err(e) => status.error = Some(format!("{e:#}")),
+            }
+            match sidecar.kasi_counters().await {
+                Ok(counters) => {
+                    status.hit_rate = counters.hit_rate();
+                    total.add(&counters);
+                    any_counters = true;
+                    status.counters = Some(counters.counters);
+                }
+                Err(e) => status.error = status.error.or(Some(format!("{e:#}"))),
+            }
+        }
+        activators.push(status);
+    }
+    Ok(Status {
+        system_namespace: ns.to_owned(),
+        installed: piece_states.iter().all(|p| p.state == PieceState::Present),
+        options_source: options_source.to_owned(),
+        pieces: piece_states,
+        activators,
+        hit_rate: if any_counters { total.hit_rate() } else { None },
+    })
+}
+
+/// Aligned columns, like kubectl's tables.
+pub fn to_text(status: &Status) -> String {
+    let mut out = String::new();
+    let rows: Vec<[String; 3]> = status
+        .pieces
+        .iter()
+        .map(|p| {
+            [
+                format!("{:?}", p.state).to_uppercase(),
+                format!("{}/{}", p.kind, p.name),
+                p.title.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["STATE", "OBJECT", "PIECE"], &rows));
+    for piece in status.pieces.iter().filter(|p| !p.differences.is_empty()) {
+        out.push_str(&format!(
+            "{} {}/{} differs:\n",
+            piece.id, piece.kind, piece.name
+        ));
+        for difference in &piece.differences {
+            out.push_str(&format!("  {difference}\n"));
+        }
+    }
+    out.push('\n');
+    let rows: Vec<[String; 5]> = status
+        .activators
+        .iter()
+        .map(|a| {
+            [
+                a.pod.clone(),
+                yes_no(Some(a.sidecar_injected)),
+                yes_no(a.filter_loaded),
+                a.config_dump
+                    .as_ref()
+                    .map_or("-".into(), |d| human_bytes(d.total_bytes)),
+                percent(a.hit_rate),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["ACTIVATOR", "SIDECAR", "FILTER", "CONFIG", "HIT RATE"],
+        &rows,
+    ));
+    for activator in status.activators.iter() {
+        if let Some(error) = &activator.error {
+            out.push_str(&format!("{}: {error}\n", activator.pod));
+        }
+    }
+    out.push_str(&format!(
+        "\ninstalled: {}   hit rate: {}   (bundle options: {})\n",
+        yes_no(Some(status.installed)),
+        percent(status.hit_rate),
+        status.options_source
+    ));
+    out
+}
+
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}   ", w = *w));
+            }
+        }
+        text.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn yes_no(value: Option<bool>) -> String {
+    match value {
+        Some(true) => "yes".into(),
+        Some(false) => "no".into(),
+        None => "-".into(),
+    }
+}
+
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn human_bytes(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_aligned() {
+        let status = Status {
+            system_namespace: "knative-serving".into(),
+            installed: false,
+            options_source: "defaults".into(),
+            pieces: vec![PieceStatus {
+                id: "sidecar".into(),
+                title: "Sidecar".into(),
+                kind: "Sidecar".into(),
+                namespace: "knative-serving".into(),
+                name: "kasi-activator".into(),
+                state: PieceState::Drifted,
+                differences: vec!["spec.x: 1 → 2".into()],
+            }],
+            activators: vec![ActivatorStatus {
+                pod: "activator-1".into(),
+                sidecar_injected: true,
+                filter_loaded: Some(true),
+                config_dump: Some(ConfigSizes {
+                    total_bytes: 3 << 20,
+                    sections: BTreeMap::new(),
+                }),
+                hit_rate: Some(1.0),
+                counters: None,
+                error: None,
+            }],
+            hit_rate: Some(0.5),
+        };
+        let text = to_text(&status);
+        assert!(text.contains("STATE     OBJECT"), "{text}");
+        assert!(text.contains("DRIFTED   Sidecar/kasi-activator"), "{text}");
+        assert!(text.contains("3.0 MiB"), "{text}");
+        assert!(text.contains("hit rate: 50.0%"), "{text}");
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["pieces"][0]["state"], "drifted");
+        assert_eq!(json["activators"][0]["config_dump"]["total_bytes"], 3 << 20);
+    }
+}

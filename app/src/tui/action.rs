@@ -1,0 +1,46 @@
+//! What keys become. The update step turns actions into state changes and [`Effect`]s, which
+//! the runtime carries out off the UI task (applying, stopping a lab pod…).
+
+use super::state::Confirm;
+use super::view::View;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    Show(View),
+    NextView,
+    PreviousView,
+    Up,
+    Down,
+    Top,
+    Bottom,
+    /// `Esc`: close the innermost overlay, else clear the filter.
+    Back,
+    ToggleHelp,
+    ToggleGuide,
+    OpenPalette,
+    OpenFilter,
+    OpenPaste,
+    /// A character typed into whichever input is open.
+    Type(char),
+    Erase,
+    Submit,
+    Ask(Confirm),
+    Answer(bool),
+    StopSelectedPod,
+    RestoreSelectedPod,
+    RestartSelectedSidecar,
+    ToggleProbe,
+}
+
+/// Work the runtime does for the UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Apply,
+    Revert,
+    StopPod(String),
+    RestorePod(String),
+    RestartSidecar(String),
+    StartProbe(String),
+    StopProbe,
+}

@@ -1,0 +1,284 @@
+//! Everything that reaches the UI arrives as an [`Event`] on one channel; [`apply`] folds it
+//! into the state. Sources never touch the state themselves.
+
+use super::state::*;
+use crate::affinity::decisions::DecisionLine;
+use crossterm::event::KeyEvent;
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Key(KeyEvent),
+    /// The clock moved (seconds since start); also the redraw cadence.
+    Tick(Seconds),
+    Cluster(ClusterInfo),
+    Connection(Connection),
+    /// A permission the API refused, e.g. `watch pods in knative-serving`.
+    Forbidden(String),
+    Pieces(Vec<PieceRow>),
+    /// What of Istio and Knative the cluster has.
+    Platform {
+        istio: Option<String>,
+        knative: Option<String>,
+    },
+    Activators(Vec<ActivatorRow>),
+    Revisions(Vec<RevisionRow>),
+    /// A decision line from an activator sidecar's log.
+    Decision {
+        sidecar: String,
+        line: DecisionLine,
+    },
+    Config {
+        sidecar: String,
+        sample: ConfigSample,
+        filter_loaded: bool,
+    },
+    Counters {
+        sidecar: String,
+        at: Seconds,
+        counters: Counters,
+    },
+    Probe(ProbeState),
+    InstallProgress {
+        done: usize,
+        total: usize,
+        what: String,
+    },
+    InstallDone {
+        what: String,
+        result: Result<String, String>,
+    },
+    Message(String),
+    /// SIGTERM or SIGHUP: leave as if `q` was pressed, so the terminal and the lab are cleaned up.
+    Shutdown,
+}
+
+pub fn apply(state: &mut AppState, event: Event) {
+    match event {
+        Event::Key(_) => {}
+        Event::Tick(now) => {
+            state.now = now;
+            state.trim_history();
+        }
+        Event::Cluster(info) => state.cluster = info,
+        Event::Connection(connection) => {
+            // Keep the time a staleness started, not the time of the latest failure.
+            if let (Connection::Stale { since, .. }, Connection::Stale { reason, .. }) =
+                (&state.connection, &connection)
+            {
+                state.connection = Connection::Stale {
+                    since: *since,
+                    reason: reason.clone(),
+                };
+            } else {
+                state.connection = connection;
+            }
+        }
+        Event::Forbidden(what) => {
+            if !state.forbidden.contains(&what) {
+                state.forbidden.push(what);
+            }
+        }
+        Event::Pieces(pieces) => state.pieces = pieces,
+        Event::Platform { istio, knative } => {
+            state.cluster.istio = istio;
+            state.cluster.knative = knative;
+        }
+        Event::Activators(mut activators) => {
+            // The pod watcher knows pods; readings of their sidecars stay until the next ones.
+            for row in &mut activators {
+                if let Some(old) = state.activators.iter().find(|a| a.pod == row.pod) {
+                    row.filter_loaded = row.filter_loaded.or(old.filter_loaded);
+                    row.config_bytes = row.config_bytes.or(old.config_bytes);
+                    row.memory_bytes = row.memory_bytes.or(old.memory_bytes);
+                    row.hit_rate = row.hit_rate.or(old.hit_rate);
+                }
+            }
+            state.activators = activators;
+        }
+        Event::Revisions(revisions) => state.revisions = revisions,
+        Event::Decision { sidecar, line } => record_decision(state, sidecar, line),
+        Event::Config {
+            sidecar,
+            sample,
+            filter_loaded,
+        } => {
+            if let Some(activator) = state.activators.iter_mut().find(|a| a.pod == sidecar) {
+                activator.config_bytes = Some(sample.total());
+                activator.filter_loaded = Some(filter_loaded);
+            }
+            state
+                .config_history
+                .entry(sidecar)
+                .or_default()
+                .push(sample);
+        }
+        Event::Counters {
+            sidecar,
+            at,
+            counters,
+        } => {
+            state
+                .counters
+                .entry(sidecar.clone())
+                .or_default()
+                .push((at, counters));
+            let rate = state.hit_rate_series(&sidecar).last().map(|(_, r)| *r);
+            if let Some(activator) = state.activators.iter_mut().find(|a| a.pod == sidecar) {
+                activator.hit_rate = rate.or(activator.hit_rate);
+            }
+        }
+        Event::Probe(probe) => state.probe = Some(probe),
+        Event::InstallProgress { done, total, what } => {
+            state.install.log.push(what.clone());
+            state.install.progress = Some((done, total, what));
+        }
+        Event::InstallDone { what, result } => {
+            state.install.progress = None;
+            match result {
+                Ok(summary) => {
+                    state.install.log.push(summary);
+                    state.install_marks.push((state.now, what));
+                }
+                Err(e) => {
+                    state.install.log.push(format!("{what} failed: {e}"));
+                    state.ui.message = Some(format!("{what} failed: {e}"));
+                }
+            }
+        }
+        Event::Message(message) => state.ui.message = Some(message),
+        Event::Shutdown => state.ui.quit = true,
+    }
+}
+
+/// Folds one decision into the session table: a session is known by the pod it is pinned to and
+/// the host it talks to, as seen by one sidecar (the filter logs no session identity).
+fn record_decision(state: &mut AppState, sidecar: String, line: DecisionLine) {
+    let (session_state, address) = match line.decision.as_str() {
+        "pin" | "routed" => (SessionState::Pinned, line.address),
+        "rebind" => (SessionState::Rebound, line.address),
+        "rejected" => (SessionState::Rejected, line.address),
+        // "dead" and "stripped" describe an address or a header, not a session.
+        _ => return,
+    };
+    let Some(address) = address else { return };
+    let authority = line.authority.unwrap_or_default();
+    let now = state.now;
+    match state
+        .sessions
+        .iter_mut()
+        .find(|s| s.address == address && s.authority == authority && s.seen_by == sidecar)
+    {
+        Some(session) => {
+            if line.decision != "routed" || session.state == SessionState::Rejected {
+                session.state = session_state;
+                session.reason = line.reason;
+            }
+            session.last_seen = now;
+            session.requests += 1;
+            session.expires = line.expires.or(session.expires);
+        }
+        None => state.sessions.push(SessionRow {
+            address,
+            authority,
+            expires: line.expires,
+            state: session_state,
+            reason: line.reason,
+            seen_by: sidecar,
+            last_seen: now,
+            requests: 1,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(kind: &str, address: &str, reason: &str) -> Event {
+        Event::Decision {
+            sidecar: "activator-a".into(),
+            line: DecisionLine {
+                decision: kind.into(),
+                address: Some(address.into()),
+                authority: Some("hello".into()),
+                reason: reason.into(),
+                expires: None,
+                previous: None,
+            },
+        }
+    }
+
+    #[test]
+    fn decisions_become_sessions() {
+        let mut state = AppState::default();
+        apply(&mut state, decision("pin", "10.0.0.1:8012", "new_session"));
+        apply(&mut state, decision("routed", "10.0.0.1:8012", "cookie"));
+        apply(&mut state, decision("rebind", "10.0.0.2:8012", "dead"));
+        apply(
+            &mut state,
+            decision("dead", "10.0.0.1:8012", "connect_failure"),
+        );
+        assert_eq!(state.sessions.len(), 2);
+        assert_eq!(state.sessions[0].requests, 2);
+        assert_eq!(state.sessions[0].state, SessionState::Pinned);
+        assert_eq!(state.sessions[1].state, SessionState::Rebound);
+        assert_eq!(state.sessions_on("10.0.0.2:8012"), 1);
+    }
+
+    #[test]
+    fn staleness_keeps_its_start() {
+        let mut state = AppState::default();
+        apply(
+            &mut state,
+            Event::Connection(Connection::Stale {
+                since: 5.0,
+                reason: "a".into(),
+            }),
+        );
+        apply(
+            &mut state,
+            Event::Connection(Connection::Stale {
+                since: 9.0,
+                reason: "b".into(),
+            }),
+        );
+        assert_eq!(
+            state.connection,
+            Connection::Stale {
+                since: 5.0,
+                reason: "b".into()
+            }
+        );
+        apply(&mut state, Event::Connection(Connection::Live));
+        assert_eq!(state.connection, Connection::Live);
+    }
+
+    #[test]
+    fn install_progress_and_result_are_logged() {
+        let mut state = AppState {
+            now: 12.0,
+            ..Default::default()
+        };
+        apply(
+            &mut state,
+            Event::InstallProgress {
+                done: 1,
+                total: 9,
+                what: "applied ConfigMap kasi-filter".into(),
+            },
+        );
+        assert_eq!(
+            state.install.progress,
+            Some((1, 9, "applied ConfigMap kasi-filter".into()))
+        );
+        apply(
+            &mut state,
+            Event::InstallDone {
+                what: "apply".into(),
+                result: Ok("applied 9 objects".into()),
+            },
+        );
+        assert_eq!(state.install.progress, None);
+        assert_eq!(state.install_marks, vec![(12.0, "apply".into())]);
+    }
+}

@@ -1,0 +1,205 @@
+//! A lab-like state for snapshot tests and the render benchmark: what the UI holds a minute into
+//! `kasi demo`, after the bundle was applied at t=30 s.
+
+use super::state::*;
+use super::view::View;
+
+pub fn lab_state(view: View) -> AppState {
+    let hello = |i: usize| PodRow {
+        name: format!(
+            "hello-00001-deployment-5f7b9c8d4-{}",
+            ["x7kq2", "m4pzd", "c9wtn"][i]
+        ),
+        address: format!("127.42.1.{}:8012", 10 + i),
+        ready: i != 2,
+    };
+    let mut state = AppState {
+        now: 60.0,
+        view,
+        cluster: ClusterInfo {
+            context: "kasi-lab".into(),
+            server: "http://127.42.0.1:38211".into(),
+            istio: Some(
+                "CRDs present (networking.istio.io v1, extensions.istio.io v1alpha1)".into(),
+            ),
+            knative: Some("serving (activator ×2)".into()),
+            lab: true,
+        },
+        connection: Connection::Live,
+        ..AppState::default()
+    };
+    state.pieces = [
+        (
+            "filter",
+            "Filter module (ConfigMap)",
+            "ConfigMap",
+            "kasi-filter",
+            PieceStatus::Present,
+        ),
+        (
+            "injection",
+            "Sidecar injection + filter mount",
+            "Deployment",
+            "activator",
+            PieceStatus::Present,
+        ),
+        (
+            "wasmplugin",
+            "WasmPlugin (cookie → header)",
+            "WasmPlugin",
+            "kasi-affinity",
+            PieceStatus::Present,
+        ),
+        (
+            "stateful-session",
+            "EnvoyFilter: stateful_session",
+            "EnvoyFilter",
+            "kasi-stateful-session",
+            PieceStatus::Present,
+        ),
+        (
+            "passthrough",
+            "EnvoyFilter: use_http_header",
+            "EnvoyFilter",
+            "kasi-passthrough-original-dst",
+            PieceStatus::Present,
+        ),
+        (
+            "placeholder",
+            "Placeholder Service",
+            "Service",
+            "kasi-activator-affinity",
+            PieceStatus::Present,
+        ),
+        (
+            "sidecar",
+            "Sidecar (scoped egress)",
+            "Sidecar",
+            "kasi-activator",
+            PieceStatus::Present,
+        ),
+        (
+            "config-network",
+            "mesh-compatibility-mode disabled",
+            "ConfigMap",
+            "config-network",
+            PieceStatus::Drifted(vec!["data.mesh-compatibility-mode".into()]),
+        ),
+        (
+            "config-autoscaler",
+            "target-burst-capacity -1",
+            "ConfigMap",
+            "config-autoscaler",
+            PieceStatus::Missing,
+        ),
+    ]
+    .into_iter()
+    .map(|(id, title, kind, name, status)| PieceRow {
+        id: id.into(),
+        title: title.into(),
+        kind: kind.into(),
+        name: name.into(),
+        status,
+    })
+    .collect();
+    state.activators = (0..2)
+        .map(|i| ActivatorRow {
+            pod: format!("activator-7d9f8c6b5-{}", ["q2w8r", "h6t4z"][i]),
+            ip: format!("127.42.0.{}", 10 + i),
+            ready: true,
+            sidecar_injected: true,
+            filter_loaded: Some(true),
+            config_bytes: Some(140_050 + i as u64 * 12),
+            memory_bytes: Some(31_457_280),
+            hit_rate: Some(if i == 0 { 1.0 } else { 0.955 }),
+        })
+        .collect();
+    state.revisions = vec![RevisionRow {
+        namespace: "default".into(),
+        name: "hello-00001".into(),
+        pods: (0..3).map(hello).collect(),
+    }];
+    state.sessions = (0..6)
+        .map(|i| SessionRow {
+            address: format!("127.42.1.{}:8012", 10 + i % 3),
+            authority: "hello.default.example.com".into(),
+            expires: None,
+            state: [
+                SessionState::Pinned,
+                SessionState::Pinned,
+                SessionState::Rebound,
+                SessionState::Pinned,
+                SessionState::Rejected,
+                SessionState::Pinned,
+            ][i],
+            reason: [
+                "new_session",
+                "new_session",
+                "dead",
+                "new_session",
+                "disallowed",
+                "new_session",
+            ][i]
+                .into(),
+            seen_by: state.activators[i % 2].pod.clone(),
+            last_seen: 50.0 + i as f64,
+            requests: 10 + i as u64,
+        })
+        .collect();
+    for (i, activator) in state.activators.iter().enumerate() {
+        let samples = (0..=12)
+            .map(|t| {
+                let at = t as f64 * 5.0;
+                let scoped = at >= 30.0;
+                let (listeners, clusters) = if scoped {
+                    (40_000, 60_000)
+                } else {
+                    (900_000, 1_700_000)
+                };
+                ConfigSample {
+                    at,
+                    listeners: listeners + i as u64,
+                    clusters,
+                    routes: if scoped { 30_000 } else { 350_000 },
+                    endpoints: 0,
+                    secrets: 10_050,
+                    cluster_count: if scoped { 4 } else { 1054 },
+                    listener_count: if scoped { 3 } else { 6 },
+                }
+            })
+            .collect();
+        state.config_history.insert(activator.pod.clone(), samples);
+        let readings = (0u64..=12)
+            .map(|t| {
+                let at = t as f64 * 5.0;
+                // Before the apply a third of the requests stick; after it, all of them.
+                let before = t.min(6) * 30;
+                let after = t.saturating_sub(6) * 50;
+                let counters = Counters {
+                    requests: before * 3 + after,
+                    cookie_routed: before + after,
+                    sticky_hits: before / 3 + after - if i == 1 && t > 8 { 9 } else { 0 },
+                    rebinds: if t > 8 { 3 } else { 0 },
+                    header_stripped: 2,
+                    rejected: before * 2 / 3,
+                };
+                (at, counters)
+            })
+            .collect();
+        state.counters.insert(activator.pod.clone(), readings);
+    }
+    state.install_marks = vec![(30.0, "apply".into())];
+    state.probe = Some(ProbeState {
+        url: "http://127.42.0.1:41877".into(),
+        running: true,
+        sessions: 20,
+        requests: 400,
+        failures: 1,
+        hit_rate: Some(0.9975),
+    });
+    state.install.log = vec![
+        "[9/9] applied ConfigMap knative-serving/config-autoscaler".into(),
+        "applied 9 objects in 0.4 s".into(),
+    ];
+    state
+}

@@ -1,0 +1,133 @@
+//! The Install view's `a` and `r`: the same apply and revert as the CLI, with their progress
+//! lines turned into events instead of printed.
+
+use super::event::Event;
+use super::run::Installer;
+use crate::cluster::client::{connect, ClusterTarget};
+use crate::install::apply::{self, ApplyOptions, ApplyOutcome};
+use crate::install::render::RenderOptions;
+use crate::install::revert::{self, RevertOutcome};
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Lines written by apply/revert, sent as progress events; `[3/9] …` lines also move the gauge.
+struct EventWriter {
+    tx: mpsc::Sender<Event>,
+    pending: Vec<u8>,
+    done: usize,
+    total: usize,
+}
+
+impl Write for EventWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&self.pending[..end])
+                .trim_end()
+                .to_owned();
+            self.pending.drain(..=end);
+            if let Some((done, total)) = progress(&line) {
+                (self.done, self.total) = (done, total);
+            }
+            if !line.is_empty() {
+                // The UI drains its channel continuously; a full channel only drops a log line.
+                let _ = self.tx.try_send(Event::InstallProgress {
+                    done: self.done,
+                    total: self.total,
+                    what: line,
+                });
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `[3/9] applied …` → (3, 9).
+fn progress(line: &str) -> Option<(usize, usize)> {
+    let inner = line.strip_prefix('[')?.split(']').next()?;
+    let (done, total) = inner.split_once('/')?;
+    Some((done.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
+pub fn installer(target: ClusterTarget, render: RenderOptions) -> Installer {
+    Arc::new(move |apply_bundle: bool, tx: mpsc::Sender<Event>| {
+        let (target, render) = (target.clone(), render.clone());
+        Box::pin(async move {
+            let client = connect(&target).await.map_err(|e| format!("{e:#}"))?;
+            let mut out = EventWriter {
+                tx,
+                pending: Vec::new(),
+                done: 0,
+                total: 0,
+            };
+            // The UI asked y/n already.
+            let mut yes = |_: &str| Ok(true);
+            if apply_bundle {
+                let options = ApplyOptions {
+                    render: render.clone(),
+                    detect_cidrs: true,
+                    dry_run: false,
+                    force_conflicts: false,
+                };
+                match apply::apply(&client, options, &mut yes, &mut out)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    ApplyOutcome::Applied { changed } => Ok(format!("applied {changed} objects")),
+                    ApplyOutcome::UpToDate => Ok("nothing to change: already installed".into()),
+                    other => Ok(format!("{other:?}")),
+                }
+            } else {
+                match revert::revert(&client, &render.system_namespace, &mut yes, &mut out)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    RevertOutcome::Reverted { restored, deleted } => {
+                        Ok(format!("reverted: restored {restored}, deleted {deleted}"))
+                    }
+                    RevertOutcome::NothingInstalled => Ok("nothing to revert".into()),
+                    RevertOutcome::Declined => Ok("revert declined".into()),
+                }
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_move_the_gauge() {
+        assert_eq!(
+            progress("[3/9] applied WasmPlugin knative-serving/kasi-affinity"),
+            Some((3, 9))
+        );
+        assert_eq!(progress("kasi bundle against knative-serving:"), None);
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut w = EventWriter {
+            tx,
+            pending: Vec::new(),
+            done: 0,
+            total: 0,
+        };
+        write!(w, "[1/2] applied a\n[2/2] app").unwrap();
+        writeln!(w, "lied b").unwrap();
+        let mut seen = Vec::new();
+        while let Ok(Event::InstallProgress { done, total, what }) = rx.try_recv() {
+            seen.push((done, total, what));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (1, 2, "[1/2] applied a".into()),
+                (2, 2, "[2/2] applied b".into())
+            ]
+        );
+    }
+}

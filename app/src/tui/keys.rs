@@ -1,0 +1,105 @@
+//! Keys, k9s/kubectl style, become [`Action`]s; which keys mean what depends on what is open.
+
+use super::action::Action;
+use super::state::{AppState, Confirm};
+use super::view::View;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Every key, for the help overlay: (keys, what they do, where).
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("1-6 / Tab / Shift-Tab", "switch view", "everywhere"),
+    ("j k / ↓ ↑", "move the selection", "tables"),
+    ("g / G", "first / last row", "tables"),
+    ("/", "filter the current table", "tables"),
+    (
+        ":",
+        "command palette (:sessions, :apply, :probe URL, :quit …)",
+        "everywhere",
+    ),
+    (
+        "Esc",
+        "back: close the overlay, clear the filter",
+        "everywhere",
+    ),
+    ("?", "this help", "everywhere"),
+    (
+        "p",
+        "paste a cookie or Cookie:/Set-Cookie: line to decode",
+        "Sessions",
+    ),
+    (
+        "s",
+        "start / stop a probe against the lab's ingress",
+        "Stickiness",
+    ),
+    (
+        "a / r",
+        "apply / revert the bundle (asks y/n first)",
+        "Install",
+    ),
+    (
+        "x / u",
+        "stop / restore the selected pod (lab only)",
+        "Endpoints",
+    ),
+    (
+        "R",
+        "restart the selected activator's sidecar (lab only)",
+        "Overview",
+    ),
+    ("h", "show / hide the demo guide", "kasi demo"),
+    ("q / Ctrl-C", "quit", "everywhere"),
+];
+
+pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    if ctrl && key.code == KeyCode::Char('c') {
+        return Some(Action::Quit);
+    }
+    if state.install.confirm.is_some() {
+        return match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Answer(true)),
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => Some(Action::Answer(false)),
+            _ => None,
+        };
+    }
+    let typing = state.ui.palette.is_some() || state.ui.filter_editing || state.ui.paste.is_some();
+    if typing {
+        return match key.code {
+            KeyCode::Esc => Some(Action::Back),
+            KeyCode::Enter => Some(Action::Submit),
+            KeyCode::Backspace => Some(Action::Erase),
+            KeyCode::Char(c) => Some(Action::Type(c)),
+            _ => None,
+        };
+    }
+    if state.ui.help {
+        return match key.code {
+            KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') => Some(Action::ToggleHelp),
+            _ => None,
+        };
+    }
+    Some(match key.code {
+        KeyCode::Char('q') => Action::Quit,
+        KeyCode::Tab => Action::NextView,
+        KeyCode::BackTab => Action::PreviousView,
+        KeyCode::Char(d @ '1'..='6') => Action::Show(View::from_digit(d)?),
+        KeyCode::Char('j') | KeyCode::Down => Action::Down,
+        KeyCode::Char('k') | KeyCode::Up => Action::Up,
+        KeyCode::Char('g') | KeyCode::Home => Action::Top,
+        KeyCode::Char('G') | KeyCode::End => Action::Bottom,
+        KeyCode::Esc => Action::Back,
+        KeyCode::Char('?') => Action::ToggleHelp,
+        KeyCode::Char(':') => Action::OpenPalette,
+        KeyCode::Char('/') => Action::OpenFilter,
+        KeyCode::Char('h') => Action::ToggleGuide,
+        KeyCode::Char('p') if state.view == View::Sessions => Action::OpenPaste,
+        KeyCode::Char('s') if state.view == View::Stickiness => Action::ToggleProbe,
+        KeyCode::Char('a') if state.view == View::Install => Action::Ask(Confirm::Apply),
+        KeyCode::Char('r') if state.view == View::Install => Action::Ask(Confirm::Revert),
+        KeyCode::Char('x') if state.view == View::Endpoints => Action::StopSelectedPod,
+        KeyCode::Char('u') if state.view == View::Endpoints => Action::RestoreSelectedPod,
+        KeyCode::Char('R') if state.view == View::Overview => Action::RestartSelectedSidecar,
+        _ => return None,
+    })
+}

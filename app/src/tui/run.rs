@@ -1,0 +1,288 @@
+//! The UI's main loop: one task owns the state; keys, ticks and sources arrive on one channel;
+//! effects run as their own tasks and report back as events. The terminal is restored on every
+//! exit path, panics included (ratatui's init installs the hook).
+
+use super::action::Effect;
+use super::event::{self, Event};
+use super::state::{AppState, ClusterInfo, Connection, ProbeState};
+use super::{keys, sources, update, views};
+use crate::lab::Lab;
+use crate::probe::{self, ProbeOptions};
+use kube::Client;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How the installer is called from the UI: `apply` (true) or `revert` (false), reporting
+/// progress as events; returns a one-line summary. The future need not be `Send`: it runs on a
+/// thread of its own.
+pub type Installer = Arc<
+    dyn Fn(
+            bool,
+            mpsc::Sender<Event>,
+        ) -> futures::future::LocalBoxFuture<'static, Result<String, String>>
+        + Send
+        + Sync,
+>;
+
+pub struct TuiOptions {
+    pub client: Client,
+    pub cluster: ClusterInfo,
+    pub system_namespace: String,
+    /// `kasi demo`: the lab whose fault controls the keys drive.
+    pub lab: Option<Arc<Lab>>,
+    pub probe_url: Option<String>,
+    pub installer: Option<Installer>,
+    pub show_guide: bool,
+}
+
+/// Frames are drawn at most this often, however fast events arrive.
+const FRAME: Duration = Duration::from_millis(33);
+const TICK: Duration = Duration::from_millis(250);
+
+pub async fn run(options: TuiOptions) -> anyhow::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let result = main_loop(&mut terminal, options).await;
+    ratatui::restore();
+    result
+}
+
+async fn main_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    options: TuiOptions,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let (tx, mut rx) = mpsc::channel::<Event>(4096);
+    let mut state = AppState {
+        cluster: options.cluster.clone(),
+        connection: Connection::Connecting,
+        ..AppState::default()
+    };
+    state.ui.guide = options.show_guide;
+    state.probe = options.probe_url.clone().map(|url| ProbeState {
+        url,
+        ..ProbeState::default()
+    });
+
+    let mut tasks = sources::spawn(
+        options.client.clone(),
+        &options.system_namespace,
+        tx.clone(),
+        start,
+    );
+    tasks.push(spawn_keys(tx.clone()));
+    tasks.push(spawn_ticks(tx.clone(), start));
+    tasks.push(spawn_signals(tx.clone()));
+    let mut probe_task: Option<JoinHandle<()>> = None;
+
+    let mut last_draw = Instant::now() - FRAME;
+    let mut dirty = true;
+    while !state.ui.quit {
+        let timeout = FRAME.saturating_sub(last_draw.elapsed());
+        match tokio::time::timeout(if dirty { timeout } else { TICK }, rx.recv()).await {
+            Ok(Some(Event::Key(key))) => {
+                state.ui.message = None;
+                if let Some(action) = keys::action(&state, key) {
+                    for effect in update::update(&mut state, action) {
+                        run_effect(effect, &options, &tx, &mut probe_task);
+                    }
+                }
+                dirty = true;
+            }
+            Ok(Some(other)) => {
+                event::apply(&mut state, other);
+                dirty = true;
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        if dirty && last_draw.elapsed() >= FRAME {
+            terminal.draw(|frame| views::draw(frame, &state))?;
+            last_draw = Instant::now();
+            dirty = false;
+        }
+    }
+    for task in tasks.into_iter().chain(probe_task) {
+        task.abort();
+    }
+    Ok(())
+}
+
+/// Keys come from a blocking reader thread: crossterm's `read` blocks.
+fn spawn_keys(tx: mpsc::Sender<Event>) -> JoinHandle<()> {
+    tokio::task::spawn_blocking(move || loop {
+        match crossterm::event::poll(Duration::from_millis(100)) {
+            Ok(true) => {
+                if let Ok(crossterm::event::Event::Key(key)) = crossterm::event::read() {
+                    if key.kind == crossterm::event::KeyEventKind::Press
+                        && tx.blocking_send(Event::Key(key)).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Ok(false) => {
+                if tx.is_closed() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    })
+}
+
+fn spawn_signals(tx: mpsc::Sender<Event>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut hangup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = hangup.recv() => {}
+            }
+            let _ = tx.send(Event::Shutdown).await;
+        }
+        #[cfg(not(unix))]
+        drop(tx);
+    })
+}
+
+fn spawn_ticks(tx: mpsc::Sender<Event>, start: Instant) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(TICK);
+        loop {
+            interval.tick().await;
+            if tx.send(Event::Tick(sources::seconds(start))).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn run_effect(
+    effect: Effect,
+    options: &TuiOptions,
+    tx: &mpsc::Sender<Event>,
+    probe_task: &mut Option<JoinHandle<()>>,
+) {
+    let tx = tx.clone();
+    let stop = matches!(effect, Effect::StopPod(_));
+    match effect {
+        Effect::Apply | Effect::Revert => {
+            let apply = effect == Effect::Apply;
+            let what = if apply { "apply" } else { "revert" }.to_owned();
+            let Some(installer) = options.installer.clone() else {
+                let _ = tx.try_send(Event::InstallDone {
+                    what,
+                    result: Err("not available here".into()),
+                });
+                return;
+            };
+            std::thread::spawn(move || {
+                let result = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(installer(apply, tx.clone())),
+                    Err(e) => Err(format!("cannot start a runtime: {e}")),
+                };
+                let _ = tx.blocking_send(Event::InstallDone { what, result });
+            });
+        }
+        Effect::StopPod(pod) | Effect::RestorePod(pod) => {
+            let Some(lab) = options.lab.clone() else {
+                return;
+            };
+            tokio::spawn(async move {
+                let result = if stop {
+                    lab.stop_pod(&pod).await
+                } else {
+                    lab.restore_pod(&pod).await
+                };
+                let message = match result {
+                    Ok(()) => format!("{} {pod}", if stop { "stopped" } else { "restored" }),
+                    Err(e) => format!("{e:#}"),
+                };
+                let _ = tx.send(Event::Message(message)).await;
+            });
+        }
+        Effect::RestartSidecar(pod) => {
+            let Some(lab) = options.lab.clone() else {
+                return;
+            };
+            tokio::spawn(async move {
+                let replica = lab.activators.iter().position(|a| a.pod_name == pod);
+                let message = match replica {
+                    Some(i) => match lab.restart_sidecar(i).await {
+                        Ok(()) => format!("restarted the sidecar of {pod}"),
+                        Err(e) => format!("{e:#}"),
+                    },
+                    None => format!("{pod} is not a lab activator"),
+                };
+                let _ = tx.send(Event::Message(message)).await;
+            });
+        }
+        Effect::StartProbe(url) => {
+            if let Some(task) = probe_task.take() {
+                task.abort();
+            }
+            *probe_task = Some(tokio::spawn(run_probe(url, tx)));
+        }
+        Effect::StopProbe => {
+            if let Some(task) = probe_task.take() {
+                task.abort();
+            }
+            // The last report stays on screen, marked stopped.
+            let _ = tx.try_send(Event::Message("probe stopped".into()));
+        }
+    }
+}
+
+/// A probe that keeps going until stopped: 20 sessions, one request each per second.
+async fn run_probe(url: String, tx: mpsc::Sender<Event>) {
+    let options = ProbeOptions {
+        url: url.clone(),
+        sessions: 20,
+        requests_per_session: usize::MAX / 2,
+        cookie_name: probe::DEFAULT_COOKIE.into(),
+        pause: Duration::from_secs(1),
+    };
+    let (progress_tx, mut progress_rx) = mpsc::channel::<probe::ProbeReport>(16);
+    let forward = {
+        let tx = tx.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            while let Some(report) = progress_rx.recv().await {
+                let state = ProbeState {
+                    url: url.clone(),
+                    running: true,
+                    sessions: report.sessions.len(),
+                    requests: report.requests,
+                    failures: report.failures,
+                    hit_rate: report.hit_rate,
+                };
+                if tx.send(Event::Probe(state)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    if let Err(e) = probe::run(&options, Some(progress_tx)).await {
+        let _ = tx.send(Event::Message(format!("probe: {e:#}"))).await;
+    }
+    let _ = forward.await;
+    let _ = tx
+        .send(Event::Probe(ProbeState {
+            url,
+            running: false,
+            ..ProbeState::default()
+        }))
+        .await;
+}

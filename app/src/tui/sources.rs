@@ -1,0 +1,412 @@
+//! Where the UI's data comes from, each a task that only sends [`Event`]s: kube-rs watchers (with
+//! backoff) for activator pods and revision endpoints, a poller of each sidecar's admin API
+//! through a port-forward (at most once a second per pod), and a follower of each sidecar's log
+//! for decision lines. None of them runs on the UI task.
+
+use super::event::Event;
+use super::state::{
+    ActivatorRow, ConfigSample, Connection, Counters, PieceRow, PieceStatus, PodRow, RevisionRow,
+};
+use crate::affinity::decisions::DecisionLine;
+use crate::envoy::admin::Sidecar;
+use crate::install::status::PieceState;
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use kube::api::{Api, LogParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub type Sender = mpsc::Sender<Event>;
+
+/// Seconds since the UI started.
+pub fn seconds(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
+
+/// Starts every source; the tasks end when the UI drops the receiver.
+pub fn spawn(client: Client, namespace: &str, tx: Sender, start: Instant) -> Vec<JoinHandle<()>> {
+    let (names_tx, names_rx) = watch::channel(Vec::<String>::new());
+    vec![
+        tokio::spawn(poll_install(
+            client.clone(),
+            namespace.to_owned(),
+            tx.clone(),
+        )),
+        tokio::spawn(watch_activators(
+            client.clone(),
+            namespace.to_owned(),
+            tx.clone(),
+            names_tx,
+            start,
+        )),
+        tokio::spawn(watch_revisions(client.clone(), tx.clone(), start)),
+        tokio::spawn(poll_sidecars(
+            client.clone(),
+            namespace.to_owned(),
+            tx.clone(),
+            names_rx.clone(),
+            start,
+        )),
+        tokio::spawn(follow_logs(client, namespace.to_owned(), tx, names_rx)),
+    ]
+}
+
+/// Reports a watch failure: a 403 names the permission; anything else marks the data stale.
+async fn report_error(tx: &Sender, what: &str, error: &watcher::Error, start: Instant) {
+    let text = error.to_string();
+    if text.contains("403") || text.to_ascii_lowercase().contains("forbidden") {
+        let _ = tx.send(Event::Forbidden(what.to_owned())).await;
+    } else {
+        let _ = tx
+            .send(Event::Connection(Connection::Stale {
+                since: seconds(start),
+                reason: short(&text),
+            }))
+            .await;
+    }
+}
+
+fn short(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(80).collect()
+}
+
+async fn watch_activators(
+    client: Client,
+    namespace: String,
+    tx: Sender,
+    names: watch::Sender<Vec<String>>,
+    start: Instant,
+) {
+    let api: Api<Pod> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().labels("app=activator");
+    let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                pods.insert(pod.meta().name.clone().unwrap_or_default(), pod);
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                pods.remove(pod.meta().name.as_deref().unwrap_or_default());
+            }
+            Ok(watcher::Event::Init) => pods.clear(),
+            Ok(watcher::Event::InitDone) => {}
+            Err(e) => {
+                report_error(&tx, &format!("watch pods in {namespace}"), &e, start).await;
+                continue;
+            }
+        }
+        let _ = tx.send(Event::Connection(Connection::Live)).await;
+        let rows: Vec<ActivatorRow> = pods.values().map(activator_row).collect();
+        let _ = names.send(rows.iter().map(|r| r.pod.clone()).collect());
+        if tx.send(Event::Activators(rows)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn activator_row(pod: &Pod) -> ActivatorRow {
+    let status = pod.status.clone().unwrap_or_default();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    ActivatorRow {
+        pod: pod.meta().name.clone().unwrap_or_default(),
+        ip: status.pod_ip.unwrap_or_default(),
+        ready,
+        sidecar_injected: containers.iter().any(|c| c == "istio-proxy"),
+        ..ActivatorRow::default()
+    }
+}
+
+async fn watch_revisions(client: Client, tx: Sender, start: Instant) {
+    let api: Api<Endpoints> = Api::all(client);
+    let config =
+        watcher::Config::default().labels("networking.internal.knative.dev/serviceType=Private");
+    let mut endpoints: BTreeMap<(String, String), Endpoints> = BTreeMap::new();
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let key = |e: &Endpoints| {
+        (
+            e.meta().namespace.clone().unwrap_or_default(),
+            e.meta().name.clone().unwrap_or_default(),
+        )
+    };
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
+                endpoints.insert(key(&e), e);
+            }
+            Ok(watcher::Event::Delete(e)) => {
+                endpoints.remove(&key(&e));
+            }
+            Ok(watcher::Event::Init) => endpoints.clear(),
+            Ok(watcher::Event::InitDone) => {}
+            Err(e) => {
+                report_error(&tx, "watch endpoints in all namespaces", &e, start).await;
+                continue;
+            }
+        }
+        let rows = endpoints.values().map(revision_row).collect();
+        if tx.send(Event::Revisions(rows)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn revision_row(endpoints: &Endpoints) -> RevisionRow {
+    let labels = endpoints.meta().labels.clone().unwrap_or_default();
+    let name = labels
+        .get("serving.knative.dev/revision")
+        .cloned()
+        .unwrap_or_else(|| endpoints.meta().name.clone().unwrap_or_default());
+    let mut pods = Vec::new();
+    for subset in endpoints.subsets.iter().flatten() {
+        let port = subset
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("http"))
+            .map_or(8012, |p| p.port);
+        for (addresses, ready) in [
+            (&subset.addresses, true),
+            (&subset.not_ready_addresses, false),
+        ] {
+            for address in addresses.iter().flatten() {
+                pods.push(PodRow {
+                    name: address
+                        .target_ref
+                        .as_ref()
+                        .and_then(|t| t.name.clone())
+                        .unwrap_or_else(|| address.ip.clone()),
+                    address: format!("{}:{port}", address.ip),
+                    ready,
+                });
+            }
+        }
+    }
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    RevisionRow {
+        namespace: endpoints.meta().namespace.clone().unwrap_or_default(),
+        name,
+        pods,
+    }
+}
+
+/// Every few seconds: which pieces of the bundle are present, missing or drifted, and what of
+/// Istio and Knative the cluster has.
+async fn poll_install(client: Client, namespace: String, tx: Sender) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let (istio, knative) = platform(&client, &namespace).await;
+        if tx.send(Event::Platform { istio, knative }).await.is_err() {
+            return;
+        }
+        match crate::install::status::collect(&client, &namespace).await {
+            Ok(status) => {
+                let rows = status
+                    .pieces
+                    .into_iter()
+                    .map(|p| PieceRow {
+                        status: match p.state {
+                            PieceState::Present => PieceStatus::Present,
+                            PieceState::Missing => PieceStatus::Missing,
+                            PieceState::Drifted => PieceStatus::Drifted(p.differences),
+                        },
+                        id: p.id,
+                        title: p.title,
+                        kind: p.kind,
+                        name: p.name,
+                    })
+                    .collect();
+                let _ = tx.send(Event::Pieces(rows)).await;
+            }
+            Err(e) => {
+                let _ = tx
+                    .send(Event::Message(format!("install status: {e}")))
+                    .await;
+            }
+        }
+    }
+}
+
+/// "CRDs present" or what is missing; the Knative version from the activator's labels.
+async fn platform(client: &Client, namespace: &str) -> (Option<String>, Option<String>) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut missing = Vec::new();
+    for crd in crate::install::prereqs::ISTIO_CRDS {
+        if !matches!(crds.get_opt(crd).await, Ok(Some(_))) {
+            missing.push(crd.split('.').next().unwrap_or(crd));
+        }
+    }
+    let istio = if missing.is_empty() {
+        "CRDs present (Sidecar, EnvoyFilter, WasmPlugin)".to_owned()
+    } else {
+        format!("missing CRDs: {}", missing.join(", "))
+    };
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), namespace);
+    let knative = match deployments.get_opt("activator").await {
+        Ok(Some(d)) => {
+            let version = d
+                .meta()
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/version").cloned())
+                .unwrap_or_else(|| "unknown version".into());
+            let replicas = d.spec.replicas.unwrap_or(1);
+            format!("serving {version}, activator ×{replicas}")
+        }
+        Ok(None) => format!("no activator Deployment in {namespace}"),
+        Err(e) => format!("cannot read: {}", short(&e.to_string())),
+    };
+    (Some(istio), Some(knative))
+}
+
+/// Once a second, each activator's sidecar: config_dump size by section, and the filter's
+/// counters. Sidecars are read concurrently so one slow pod does not delay the others.
+async fn poll_sidecars(
+    client: Client,
+    namespace: String,
+    tx: Sender,
+    names: watch::Receiver<Vec<String>>,
+    start: Instant,
+) {
+    let plugin = format!("{namespace}.kasi-affinity");
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let pods = names.borrow().clone();
+        let reads = pods.into_iter().map(|pod| {
+            let sidecar = Sidecar::new(client.clone(), &namespace, &pod);
+            let (tx, plugin) = (tx.clone(), plugin.clone());
+            async move {
+                let at = seconds(start);
+                if let Ok(dump) = sidecar.config_dump().await {
+                    let size = |s: &str| dump.sections.get(s).copied().unwrap_or(0) as u64;
+                    let sample = ConfigSample {
+                        at,
+                        listeners: size("listeners"),
+                        clusters: size("clusters"),
+                        routes: size("routes"),
+                        endpoints: size("endpoints"),
+                        secrets: size("secrets"),
+                        cluster_count: dump.count("clusters") as u64,
+                        listener_count: dump.count("listeners") as u64,
+                    };
+                    let loaded = dump.has_wasm_filter(&plugin);
+                    let _ = tx
+                        .send(Event::Config {
+                            sidecar: pod.clone(),
+                            sample,
+                            filter_loaded: loaded,
+                        })
+                        .await;
+                }
+                if let Ok(stats) = sidecar.kasi_counters().await {
+                    let counters = Counters {
+                        requests: stats.get("requests"),
+                        cookie_routed: stats.get("cookie_routed"),
+                        sticky_hits: stats.get("sticky_hits"),
+                        rebinds: stats.get("rebinds"),
+                        header_stripped: stats.get("header_stripped"),
+                        rejected: stats.rejected_total(),
+                    };
+                    let _ = tx
+                        .send(Event::Counters {
+                            sidecar: pod,
+                            at,
+                            counters,
+                        })
+                        .await;
+                }
+            }
+        });
+        futures::future::join_all(reads).await;
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Follows each activator's istio-proxy log for decision lines; a follower per pod, started when
+/// the pod appears and restarted (after a pause) when its stream ends.
+async fn follow_logs(
+    client: Client,
+    namespace: String,
+    tx: Sender,
+    mut names: watch::Receiver<Vec<String>>,
+) {
+    let mut followers: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
+    loop {
+        let current: BTreeSet<String> = names.borrow_and_update().iter().cloned().collect();
+        followers.retain(|pod, task| {
+            let keep = current.contains(pod) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for pod in current {
+            if !followers.contains_key(&pod) {
+                let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+                followers.insert(pod.clone(), tokio::spawn(follow_one(api, pod, tx.clone())));
+            }
+        }
+        tokio::select! {
+            changed = names.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+async fn follow_one(api: Api<Pod>, pod: String, tx: Sender) {
+    let params = LogParams {
+        container: Some("istio-proxy".into()),
+        follow: true,
+        since_seconds: Some(300),
+        ..LogParams::default()
+    };
+    let Ok(stream) = api.log_stream(&pod, &params).await else {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        return;
+    };
+    let mut lines = stream.lines();
+    while let Ok(Some(line)) = lines.try_next().await {
+        if let Some(decision) = DecisionLine::parse(&line) {
+            if tx
+                .send(Event::Decision {
+                    sidecar: pod.clone(),
+                    line: decision,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The one app state the terminal UI draws. Sources change it only through [`AppState::apply`]
+//! with an [`Event`](super::event::Event); views only read it.
+
+use super::view::View;
+use std::collections::BTreeMap;
+
+/// Seconds since the UI started: the x axis of every chart.
+pub type Seconds = f64;
+
+/// How long a chart looks back.
+pub const HISTORY_SECONDS: Seconds = 300.0;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterInfo {
+    pub context: String,
+    pub server: String,
+    pub istio: Option<String>,
+    pub knative: Option<String>,
+    /// The UI runs against `kasi demo`'s lab: fault keys are live.
+    pub lab: bool,
+}
+
+/// Whether the API is answering.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Connection {
+    #[default]
+    Connecting,
+    Live,
+    /// The last watch failed; data shown is as of `since`.
+    Stale {
+        since: Seconds,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PieceStatus {
+    Present,
+    Missing,
+    /// Differs from the bundle in these fields.
+    Drifted(Vec<String>),
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PieceRow {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub name: String,
+    pub status: PieceStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActivatorRow {
+    pub pod: String,
+    pub ip: String,
+    pub ready: bool,
+    pub sidecar_injected: bool,
+    pub filter_loaded: Option<bool>,
+    pub config_bytes: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub hit_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodRow {
+    pub name: String,
+    pub address: String,
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionRow {
+    pub namespace: String,
+    pub name: String,
+    pub pods: Vec<PodRow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Pinned,
+    Rebound,
+    Rejected,
+}
+
+/// One live session, as decision lines and the probe reveal it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// `ip:port` the session is pinned to.
+    pub address: String,
+    pub authority: String,
+    pub expires: Option<u64>,
+    pub state: SessionState,
+    pub reason: String,
+    /// Which activator's sidecar (or `probe`) saw it last.
+    pub seen_by: String,
+    pub last_seen: Seconds,
+    pub requests: u64,
+}
+
+/// One `/config_dump` reading, bytes by section.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConfigSample {
+    pub at: Seconds,
+    pub listeners: u64,
+    pub clusters: u64,
+    pub routes: u64,
+    pub endpoints: u64,
+    pub secrets: u64,
+    pub cluster_count: u64,
+    pub listener_count: u64,
+}
+
+impl ConfigSample {
+    pub fn total(&self) -> u64 {
+        self.listeners + self.clusters + self.routes + self.endpoints + self.secrets
+    }
+}
+
+/// The filter's counters in one sidecar (cumulative, as Envoy reports them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    pub cookie_routed: u64,
+    pub sticky_hits: u64,
+    pub rebinds: u64,
+    pub header_stripped: u64,
+    pub rejected: u64,
+}
+
+impl Counters {
+    /// Hit rate between two readings (DESIGN.md: sticky hits ÷ requests that carried a cookie).
+    pub fn hit_rate_since(&self, earlier: &Counters) -> Option<f64> {
+        kasi_filter::metrics::hit_rate(
+            self.sticky_hits.saturating_sub(earlier.sticky_hits),
+            self.cookie_routed.saturating_sub(earlier.cookie_routed),
+            self.rejected.saturating_sub(earlier.rejected),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbeState {
+    pub url: String,
+    pub running: bool,
+    pub sessions: usize,
+    pub requests: u64,
+    pub failures: u64,
+    pub hit_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    Apply,
+    Revert,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstallState {
+    pub confirm: Option<Confirm>,
+    /// (done, total, what) while an apply or revert runs.
+    pub progress: Option<(usize, usize, String)>,
+    pub log: Vec<String>,
+}
+
+/// What the paste box (`p`) decoded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PasteBox {
+    pub input: String,
+    pub result: Option<Result<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UiState {
+    pub selected: usize,
+    pub filter: String,
+    pub filter_editing: bool,
+    pub help: bool,
+    pub palette: Option<String>,
+    pub paste: Option<PasteBox>,
+    /// The demo guide overlay (kasi demo starts with it open).
+    pub guide: bool,
+    pub message: Option<String>,
+    pub quit: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppState {
+    pub now: Seconds,
+    pub view: View,
+    pub cluster: ClusterInfo,
+    pub connection: Connection,
+    /// Permissions the API refused, e.g. `list pods in knative-serving`.
+    pub forbidden: Vec<String>,
+    pub pieces: Vec<PieceRow>,
+    pub activators: Vec<ActivatorRow>,
+    pub revisions: Vec<RevisionRow>,
+    pub sessions: Vec<SessionRow>,
+    pub config_history: BTreeMap<String, Vec<ConfigSample>>,
+    pub counters: BTreeMap<String, Vec<(Seconds, Counters)>>,
+    /// When an apply or revert finished, for the marks on the Config chart.
+    pub install_marks: Vec<(Seconds, String)>,
+    pub probe: Option<ProbeState>,
+    pub install: InstallState,
+    pub ui: UiState,
+}
+
+impl AppState {
+    /// Sessions pinned to `address` right now.
+    pub fn sessions_on(&self, address: &str) -> usize {
+        self.sessions
+            .iter()
+            .filter(|s| s.address == address && s.state != SessionState::Rejected)
+            .count()
+    }
+
+    /// The pod and revision an address belongs to.
+    pub fn pod_of(&self, address: &str) -> Option<(&RevisionRow, &PodRow)> {
+        self.revisions
+            .iter()
+            .find_map(|r| r.pods.iter().find(|p| p.address == address).map(|p| (r, p)))
+    }
+
+    /// The hit-rate series of one activator: one point per counter reading, each over the
+    /// interval since the previous reading.
+    pub fn hit_rate_series(&self, pod: &str) -> Vec<(Seconds, f64)> {
+        let readings = self
+            .counters
+            .get(pod)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        readings
+            .windows(2)
+            .filter_map(|w| Some((w[1].0, w[1].1.hit_rate_since(&w[0].1)?)))
+            .collect()
+    }
+
+    /// Hit rate of one activator over the last `seconds` (what "sticks right now" means).
+    pub fn recent_hit_rate(&self, pod: &str, seconds: Seconds) -> Option<f64> {
+        let readings = self.counters.get(pod)?;
+        let (_, last) = readings.last()?;
+        let since = self.now.max(readings.last()?.0) - seconds;
+        let (_, earlier) = readings
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= since)
+            .or_else(|| readings.first())?;
+        last.hit_rate_since(earlier)
+    }
+
+    /// Hit rate over the whole window shown, across activators.
+    pub fn window_hit_rate(&self) -> Option<f64> {
+        let (mut hits, mut routed, mut rejected) = (0, 0, 0);
+        for readings in self.counters.values() {
+            if let (Some((_, first)), Some((_, last))) = (readings.first(), readings.last()) {
+                hits += last.sticky_hits.saturating_sub(first.sticky_hits);
+                routed += last.cookie_routed.saturating_sub(first.cookie_routed);
+                rejected += last.rejected.saturating_sub(first.rejected);
+            }
+        }
+        kasi_filter::metrics::hit_rate(hits, routed, rejected)
+    }
+
+    /// Drops samples older than the charts show.
+    pub fn trim_history(&mut self) {
+        let oldest = self.now - HISTORY_SECONDS;
+        for samples in self.config_history.values_mut() {
+            samples.retain(|s| s.at >= oldest);
+        }
+        for readings in self.counters.values_mut() {
+            // Keep one reading before the window so the first interval has a start.
+            let first_inside = readings
+                .iter()
+                .position(|(t, _)| *t >= oldest)
+                .unwrap_or(readings.len());
+            readings.drain(..first_inside.saturating_sub(1));
+        }
+        self.sessions.retain(|s| s.last_seen >= oldest);
+        self.install_marks.retain(|(t, _)| *t >= oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_rate_is_over_the_interval_between_readings() {
+        let mut state = AppState::default();
+        let c = |hits, routed, rejected| Counters {
+            sticky_hits: hits,
+            cookie_routed: routed,
+            rejected,
+            ..Default::default()
+        };
+        state.counters.insert(
+            "a".into(),
+            vec![
+                (0.0, c(0, 0, 0)),
+                (1.0, c(9, 9, 1)),
+                (2.0, c(19, 19, 1)),
+                (3.0, c(19, 19, 1)),
+            ],
+        );
+        assert_eq!(state.hit_rate_series("a"), vec![(1.0, 0.9), (2.0, 1.0)]);
+        assert_eq!(state.window_hit_rate(), Some(19.0 / 20.0));
+    }
+
+    #[test]
+    fn history_is_trimmed_to_the_window() {
+        let mut state = AppState {
+            now: 1000.0,
+            ..Default::default()
+        };
+        state.config_history.insert(
+            "a".into(),
+            vec![
+                ConfigSample {
+                    at: 100.0,
+                    ..Default::default()
+                },
+                ConfigSample {
+                    at: 900.0,
+                    ..Default::default()
+                },
+            ],
+        );
+        state.counters.insert(
+            "a".into(),
+            vec![
+                (100.0, Counters::default()),
+                (600.0, Counters::default()),
+                (900.0, Counters::default()),
+            ],
+        );
+        state.trim_history();
+        assert_eq!(state.config_history["a"].len(), 1);
+        assert_eq!(
+            state.counters["a"].iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![600.0, 900.0]
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Actions change the state; what needs the outside world comes back as [`Effect`]s.
+
+use super::action::{Action, Effect};
+use super::state::{AppState, Confirm, PasteBox};
+use super::view::View;
+use super::views::rows;
+
+pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
+    let last_row = rows::count(state).saturating_sub(1);
+    let ui = &mut state.ui;
+    match action {
+        Action::Quit => ui.quit = true,
+        Action::Show(view) => show(state, view),
+        Action::NextView => show(state, state.view.next()),
+        Action::PreviousView => show(state, state.view.previous()),
+        Action::Up => ui.selected = ui.selected.saturating_sub(1),
+        Action::Down => ui.selected = (ui.selected + 1).min(last_row),
+        Action::Top => ui.selected = 0,
+        Action::Bottom => ui.selected = last_row,
+        Action::Back => {
+            if ui.palette.take().is_none()
+                && ui.paste.take().is_none()
+                && !std::mem::take(&mut ui.help)
+                && !std::mem::take(&mut ui.guide)
+            {
+                ui.filter_editing = false;
+                ui.filter.clear();
+            }
+            ui.filter_editing = false;
+        }
+        Action::ToggleHelp => ui.help = !ui.help,
+        Action::ToggleGuide => ui.guide = !ui.guide,
+        Action::OpenPalette => ui.palette = Some(String::new()),
+        Action::OpenFilter => {
+            ui.filter_editing = true;
+            ui.filter.clear();
+            ui.selected = 0;
+        }
+        Action::OpenPaste => ui.paste = Some(PasteBox::default()),
+        Action::Type(c) => {
+            if let Some(text) = ui.palette.as_mut() {
+                text.push(c);
+            } else if let Some(paste) = ui.paste.as_mut() {
+                paste.input.push(c);
+                paste.result = None;
+            } else if ui.filter_editing {
+                ui.filter.push(c);
+                ui.selected = 0;
+            }
+        }
+        Action::Erase => {
+            if let Some(text) = ui.palette.as_mut() {
+                text.pop();
+            } else if let Some(paste) = ui.paste.as_mut() {
+                paste.input.pop();
+                paste.result = None;
+            } else if ui.filter_editing {
+                ui.filter.pop();
+            }
+        }
+        Action::Submit => return submit(state),
+        Action::Ask(what) => {
+            if state.install.progress.is_none() {
+                state.install.confirm = Some(what);
+            }
+        }
+        Action::Answer(yes) => {
+            if let (true, Some(what)) = (yes, state.install.confirm.take()) {
+                state.install.progress = Some((0, 0, "starting".into()));
+                return vec![match what {
+                    Confirm::Apply => Effect::Apply,
+                    Confirm::Revert => Effect::Revert,
+                }];
+            }
+            state.install.confirm = None;
+        }
+        Action::StopSelectedPod | Action::RestoreSelectedPod => {
+            if !state.cluster.lab {
+                ui.message = Some("stopping pods is a lab control: run `kasi demo`".into());
+                return Vec::new();
+            }
+            if let Some(pod) = rows::selected_pod(state) {
+                return vec![if action == Action::StopSelectedPod {
+                    Effect::StopPod(pod)
+                } else {
+                    Effect::RestorePod(pod)
+                }];
+            }
+        }
+        Action::RestartSelectedSidecar => {
+            if !state.cluster.lab {
+                ui.message = Some("restarting a sidecar is a lab control: run `kasi demo`".into());
+                return Vec::new();
+            }
+            if let Some(activator) = state.activators.get(state.ui.selected) {
+                return vec![Effect::RestartSidecar(activator.pod.clone())];
+            }
+        }
+        Action::ToggleProbe => {
+            return match &state.probe {
+                Some(probe) if probe.running => vec![Effect::StopProbe],
+                Some(probe) => vec![Effect::StartProbe(probe.url.clone())],
+                None => {
+                    state.ui.message = Some("no probe URL: use `:probe URL`".into());
+                    Vec::new()
+                }
+            }
+        }
+    }
+    Vec::new()
+}
+
+fn show(state: &mut AppState, view: View) {
+    if state.view != view {
+        state.view = view;
+        state.ui.selected = 0;
+        state.ui.filter.clear();
+        state.ui.filter_editing = false;
+    }
+}
+
+fn submit(state: &mut AppState) -> Vec<Effect> {
+    if let Some(command) = state.ui.palette.take() {
+        return run_command(state, command.trim());
+    }
+    if let Some(paste) = state.ui.paste.as_mut() {
+        paste.result =
+            Some(crate::affinity::decode::decode(&paste.input, None).map(|d| d.to_text()));
+        return Vec::new();
+    }
+    state.ui.filter_editing = false;
+    Vec::new()
+}
+
+fn run_command(state: &mut AppState, command: &str) -> Vec<Effect> {
+    let (verb, argument) = command
+        .split_once(' ')
+        .map_or((command, ""), |(v, a)| (v, a.trim()));
+    match verb {
+        "q" | "quit" | "exit" => state.ui.quit = true,
+        "help" => state.ui.help = true,
+        "apply" => return update(state, Action::Ask(Confirm::Apply)),
+        "revert" => return update(state, Action::Ask(Confirm::Revert)),
+        "probe" if !argument.is_empty() => {
+            state.view = View::Stickiness;
+            return vec![Effect::StartProbe(argument.to_owned())];
+        }
+        other => match View::from_name(other) {
+            Some(view) => show(state, view),
+            None => state.ui.message = Some(format!("unknown command {other:?}: try :help")),
+        },
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixture::lab_state;
+    use crate::tui::keys::action;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    fn press(state: &mut AppState, keys: &str) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for c in keys.chars() {
+            let code = match c {
+                '\t' => KeyCode::Tab,
+                '\n' => KeyCode::Enter,
+                '\x1b' => KeyCode::Esc,
+                c => KeyCode::Char(c),
+            };
+            if let Some(a) = action(state, KeyEvent::new(code, KeyModifiers::NONE)) {
+                effects.extend(update(state, a));
+            }
+        }
+        effects
+    }
+
+    #[test]
+    fn number_keys_and_tab_switch_views() {
+        let mut state = lab_state(View::Overview);
+        press(&mut state, "3");
+        assert_eq!(state.view, View::Sessions);
+        press(&mut state, "\t\t\t\t");
+        assert_eq!(state.view, View::Overview);
+        press(&mut state, ":stick\n");
+        assert_eq!(state.view, View::Stickiness);
+    }
+
+    #[test]
+    fn selection_stays_inside_the_table_and_the_filter_narrows_it() {
+        let mut state = lab_state(View::Endpoints);
+        press(&mut state, "jjjjjjj");
+        assert_eq!(state.ui.selected, 2);
+        press(&mut state, "k/c9w\n");
+        assert_eq!(rows::pods(&state).len(), 1);
+        assert_eq!(state.ui.selected, 0);
+        press(&mut state, "\x1b");
+        assert_eq!(rows::pods(&state).len(), 3);
+    }
+
+    #[test]
+    fn lab_keys_become_effects_on_the_selected_row() {
+        let mut state = lab_state(View::Endpoints);
+        assert_eq!(
+            press(&mut state, "jx"),
+            vec![Effect::StopPod(
+                "hello-00001-deployment-5f7b9c8d4-m4pzd".into()
+            )]
+        );
+        assert_eq!(
+            press(&mut state, "u"),
+            vec![Effect::RestorePod(
+                "hello-00001-deployment-5f7b9c8d4-m4pzd".into()
+            )]
+        );
+        press(&mut state, "1");
+        assert_eq!(
+            press(&mut state, "jR"),
+            vec![Effect::RestartSidecar("activator-7d9f8c6b5-h6t4z".into())]
+        );
+        state.cluster.lab = false;
+        assert_eq!(press(&mut state, "R"), vec![]);
+        assert!(state
+            .ui
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("kasi demo"));
+    }
+
+    #[test]
+    fn apply_and_revert_ask_first() {
+        let mut state = lab_state(View::Install);
+        assert_eq!(press(&mut state, "a"), vec![]);
+        assert_eq!(state.install.confirm, Some(Confirm::Apply));
+        assert_eq!(
+            press(&mut state, "q"),
+            vec![],
+            "other keys do nothing while asking"
+        );
+        assert!(!state.ui.quit);
+        assert_eq!(press(&mut state, "n"), vec![]);
+        assert_eq!(state.install.confirm, None);
+        assert_eq!(press(&mut state, "ay"), vec![Effect::Apply]);
+        state.install.progress = None;
+        assert_eq!(press(&mut state, "ry"), vec![Effect::Revert]);
+    }
+
+    #[test]
+    fn help_paste_and_quit() {
+        let mut state = lab_state(View::Sessions);
+        press(&mut state, "?");
+        assert!(state.ui.help);
+        press(&mut state, "?");
+        assert!(!state.ui.help);
+        press(&mut state, "pMS4yLjMuNDo4MA==\n");
+        let result = state
+            .ui
+            .paste
+            .as_ref()
+            .and_then(|p| p.result.clone())
+            .unwrap();
+        assert!(result.unwrap().contains("1.2.3.4:80"));
+        press(&mut state, "\x1bq");
+        assert!(state.ui.quit);
+    }
+}

@@ -1,0 +1,138 @@
+//! `4` Config: each sidecar's config_dump size over time, by section, with applies marked.
+
+use super::{table_block, theme};
+use crate::tui::state::AppState;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::Line;
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Row, Table};
+use ratatui::Frame;
+
+const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green];
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
+    let [chart_area, table_area] = Layout::vertical([
+        Constraint::Min(8),
+        Constraint::Length(state.config_history.len() as u16 + 3),
+    ])
+    .areas(area);
+    let series: Vec<(String, Vec<(f64, f64)>)> = state
+        .config_history
+        .iter()
+        .map(|(pod, samples)| {
+            (
+                pod.clone(),
+                samples
+                    .iter()
+                    .map(|s| (s.at, s.total() as f64 / 1e3))
+                    .collect(),
+            )
+        })
+        .collect();
+    let top = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let start = (state.now - crate::tui::state::HISTORY_SECONDS).max(0.0);
+    let marks: Vec<(String, Vec<(f64, f64)>)> = state
+        .install_marks
+        .iter()
+        .map(|(t, what)| {
+            (
+                what.clone(),
+                (0..=20).map(|i| (*t, top * i as f64 / 20.0)).collect(),
+            )
+        })
+        .collect();
+    let mut datasets: Vec<Dataset> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (pod, points))| {
+            Dataset::default()
+                .name(pod.clone())
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(COLORS[i % COLORS.len()]))
+                .data(points)
+        })
+        .collect();
+    datasets.extend(marks.iter().map(|(what, points)| {
+        Dataset::default()
+            .name(what.clone())
+            .marker(Marker::Dot)
+            .style(Style::new().fg(theme::WARN))
+            .data(points)
+    }));
+    let chart = Chart::new(datasets)
+        .block(table_block(
+            "config_dump size (kB) — the Sidecar's shrink shows as a drop",
+        ))
+        .x_axis(
+            Axis::default()
+                .bounds([start, state.now.max(start + 1.0)])
+                .labels([
+                    Line::from(format!("-{:.0}s", state.now - start)),
+                    Line::from("now"),
+                ])
+                .style(theme::dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, top])
+                .labels([Line::from("0"), Line::from(format!("{top:.0}"))])
+                .style(theme::dim()),
+        );
+    frame.render_widget(chart, chart_area);
+
+    let rows = state.config_history.iter().map(|(pod, samples)| {
+        let last = samples.last().copied().unwrap_or_default();
+        let first = samples.first().copied().unwrap_or_default();
+        let change = if first.total() > 0 && last.total() < first.total() {
+            format!(
+                "{:.0}× smaller",
+                first.total() as f64 / last.total().max(1) as f64
+            )
+        } else {
+            String::new()
+        };
+        Row::new(vec![
+            pod.clone(),
+            theme::bytes(last.total()),
+            format!("{} ({})", theme::bytes(last.listeners), last.listener_count),
+            format!("{} ({})", theme::bytes(last.clusters), last.cluster_count),
+            theme::bytes(last.routes),
+            theme::bytes(last.endpoints),
+            theme::bytes(last.secrets),
+            change,
+        ])
+    });
+    let header = Row::new([
+        "SIDECAR",
+        "TOTAL",
+        "LISTENERS",
+        "CLUSTERS",
+        "ROUTES",
+        "ENDPOINTS",
+        "SECRETS",
+        "SINCE START",
+    ])
+    .style(theme::header());
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(24),
+            Constraint::Length(9),
+            Constraint::Length(14),
+            Constraint::Length(14),
+            Constraint::Length(9),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Length(12),
+        ],
+    )
+    .header(header)
+    .block(table_block("By section"));
+    frame.render_widget(table, table_area);
+}

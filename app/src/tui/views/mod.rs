@@ -1,0 +1,326 @@
+//! Drawing: the frame around every view (tabs, banner, key hints) and the overlays (help,
+//! command palette, paste box, confirmation, demo guide). Views read the state and nothing else.
+
+mod config;
+mod endpoints;
+mod install;
+mod overview;
+pub mod rows;
+mod sessions;
+mod stickiness;
+pub mod theme;
+
+use super::keys::KEYS;
+use super::state::{AppState, Confirm, Connection};
+use super::view::View;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Row, Table, Tabs, Wrap};
+use ratatui::Frame;
+
+pub fn table_block(title: &str) -> Block<'_> {
+    Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(theme::dim())
+        .title(Span::styled(format!(" {title} "), theme::header()))
+}
+
+/// The whole screen.
+pub fn draw(frame: &mut Frame, state: &AppState) {
+    let [header, question, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(5),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    draw_header(frame, header, state);
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            state.view.question(),
+            theme::dim().add_modifier(Modifier::ITALIC),
+        )),
+        question,
+    );
+    match state.view {
+        View::Overview => overview::draw(frame, body, state),
+        View::Endpoints => endpoints::draw(frame, body, state),
+        View::Sessions => sessions::draw(frame, body, state),
+        View::Config => config::draw(frame, body, state),
+        View::Stickiness => stickiness::draw(frame, body, state),
+        View::Install => install::draw(frame, body, state),
+    }
+    draw_footer(frame, footer, state);
+    if state.ui.guide {
+        draw_guide(frame, state);
+    }
+    if let Some(paste) = &state.ui.paste {
+        let area = centered(frame.area(), 80, 12);
+        let mut lines = vec![Line::from(vec![
+            Span::styled("> ", theme::header()),
+            Span::raw(&paste.input),
+            Span::raw("▏"),
+        ])];
+        match &paste.result {
+            None => lines.push(Line::from(Span::styled(
+                "paste a cookie value, name=value or a Cookie:/Set-Cookie: line, then Enter",
+                theme::dim(),
+            ))),
+            Some(Ok(text)) => {
+                lines.extend(text.lines().map(|l| Line::from(l.to_owned())));
+                if let Some(address) = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.strip_prefix("address"))
+                    .map(str::trim)
+                {
+                    lines.push(match state.pod_of(address) {
+                        Some((r, p)) if p.ready => Line::styled(
+                            format!("pins pod {} ({}) — alive", p.name, r.name),
+                            Style::new().fg(theme::OK),
+                        ),
+                        Some((r, p)) => Line::styled(
+                            format!(
+                                "pins pod {} ({}) — NOT READY: the filter will rebind it",
+                                p.name, r.name
+                            ),
+                            Style::new().fg(theme::BAD),
+                        ),
+                        None => Line::styled(
+                            "pins no pod kasi knows: the filter will reject or rebind it",
+                            Style::new().fg(theme::WARN),
+                        ),
+                    });
+                }
+            }
+            Some(Err(e)) => lines.push(Line::styled(e.clone(), Style::new().fg(theme::BAD))),
+        }
+        overlay(
+            frame,
+            area,
+            "Decode a cookie (Esc closes)",
+            Paragraph::new(lines).wrap(Wrap { trim: false }),
+        );
+    }
+    if let Some(command) = &state.ui.palette {
+        let area = centered(frame.area(), 60, 3);
+        overlay(
+            frame,
+            area,
+            "Command",
+            Paragraph::new(Line::from(vec![
+                Span::styled(":", theme::header()),
+                Span::raw(command),
+                Span::raw("▏"),
+            ])),
+        );
+    }
+    if let Some(what) = state.install.confirm {
+        let (title, text) = match what {
+            Confirm::Apply => ("Apply the bundle?", "Server-side apply every piece with field manager kasi. Previous values are recorded in the cluster for revert."),
+            Confirm::Revert => ("Revert?", "Restore what was there before kasi and delete what kasi created."),
+        };
+        let area = centered(frame.area(), 64, 6);
+        let lines = vec![
+            Line::from(text),
+            Line::from(""),
+            Line::from(Span::styled("y = yes · n / Esc = no", theme::header())),
+        ];
+        overlay(
+            frame,
+            area,
+            title,
+            Paragraph::new(lines).wrap(Wrap { trim: true }),
+        );
+    }
+    if state.ui.help {
+        let area = centered(frame.area(), 90, KEYS.len() as u16 + 4);
+        let rows = KEYS
+            .iter()
+            .map(|(keys, what, where_)| Row::new([*keys, *what, *where_]));
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(22),
+                Constraint::Min(40),
+                Constraint::Length(12),
+            ],
+        )
+        .header(Row::new(["KEYS", "DOES", "WHERE"]).style(theme::header()));
+        overlay(frame, area, "Keys (? or Esc closes)", table);
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, state: &AppState) {
+    let titles: Vec<Line> = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Line::from(format!("{} {}", i + 1, v.title())))
+        .collect();
+    let [tabs_area, status_area] =
+        Layout::horizontal([Constraint::Length(82), Constraint::Min(10)]).areas(area);
+    let tabs = Tabs::new(titles)
+        .select(state.view.index())
+        .highlight_style(theme::header().add_modifier(Modifier::REVERSED))
+        .divider("│");
+    frame.render_widget(tabs, tabs_area);
+    let status = match &state.connection {
+        Connection::Connecting => Span::styled(" connecting… ", Style::new().fg(theme::WARN)),
+        Connection::Live if state.forbidden.is_empty() => Span::styled(
+            format!(" ● {} ", state.cluster.context),
+            Style::new().fg(theme::OK),
+        ),
+        Connection::Live => Span::styled(
+            format!(
+                " ● {} · forbidden: {} ",
+                state.cluster.context,
+                state.forbidden.join("; ")
+            ),
+            Style::new().fg(theme::WARN),
+        ),
+        Connection::Stale { since, reason } => Span::styled(
+            format!(" STALE {:.0}s: {reason} — retrying ", state.now - since),
+            Style::new().fg(ratatui::style::Color::Black).bg(theme::BAD),
+        ),
+    };
+    frame.render_widget(
+        Paragraph::new(Line::from(status)).alignment(ratatui::layout::Alignment::Right),
+        status_area,
+    );
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, state: &AppState) {
+    let line = if state.ui.filter_editing || !state.ui.filter.is_empty() {
+        Line::from(vec![
+            Span::styled("/", theme::header()),
+            Span::raw(&state.ui.filter),
+            Span::styled(
+                if state.ui.filter_editing {
+                    "▏"
+                } else {
+                    "  (Esc clears)"
+                },
+                theme::dim(),
+            ),
+        ])
+    } else if let Some(message) = &state.ui.message {
+        Line::from(Span::styled(message.clone(), Style::new().fg(theme::WARN)))
+    } else {
+        let hints = "? help · : command · / filter · 1-6 views · j/k move · q quit";
+        Line::from(Span::styled(hints, theme::dim()))
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_guide(frame: &mut Frame, state: &AppState) {
+    let area = centered(frame.area(), 84, 13);
+    let lines = vec![
+        Line::from("This is the lab: Knative's activator with two real Envoy sidecars."),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled("Break affinity: ", Style::new().fg(theme::BAD)),
+            Span::raw("it is broken until installed — 5 Stickiness, s starts"),
+        ]),
+        Line::from("  a probe: sessions land on whatever pod the activator picks."),
+        Line::from(vec![
+            Span::styled("Fix it:         ", Style::new().fg(theme::OK)),
+            Span::raw("6 Install, a, y — watch 5 go to 100 % and 4 drop."),
+        ]),
+        Line::from(vec![
+            Span::styled("Kill a pod:     ", Style::new().fg(theme::WARN)),
+            Span::raw("2 Endpoints, select a pod, x — sessions rebind; u restores."),
+        ]),
+        Line::from(vec![
+            Span::styled("Forge a cookie: ", Style::new().fg(theme::WARN)),
+            Span::raw("3 Sessions, p — paste any cookie and see where it pins."),
+        ]),
+        Line::from(""),
+        Line::from(Span::styled(
+            format!(
+                "kubectl works too: KUBECONFIG is shown by `kasi lab`; context {}",
+                state.cluster.context
+            ),
+            theme::dim(),
+        )),
+        Line::from(Span::styled(
+            "h hides this guide · ? lists every key",
+            theme::dim(),
+        )),
+    ];
+    overlay(frame, area, "Demo guide", Paragraph::new(lines));
+}
+
+fn overlay(frame: &mut Frame, area: Rect, title: &str, widget: impl ratatui::widgets::Widget) {
+    frame.render_widget(Clear, area);
+    let block = table_block(title).border_style(Style::new().fg(theme::ACCENT));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    frame.render_widget(widget, inner);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    cell
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixture::lab_state;
+    use crate::tui::state::PasteBox;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn render(state: &AppState) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(120, 34)).expect("test terminal");
+        terminal.draw(|frame| draw(frame, state)).expect("draw");
+        terminal.backend().to_string()
+    }
+
+    #[test]
+    fn every_view_renders() {
+        for view in View::ALL {
+            insta::assert_snapshot!(view.title().to_ascii_lowercase(), render(&lab_state(view)));
+        }
+    }
+
+    #[test]
+    fn overlays_render() {
+        let mut help = lab_state(View::Overview);
+        help.ui.help = true;
+        insta::assert_snapshot!("help", render(&help));
+
+        let mut guide = lab_state(View::Stickiness);
+        guide.ui.guide = true;
+        insta::assert_snapshot!("guide", render(&guide));
+
+        let mut confirm = lab_state(View::Install);
+        confirm.install.confirm = Some(Confirm::Apply);
+        insta::assert_snapshot!("confirm_apply", render(&confirm));
+
+        let mut paste = lab_state(View::Sessions);
+        let value = kasi_filter::codec::encode_proto("127.42.1.12:8012".parse().unwrap(), None);
+        let input = format!("Cookie: kasi-session=\"{value}\"");
+        let result = Some(crate::affinity::decode::decode(&input, None).map(|d| d.to_text()));
+        paste.ui.paste = Some(PasteBox { input, result });
+        insta::assert_snapshot!("paste_dead_pod", render(&paste));
+    }
+
+    #[test]
+    fn a_stale_api_shows_a_banner() {
+        let mut state = lab_state(View::Endpoints);
+        state.connection = Connection::Stale {
+            since: 48.0,
+            reason: "connection refused".into(),
+        };
+        let screen = render(&state);
+        assert!(screen.contains("STALE 12s: connection refused"), "{screen}");
+    }
+}

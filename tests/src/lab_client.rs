@@ -1,0 +1,68 @@
+//! Talking to an in-process lab the way a user does: a kube client from its kubeconfig, and
+//! sessions through its ingress (the client-side hit rate).
+
+use crate::{Session, COOKIE_NAME};
+use k8s_openapi::api::core::v1::Pod;
+use kasi::lab::Lab;
+use kube::api::{Api, ListParams};
+use kube::{Client, Config};
+use std::net::SocketAddr;
+
+pub const SESSIONS: usize = 20;
+pub const REQUESTS_PER_SESSION: usize = 10;
+
+pub async fn kube_client(lab: &Lab) -> Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(lab.kubeconfig_path()).expect("lab kubeconfig reads");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("lab kubeconfig is valid");
+    Client::try_from(config).expect("client")
+}
+
+pub fn ingress_addr(lab: &Lab) -> SocketAddr {
+    lab.ingress_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the ingress URL is http://ip:port")
+}
+
+/// Client-side hit rate: requests served by the session's pinned pod ÷ requests after its first.
+/// Sessions interleave, as real users do. Returns the rate and each session's pinned pod.
+pub async fn hit_rate(ingress: SocketAddr) -> (f64, Vec<(Session, String)>) {
+    tokio::task::spawn_blocking(move || {
+        let mut sessions: Vec<(Session, Option<String>)> = (0..SESSIONS)
+            .map(|_| (Session::new(COOKIE_NAME), None))
+            .collect();
+        let (mut hits, mut counted) = (0, 0);
+        for _ in 0..REQUESTS_PER_SESSION {
+            for (session, pinned) in sessions.iter_mut() {
+                let response = session.get_plain(ingress, "/").expect("ingress answers");
+                assert_eq!(response.status, 200, "{response:?}");
+                let served = response.pod().expect("a pod answered").to_owned();
+                match pinned {
+                    None => *pinned = Some(served),
+                    Some(p) => {
+                        counted += 1;
+                        hits += usize::from(*p == served);
+                    }
+                }
+            }
+        }
+        let pinned = sessions
+            .into_iter()
+            .map(|(s, p)| (s, p.unwrap_or_default()))
+            .collect();
+        (hits as f64 / counted as f64, pinned)
+    })
+    .await
+    .expect("sessions ran")
+}
+
+pub async fn activator_pods(client: &Client) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "knative-serving");
+    pods.list(&ListParams::default().labels("app=activator,role=activator"))
+        .await
+        .expect("list activators")
+        .items
+}

@@ -1,0 +1,410 @@
+//! `kasi apply` / `status` / `revert` against the lab's API, through the library functions the
+//! CLI uses (so the tests answer the question with yes) and through the real `kasi` binary.
+//! Each test starts a lab in-process and then uses only its kubeconfig and ingress.
+
+use kasi::cluster::{self, ClusterTarget};
+use kasi::install::apply::{apply, ApplyOptions, ApplyOutcome};
+use kasi::install::render::{FilterSource, RenderOptions};
+use kasi::install::revert::{revert, RevertOutcome};
+use kasi::install::status::{self, PieceState};
+use kasi::install::{InstallError, FILTER_WASM};
+use kasi::lab::{Lab, LabOptions};
+use kasi_e2e::envoy_binary;
+use kasi_e2e::lab_client::{hit_rate, ingress_addr};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::Client;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NS: &str = "knative-serving";
+
+async fn start_lab(istio_crds: bool) -> (Lab, Client) {
+    let lab = Lab::start(LabOptions {
+        envoy: Some(envoy_binary()),
+        services: 20,
+        istio_crds,
+        ..LabOptions::default()
+    })
+    .await
+    .expect("the lab starts");
+    let client = cluster::connect(&ClusterTarget::kubeconfig(lab.kubeconfig_path()))
+        .await
+        .expect("kasi connects with the lab's kubeconfig");
+    (lab, client)
+}
+
+fn options(dry_run: bool, force_conflicts: bool) -> ApplyOptions {
+    let mut render = RenderOptions::new(FilterSource::ConfigMap {
+        wasm: FILTER_WASM.to_vec(),
+    });
+    render.system_namespace = NS.into();
+    ApplyOptions {
+        render,
+        detect_cidrs: true,
+        dry_run,
+        force_conflicts,
+    }
+}
+
+fn yes() -> impl FnMut(&str) -> Result<bool, InstallError> {
+    |_| Ok(true)
+}
+
+fn api(client: &Client, api_version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    Api::namespaced_with(
+        client.clone(),
+        NS,
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural),
+    )
+}
+
+/// Every object the bundle touches, plus the record: (api, name).
+fn all_objects(client: &Client) -> Vec<(Api<DynamicObject>, &'static str)> {
+    vec![
+        (api(client, "v1", "ConfigMap", "configmaps"), "kasi-filter"),
+        (
+            api(client, "apps/v1", "Deployment", "deployments"),
+            "activator",
+        ),
+        (
+            api(
+                client,
+                "extensions.istio.io/v1alpha1",
+                "WasmPlugin",
+                "wasmplugins",
+            ),
+            "kasi-affinity",
+        ),
+        (
+            api(
+                client,
+                "networking.istio.io/v1alpha3",
+                "EnvoyFilter",
+                "envoyfilters",
+            ),
+            "kasi-stateful-session",
+        ),
+        (
+            api(
+                client,
+                "networking.istio.io/v1alpha3",
+                "EnvoyFilter",
+                "envoyfilters",
+            ),
+            "kasi-passthrough-original-dst",
+        ),
+        (
+            api(client, "v1", "Service", "services"),
+            "kasi-activator-affinity",
+        ),
+        (
+            api(client, "networking.istio.io/v1", "Sidecar", "sidecars"),
+            "kasi-activator",
+        ),
+        (
+            api(client, "v1", "ConfigMap", "configmaps"),
+            "config-network",
+        ),
+        (
+            api(client, "v1", "ConfigMap", "configmaps"),
+            "config-autoscaler",
+        ),
+        (api(client, "v1", "ConfigMap", "configmaps"), "kasi-revert"),
+    ]
+}
+
+/// name → resourceVersion (None: absent) of every object the bundle touches.
+async fn versions(client: &Client) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for (api, name) in all_objects(client) {
+        // Without the Istio CRDs their kinds are not served: absent.
+        let found = api.get_opt(name).await.ok().flatten();
+        out.push((
+            name.to_owned(),
+            found.and_then(|o| o.metadata.resource_version),
+        ));
+    }
+    out
+}
+
+/// The parts of a pre-existing object revert must give back byte for byte.
+async fn contents(api: &Api<DynamicObject>, name: &str) -> Value {
+    let object = serde_json::to_value(api.get(name).await.expect("object exists")).unwrap();
+    json!({
+        "labels": object["metadata"]["labels"],
+        "annotations": object["metadata"]["annotations"],
+        "data": object["data"],
+        "spec": object["spec"],
+    })
+}
+
+async fn pre_existing(client: &Client) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (api, name) in all_objects(client) {
+        if ["activator", "config-network", "config-autoscaler"].contains(&name) {
+            out.push(contents(&api, name).await);
+        }
+    }
+    out
+}
+
+/// Waits until every activator's sidecar has the filter and `use_http_header` (istiod pushes).
+async fn wait_for_sidecars(client: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = status::collect(client, NS).await.expect("status");
+        let mut ready = status
+            .activators
+            .iter()
+            .all(|a| a.filter_loaded == Some(true));
+        for activator in &status.activators {
+            let dump = cluster::http_get(client, NS, &activator.pod, 15000, "/config_dump")
+                .await
+                .expect("config_dump through a port-forward");
+            ready &= String::from_utf8_lossy(&dump.body).contains("use_http_header");
+        }
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sidecars not configured within 20 s: {:?}",
+            status.activators
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_status_reapply_revert() {
+    let (lab, client) = start_lab(true).await;
+    let before_versions = versions(&client).await;
+    let before_contents = pre_existing(&client).await;
+
+    // Before: nothing of kasi's is there.
+    let found = status::collect(&client, NS).await.expect("status");
+    assert!(!found.installed);
+    assert!(found.activators.iter().all(|a| a.sidecar_injected));
+
+    // Dry run: the server sees every change, nothing changes.
+    let mut out = Vec::new();
+    let outcome = apply(&client, options(true, false), &mut yes(), &mut out)
+        .await
+        .expect("dry run");
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(outcome, ApplyOutcome::DryRun { changes: 9 }, "{text}");
+    assert!(text.contains("detected"), "{text}");
+    assert!(text.contains("create"), "{text}");
+    assert!(
+        text.contains("data.mesh-compatibility-mode: (absent) → \"disabled\""),
+        "{text}"
+    );
+    assert_eq!(
+        versions(&client).await,
+        before_versions,
+        "the dry run changed something"
+    );
+
+    // Apply.
+    let mut out = Vec::new();
+    let outcome = apply(&client, options(false, false), &mut yes(), &mut out)
+        .await
+        .expect("apply");
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(outcome, ApplyOutcome::Applied { changed: 9 }, "{text}");
+    assert!(
+        text.contains("[3/9] applied WasmPlugin knative-serving/kasi-affinity"),
+        "{text}"
+    );
+    let found = status::collect(&client, NS).await.expect("status");
+    for piece in &found.pieces {
+        assert_eq!(piece.state, PieceState::Present, "{piece:?}");
+    }
+    assert!(found.installed);
+
+    // Sessions stick through the ingress, and the filter's counters say so too.
+    wait_for_sidecars(&client).await;
+    let (rate, _) = hit_rate(ingress_addr(&lab)).await;
+    assert_eq!(rate, 1.0, "client-side hit rate after apply");
+    let found = status::collect(&client, NS).await.expect("status");
+    assert_eq!(found.hit_rate, Some(1.0), "{:?}", found.activators);
+    let text = status::to_text(&found);
+    assert!(text.contains("PRESENT"), "{text}");
+    let json = serde_json::to_value(&found).unwrap();
+    assert!(
+        json["activators"][0]["config_dump"]["total_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // Again: nothing changes, not even a resourceVersion.
+    let applied_versions = versions(&client).await;
+    let mut out = Vec::new();
+    let outcome = apply(&client, options(false, false), &mut yes(), &mut out)
+        .await
+        .expect("second apply");
+    assert_eq!(
+        outcome,
+        ApplyOutcome::UpToDate,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(
+        versions(&client).await,
+        applied_versions,
+        "the second apply changed something"
+    );
+
+    // Revert: what existed is byte-identical, what kasi created is gone.
+    let mut out = Vec::new();
+    let outcome = revert(&client, NS, &mut yes(), &mut out)
+        .await
+        .expect("revert");
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(
+        outcome,
+        RevertOutcome::Reverted {
+            restored: 3,
+            deleted: 6
+        },
+        "{text}"
+    );
+    assert_eq!(pre_existing(&client).await, before_contents, "{text}");
+    for (name, version) in versions(&client).await {
+        if !["activator", "config-network", "config-autoscaler"].contains(&name.as_str()) {
+            assert_eq!(version, None, "{name} is still there after revert");
+        }
+    }
+    let mut out = Vec::new();
+    let outcome = revert(&client, NS, &mut yes(), &mut out)
+        .await
+        .expect("second revert");
+    assert_eq!(outcome, RevertOutcome::NothingInstalled);
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_istio_apply_names_each_missing_crd_and_changes_nothing() {
+    let (lab, client) = start_lab(false).await;
+    let before = versions(&client).await;
+    let error = apply(&client, options(false, false), &mut yes(), &mut Vec::new())
+        .await
+        .expect_err("apply must refuse");
+    let message = error.to_string();
+    assert!(matches!(error, InstallError::Cluster(_)));
+    for crd in [
+        "sidecars.networking.istio.io",
+        "envoyfilters.networking.istio.io",
+        "wasmplugins.extensions.istio.io",
+    ] {
+        assert!(message.contains(crd), "{message}");
+    }
+    assert!(!message.contains('\n'), "{message}");
+    assert_eq!(versions(&client).await, before);
+    let found = status::collect(&client, NS)
+        .await
+        .expect("status without Istio");
+    assert!(found.pieces.iter().any(|p| p.state == PieceState::Missing));
+    lab.shutdown().await;
+}
+
+/// The `kasi` binary next to this test's executable (`target/debug/kasi`).
+fn kasi_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("kasi"))
+        .expect("target dir");
+    assert!(
+        path.is_file(),
+        "the kasi binary is not built at {}: run `cargo build -p kasi` (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+fn run_kasi(lab: &Lab, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(kasi_binary())
+        .arg("--kubeconfig")
+        .arg(lab.kubeconfig_path())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kasi runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Another manager owns `mesh-compatibility-mode` with another value: apply names the field and
+/// the manager and changes nothing, unless told to force; revert gives the value back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_stop_apply_unless_forced_and_the_binary_works() {
+    let (lab, client) = start_lab(true).await;
+    let config_maps = api(&client, "v1", "ConfigMap", "configmaps");
+    config_maps
+        .patch(
+            "config-network",
+            &PatchParams::apply("platform-team"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "config-network", "namespace": NS},
+                "data": {"mesh-compatibility-mode": "enabled"}})),
+        )
+        .await
+        .expect("another manager takes the field");
+    let before_versions = versions(&client).await;
+    let before_contents = pre_existing(&client).await;
+
+    let error = apply(&client, options(false, false), &mut yes(), &mut Vec::new())
+        .await
+        .expect_err("a conflict stops apply");
+    let message = error.to_string();
+    assert!(message.contains("platform-team"), "{message}");
+    assert!(message.contains("mesh-compatibility-mode"), "{message}");
+    assert!(message.contains("--force-conflicts"), "{message}");
+    assert_eq!(
+        versions(&client).await,
+        before_versions,
+        "a refused apply changed something"
+    );
+
+    // The binary: status as JSON, the same refusal, then forced with --yes.
+    let (code, stdout, stderr) = run_kasi(&lab, &["status", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).expect("status --json is JSON");
+    assert_eq!(json["installed"], false);
+    assert_eq!(json["pieces"].as_array().unwrap().len(), 9);
+    let (code, _, stderr) = run_kasi(&lab, &["apply", "--yes"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("platform-team"), "{stderr}");
+    let (code, stdout, stderr) = run_kasi(&lab, &["apply", "--yes", "--force-conflicts"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("[9/9]"), "{stdout}");
+    let (code, stdout, stderr) = run_kasi(&lab, &["status", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).expect("status --json is JSON");
+    assert_eq!(json["installed"], true, "{stdout}");
+
+    // Without a terminal and without --yes, revert refuses; with --yes it restores the value.
+    let (code, _, stderr) = run_kasi(&lab, &["revert"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--yes") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run_kasi(&lab, &["revert", "--yes"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(pre_existing(&client).await, before_contents);
+    let (code, stdout, _) = run_kasi(&lab, &["revert", "--yes"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("nothing to revert"), "{stdout}");
+    lab.shutdown().await;
+}
