@@ -282,6 +282,42 @@ async fn every_piece_matters() {
         .await
         .len();
 
+    // `kubectl logs -f -c istio-proxy` streams the sidecar's real log, decision lines included.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "knative-serving");
+    let params = kube::api::LogParams {
+        container: Some("istio-proxy".into()),
+        follow: true,
+        tail_lines: Some(1),
+        ..Default::default()
+    };
+    let mut lines = futures::AsyncBufReadExt::lines(
+        pods.log_stream(&activator, &params)
+            .await
+            .expect("follow the sidecar log"),
+    );
+    // Two new sessions: the ingress alternates activators, so one of them is this one.
+    let fresh = tokio::task::spawn_blocking(move || {
+        (0..2)
+            .map(|_| {
+                kasi_e2e::plain_get(ingress, "/", &[])
+                    .map(|r| r.status)
+                    .unwrap_or(0)
+            })
+            .collect::<Vec<u16>>()
+    });
+    let decision = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(line)) = futures::StreamExt::next(&mut lines).await {
+            if line.contains("kasi_affinity {") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("a decision line arrives while following");
+    assert!(decision.contains("\"decision\":\"pin\""), "{decision}");
+    assert_eq!(fresh.await.unwrap(), vec![200, 200]);
+
     let sidecars: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         "knative-serving",
