@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct KasiCounters {
     pub counters: BTreeMap<String, u64>,
+    /// Envoy's `server.memory_allocated` (bytes), read from the same document.
+    #[serde(skip)]
+    pub memory_allocated: Option<u64>,
 }
 
 impl KasiCounters {
@@ -18,16 +21,23 @@ impl KasiCounters {
             serde_json::from_slice(body).context("/stats?format=json is not JSON")?;
         let mut counters: BTreeMap<String, u64> =
             metrics::ALL.iter().map(|n| (n.to_string(), 0)).collect();
+        let mut memory_allocated = None;
         for stat in document["stats"].as_array().into_iter().flatten() {
             let (Some(name), Some(value)) = (stat["name"].as_str(), stat["value"].as_u64()) else {
                 continue;
             };
+            if name == "server.memory_allocated" {
+                memory_allocated = Some(value);
+            }
             let name = name.strip_prefix("wasmcustom.").unwrap_or(name);
             if let Some(slot) = counters.get_mut(name) {
                 *slot += value;
             }
         }
-        Ok(KasiCounters { counters })
+        Ok(KasiCounters {
+            counters,
+            memory_allocated,
+        })
     }
 
     /// A counter by its contract name (`kasi_affinity.sticky_hits`) or short name (`sticky_hits`).

@@ -36,6 +36,8 @@ pub enum Event {
         sidecar: String,
         at: Seconds,
         counters: Counters,
+        /// Envoy's `server.memory_allocated`.
+        memory: Option<u64>,
     },
     Probe(ProbeState),
     InstallProgress {
@@ -116,6 +118,7 @@ pub fn apply(state: &mut AppState, event: Event) {
             sidecar,
             at,
             counters,
+            memory,
         } => {
             state
                 .counters
@@ -125,6 +128,7 @@ pub fn apply(state: &mut AppState, event: Event) {
             let rate = state.hit_rate_series(&sidecar).last().map(|(_, r)| *r);
             if let Some(activator) = state.activators.iter_mut().find(|a| a.pod == sidecar) {
                 activator.hit_rate = rate.or(activator.hit_rate);
+                activator.memory_bytes = memory.or(activator.memory_bytes);
             }
         }
         Event::Probe(probe) => state.probe = Some(probe),

@@ -337,6 +337,7 @@ async fn poll_sidecars(
                             sidecar: pod,
                             at,
                             counters,
+                            memory: stats.memory_allocated,
                         })
                         .await;
                 }
