@@ -29,6 +29,8 @@ pub struct ProbeOptions {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct SessionReport {
     pub pinned: Option<String>,
+    /// The address the session's cookie pins (decoded), when it has one.
+    pub cookie_address: Option<String>,
     pub requests: u64,
     pub hits: u64,
     pub failures: u64,

@@ -131,7 +131,10 @@ pub fn apply(state: &mut AppState, event: Event) {
                 activator.memory_bytes = memory.or(activator.memory_bytes);
             }
         }
-        Event::Probe(probe) => state.probe = Some(probe),
+        Event::Probe(probe) => {
+            record_probe_sessions(state, &probe);
+            state.probe = Some(probe);
+        }
         Event::InstallProgress { done, total, what } => {
             state.install.log.push(what.clone());
             state.install.progress = Some((done, total, what));
@@ -151,6 +154,28 @@ pub fn apply(state: &mut AppState, event: Event) {
         }
         Event::Message(message) => state.ui.message = Some(message),
         Event::Shutdown => state.ui.quit = true,
+    }
+}
+
+/// The probe's own sessions join the table, seen by `probe`, one row per pinned address.
+fn record_probe_sessions(state: &mut AppState, probe: &ProbeState) {
+    let now = state.now;
+    state.sessions.retain(|s| s.seen_by != "probe");
+    let mut by_address: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (address, _) in &probe.pins {
+        *by_address.entry(address).or_default() += 1;
+    }
+    for (address, sessions) in by_address {
+        state.sessions.push(SessionRow {
+            address: address.to_owned(),
+            authority: probe.url.clone(),
+            expires: None,
+            state: SessionState::Pinned,
+            reason: format!("probe ×{sessions}"),
+            seen_by: "probe".into(),
+            last_seen: now,
+            requests: probe.requests,
+        });
     }
 }
 

@@ -196,6 +196,7 @@ pub fn lab_state(view: View) -> AppState {
         requests: 400,
         failures: 1,
         hit_rate: Some(0.9975),
+        pins: vec![("127.42.1.10:8012".into(), Some(1.0))],
     });
     state.install.log = vec![
         "[9/9] applied ConfigMap knative-serving/config-autoscaler".into(),

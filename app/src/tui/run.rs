@@ -267,6 +267,11 @@ async fn run_probe(url: String, tx: mpsc::Sender<Event>) {
                     requests: report.requests,
                     failures: report.failures,
                     hit_rate: report.hit_rate,
+                    pins: report
+                        .sessions
+                        .iter()
+                        .filter_map(|s| Some((s.cookie_address.clone()?, s.hit_rate)))
+                        .collect(),
                 };
                 if tx.send(Event::Probe(state)).await.is_err() {
                     return;

@@ -143,6 +143,8 @@ impl Counters {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProbeState {
     pub url: String,
+    /// Each probe session's cookie address and its own hit rate.
+    pub pins: Vec<(String, Option<f64>)>,
     pub running: bool,
     pub sessions: usize,
     pub requests: u64,
