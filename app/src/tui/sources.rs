@@ -75,6 +75,83 @@ fn short(text: &str) -> String {
     line.chars().take(80).collect()
 }
 
+/// Changes are folded: the UI gets the whole list at most this often, so a 5,000-object initial
+/// list or a burst of churn costs a few messages, not one per object.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// Watches `api` (kube-rs watcher with backoff), keeps only each object's row (`to_row`: the
+/// objects themselves are dropped on arrival, which is most of a reflector's memory), and hands
+/// the rows to `emit` right after the initial list and then at most every [`COALESCE`].
+async fn watch_objects<K, R>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: String,
+    tx: Sender,
+    start: Instant,
+    to_row: impl Fn(&K) -> R + Send,
+    mut emit: impl FnMut(&BTreeMap<(String, String), R>) -> Option<Event> + Send,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+    R: Send,
+{
+    let key = |o: &K| {
+        (
+            o.meta().namespace.clone().unwrap_or_default(),
+            o.meta().name.clone().unwrap_or_default(),
+        )
+    };
+    let mut objects: BTreeMap<(String, String), R> = BTreeMap::new();
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let (mut listed, mut dirty) = (false, false);
+    let mut flush = tokio::time::interval(COALESCE);
+    let mut last_emit = Instant::now() - COALESCE;
+    loop {
+        tokio::select! {
+            event = stream.next() => {
+                let Some(event) = event else { return };
+                match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                        objects.insert(key(&o), to_row(&o));
+                    }
+                    Ok(watcher::Event::Delete(o)) => {
+                        objects.remove(&key(&o));
+                    }
+                    Ok(watcher::Event::Init) => {
+                        objects.clear();
+                        listed = false;
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        listed = true;
+                        let _ = tx.send(Event::Connection(Connection::Live)).await;
+                    }
+                    Err(e) => {
+                        report_error(&tx, &what, &e, start).await;
+                        continue;
+                    }
+                }
+                dirty = true;
+                if !listed {
+                    continue;
+                }
+            }
+            _ = flush.tick() => {}
+        }
+        if dirty && listed && last_emit.elapsed() >= COALESCE {
+            dirty = false;
+            last_emit = Instant::now();
+            if let Some(event) = emit(&objects) {
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
 async fn watch_activators(
     client: Client,
     namespace: String,
@@ -84,30 +161,20 @@ async fn watch_activators(
 ) {
     let api: Api<Pod> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().labels("app=activator");
-    let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
-    let mut stream = watcher(api, config).default_backoff().boxed();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                pods.insert(pod.meta().name.clone().unwrap_or_default(), pod);
-            }
-            Ok(watcher::Event::Delete(pod)) => {
-                pods.remove(pod.meta().name.as_deref().unwrap_or_default());
-            }
-            Ok(watcher::Event::Init) => pods.clear(),
-            Ok(watcher::Event::InitDone) => {}
-            Err(e) => {
-                report_error(&tx, &format!("watch pods in {namespace}"), &e, start).await;
-                continue;
-            }
-        }
-        let _ = tx.send(Event::Connection(Connection::Live)).await;
-        let rows: Vec<ActivatorRow> = pods.values().map(activator_row).collect();
-        let _ = names.send(rows.iter().map(|r| r.pod.clone()).collect());
-        if tx.send(Event::Activators(rows)).await.is_err() {
-            return;
-        }
-    }
+    watch_objects(
+        api,
+        config,
+        format!("watch pods in {namespace}"),
+        tx,
+        start,
+        activator_row,
+        move |pods| {
+            let rows: Vec<ActivatorRow> = pods.values().cloned().collect();
+            let _ = names.send(rows.iter().map(|r| r.pod.clone()).collect());
+            Some(Event::Activators(rows))
+        },
+    )
+    .await;
 }
 
 fn activator_row(pod: &Pod) -> ActivatorRow {
@@ -140,34 +207,16 @@ async fn watch_revisions(client: Client, tx: Sender, start: Instant) {
     let api: Api<Endpoints> = Api::all(client);
     let config =
         watcher::Config::default().labels("networking.internal.knative.dev/serviceType=Private");
-    let mut endpoints: BTreeMap<(String, String), Endpoints> = BTreeMap::new();
-    let mut stream = watcher(api, config).default_backoff().boxed();
-    let key = |e: &Endpoints| {
-        (
-            e.meta().namespace.clone().unwrap_or_default(),
-            e.meta().name.clone().unwrap_or_default(),
-        )
-    };
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
-                endpoints.insert(key(&e), e);
-            }
-            Ok(watcher::Event::Delete(e)) => {
-                endpoints.remove(&key(&e));
-            }
-            Ok(watcher::Event::Init) => endpoints.clear(),
-            Ok(watcher::Event::InitDone) => {}
-            Err(e) => {
-                report_error(&tx, "watch endpoints in all namespaces", &e, start).await;
-                continue;
-            }
-        }
-        let rows = endpoints.values().map(revision_row).collect();
-        if tx.send(Event::Revisions(rows)).await.is_err() {
-            return;
-        }
-    }
+    watch_objects(
+        api,
+        config,
+        "watch endpoints in all namespaces".into(),
+        tx,
+        start,
+        revision_row,
+        |rows| Some(Event::Revisions(rows.values().cloned().collect())),
+    )
+    .await;
 }
 
 fn revision_row(endpoints: &Endpoints) -> RevisionRow {

@@ -9,14 +9,30 @@ use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     let pods = super::rows::pods(state);
-    let most = pods
+    let mut sessions_by_address: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::new();
+    for session in state
+        .sessions
         .iter()
-        .map(|(_, p)| state.sessions_on(&p.address))
+        .filter(|s| s.state != crate::tui::state::SessionState::Rejected)
+    {
+        *sessions_by_address
+            .entry(session.address.as_str())
+            .or_default() += 1;
+    }
+    let most = sessions_by_address
+        .values()
+        .copied()
         .max()
         .unwrap_or(0)
         .max(1);
-    let rows = pods.iter().map(|(revision, pod)| {
-        let sessions = state.sessions_on(&pod.address);
+    // Only the rows that fit are built: a cluster can have thousands of pods.
+    let (window, selected) = super::visible(pods.len(), state.ui.selected, area);
+    let rows = pods[window].iter().map(|(revision, pod)| {
+        let sessions = sessions_by_address
+            .get(pod.address.as_str())
+            .copied()
+            .unwrap_or(0);
         // A bar a person reads faster than a number: how the sessions spread over pods.
         let bar = "█".repeat((sessions * 20).div_ceil(most).min(20));
         Row::new(vec![
@@ -56,6 +72,6 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     frame.render_stateful_widget(
         table,
         area,
-        &mut TableState::default().with_selected(Some(state.ui.selected)),
+        &mut TableState::default().with_selected(Some(selected)),
     );
 }

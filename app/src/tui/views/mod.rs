@@ -27,6 +27,19 @@ pub fn table_block(title: &str) -> Block<'_> {
         .title(Span::styled(format!(" {title} "), theme::header()))
 }
 
+/// The slice of a table's rows that fits in `area` (borders and header take 3 lines), scrolled so
+/// the selection shows, and the selection's index inside it.
+pub fn visible(rows: usize, selected: usize, area: Rect) -> (std::ops::Range<usize>, usize) {
+    let height = (area.height as usize).saturating_sub(3).max(1);
+    let offset = selected
+        .min(rows.saturating_sub(1))
+        .saturating_sub(height - 1);
+    (
+        offset..(offset + height).min(rows),
+        selected.saturating_sub(offset),
+    )
+}
+
 /// The whole screen.
 pub fn draw(frame: &mut Frame, state: &AppState) {
     let [header, question, body, footer] = Layout::vertical([
