@@ -70,7 +70,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_INPUT)
             }
         },
-        Some(Command::Lab(args)) => run_lab(args, false),
+        Some(Command::Lab(args)) => run_lab(args),
         Some(Command::Demo(args)) => run_demo(args, &namespace),
         Some(Command::Probe {
             url,
@@ -182,6 +182,23 @@ fn ask(yes: bool, command: &'static str) -> impl FnMut(&str) -> Result<bool, Ins
     }
 }
 
+/// Runs a command's future on a fresh runtime; a failure is one line and exit 1.
+fn block_on(
+    command: &str,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(work));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{command}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The UI's own installer renders with the defaults of `kasi manifests` (flags come later).
 fn default_render(namespace: &str) -> RenderOptions {
     let mut options = RenderOptions::new(FilterSource::ConfigMap {
@@ -199,22 +216,10 @@ fn run_ui(global: &kasi::cli::Global, namespace: &str) -> ExitCode {
         context: global.context.clone(),
     };
     let installer = kasi::tui::installer::installer(target.clone(), default_render(namespace));
-    let result = tokio::runtime::Runtime::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| {
-            rt.block_on(kasi::tui::launch::inspect(
-                target,
-                namespace.to_owned(),
-                Some(installer),
-            ))
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kasi: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    block_on(
+        "kasi",
+        kasi::tui::launch::inspect(target, namespace.to_owned(), Some(installer)),
+    )
 }
 
 /// `kasi probe`: client-side stickiness, one line per session.
@@ -275,35 +280,27 @@ fn run_probe(
 /// `kasi demo`: the lab, and the terminal UI on it.
 fn run_demo(args: LabArgs, namespace: &str) -> ExitCode {
     let _log = kasi::logging::to_file();
-    let options = LabOptions {
+    let options = lab_options(args);
+    let render = default_render(namespace);
+    let installer =
+        |target: ClusterTarget| Some(kasi::tui::installer::installer(target, render.clone()));
+    block_on(
+        "kasi demo",
+        kasi::tui::launch::demo(options, namespace.to_owned(), installer),
+    )
+}
+
+fn lab_options(args: LabArgs) -> LabOptions {
+    LabOptions {
         services: args.services as usize,
         state_dir: args.state_dir,
         envoy: args.envoy,
         istio_crds: !args.without_istio,
         ..LabOptions::default()
-    };
-    let render = default_render(namespace);
-    let installer =
-        |target: ClusterTarget| Some(kasi::tui::installer::installer(target, render.clone()));
-    let result = tokio::runtime::Runtime::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| {
-            rt.block_on(kasi::tui::launch::demo(
-                options,
-                namespace.to_owned(),
-                installer,
-            ))
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kasi demo: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }
 
-fn run_lab(args: LabArgs, demo: bool) -> ExitCode {
+fn run_lab(args: LabArgs) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -311,13 +308,7 @@ fn run_lab(args: LabArgs, demo: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let options = LabOptions {
-        services: args.services as usize,
-        state_dir: args.state_dir,
-        envoy: args.envoy,
-        istio_crds: !args.without_istio,
-        ..LabOptions::default()
-    };
+    let options = lab_options(args);
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         let lab = match Lab::start(options).await {
@@ -333,28 +324,11 @@ fn run_lab(args: LabArgs, demo: bool) -> ExitCode {
             "lab ready in {:.1}s; Ctrl-C stops it",
             started.elapsed().as_secs_f64()
         );
-        if demo {
-            eprintln!("{}", demo_guide(&lab));
-        }
         wait_for_signal().await;
         eprintln!("stopping the lab…");
         lab.shutdown().await;
         ExitCode::SUCCESS
     })
-}
-
-fn demo_guide(lab: &Lab) -> String {
-    let kubeconfig = lab.kubeconfig_path().display();
-    let url = lab.ingress_url();
-    let kasi = std::env::current_exe().map_or_else(|_| "kasi".into(), |p| p.display().to_string());
-    format!(
-        "\nThe terminal UI is not built yet; meanwhile, from another terminal:\n\
-         \x20 export KUBECONFIG={kubeconfig}\n\
-         \x20 kubectl get pods -A                      # activators with istio-proxy, hello pods\n\
-         \x20 curl -si -c /tmp/jar -b /tmp/jar {url}/ | grep -i x-kasi-pod   # which pod answered\n\
-         \x20 {kasi} manifests --allowed-cidrs {} | kubectl apply --server-side -f -   # install: sessions stick\n",
-        lab.layout.pod_cidr()
-    )
 }
 
 async fn wait_for_signal() {

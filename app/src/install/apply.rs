@@ -132,6 +132,7 @@ pub async fn apply(
     let pieces = render(&options.render).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
     let plan = plan(client, pieces).await?;
     say(out, &format!("kasi bundle against {ns}:"));
+    say(out, &filter_line(&options.render.filter));
     let _ = write!(out, "{}", plan.to_text());
 
     if plan.changes() == 0 {
@@ -234,4 +235,19 @@ pub async fn apply(
 
 fn say(out: &mut dyn Write, line: &str) {
     let _ = writeln!(out, "{line}");
+}
+
+/// Which filter module the WasmPlugin will load, and its sha256, so the user can check it.
+fn filter_line(filter: &super::render::FilterSource) -> String {
+    match filter {
+        super::render::FilterSource::ConfigMap { wasm } => format!(
+            "filter: embedded module, {} bytes, sha256 {} (ConfigMap {}, mounted into istio-proxy)",
+            wasm.len(),
+            super::render::sha256_hex(wasm),
+            super::render::FILTER_CONFIGMAP
+        ),
+        super::render::FilterSource::Url { url, sha256 } => {
+            format!("filter: {url}, sha256 {sha256}")
+        }
+    }
 }
