@@ -302,6 +302,79 @@ async fn typed_objects_create_get_list_update_delete() {
     );
 }
 
+#[tokio::test]
+async fn lists_come_in_pages_when_asked() {
+    let lab = with_namespace(Store::new(), "paged").await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(lab.client.clone(), "paged");
+    for i in 0..7 {
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}}),
+        )
+        .unwrap();
+        config_maps
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut params = ListParams::default().limit(3);
+    let mut pages = 0;
+    let mut first_revision = None;
+    loop {
+        let page = config_maps.list(&params).await.unwrap();
+        pages += 1;
+        assert!(
+            page.items.len() <= 3,
+            "{} items in a page of 3",
+            page.items.len()
+        );
+        seen.extend(names(&page.items));
+        // Every page reports the first page's resourceVersion, as a snapshot would.
+        let revision = page.metadata.resource_version.clone();
+        assert_eq!(*first_revision.get_or_insert(revision.clone()), revision);
+        // The cluster moves on between pages; later pages still continue after the last name.
+        if pages == 1 {
+            assert_eq!(page.metadata.remaining_item_count, Some(4));
+            config_maps
+                .delete("cm-0", &DeleteParams::default())
+                .await
+                .unwrap();
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..7).map(|i| format!("cm-{i}")).collect();
+    assert_eq!(seen, expected);
+
+    // A watcher lists in pages of 2 and still sees everything.
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(
+        writer,
+        watcher(config_maps.clone(), watcher::Config::default().page_size(2)),
+    )
+    .applied_objects()
+    .boxed();
+    tokio::spawn(stream.for_each(|_| async {}));
+    reader.wait_until_ready().await.unwrap();
+    assert_eq!(reader.state().len(), 6);
+
+    let (status, _, body) = raw(
+        "GET",
+        &format!(
+            "{}/api/v1/namespaces/paged/configmaps?limit=2&continue=nonsense",
+            lab.url
+        ),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid continue token"), "{body}");
+}
+
 fn gvk_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }

@@ -10,6 +10,8 @@ pub mod config;
 pub mod cookies;
 pub mod dead_hosts;
 pub mod decision_log;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header_map;
 pub mod json;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! over a pod port-forward (how kasi reads a sidecar's admin API without exposing it).
 
 pub mod client;
+pub mod lean;
 pub mod portforward;
 
 pub use client::{connect, ClusterTarget};

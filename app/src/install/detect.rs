@@ -17,6 +17,14 @@ pub struct DetectedCidrs {
 }
 
 impl DetectedCidrs {
+    /// The networks of pod IPs already known (the UI's watchers know them without a list).
+    pub fn from_ips(ips: &[IpAddr]) -> DetectedCidrs {
+        DetectedCidrs {
+            cidrs: covering_networks(ips),
+            pod_ips: ips.len(),
+        }
+    }
+
     /// One line for the user: what was detected, or that the defaults apply.
     pub fn describe(&self) -> String {
         if self.cidrs.is_empty() {
@@ -51,10 +59,7 @@ pub async fn allowed_cidrs(client: &Client, system_namespace: &str) -> Result<De
         .chain(&activators.items)
         .filter_map(|pod| pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
         .collect();
-    Ok(DetectedCidrs {
-        cidrs: covering_networks(&ips),
-        pod_ips: ips.len(),
-    })
+    Ok(DetectedCidrs::from_ips(&ips))
 }
 
 /// The /16 (IPv4) or /64 (IPv6) networks holding `ips`, sorted and without repeats.

@@ -30,20 +30,28 @@ pub enum InstallError {
     /// The cluster lacks something, refused a change or could not be reached (exit 1).
     #[error("{0}")]
     Cluster(String),
+    /// RBAC refused a read or a change (exit 1); the message names verb, resource and namespace.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl InstallError {
     pub fn exit_code(&self) -> u8 {
         match self {
             InstallError::BadInput(_) => 2,
-            InstallError::Cluster(_) => 1,
+            InstallError::Cluster(_) | InstallError::Forbidden(_) => 1,
         }
     }
 }
 
 impl From<kube::Error> for InstallError {
     fn from(error: kube::Error) -> Self {
-        InstallError::Cluster(objects::describe(&error))
+        match &error {
+            kube::Error::Api(status) if status.is_forbidden() => {
+                InstallError::Forbidden(objects::describe(&error))
+            }
+            _ => InstallError::Cluster(objects::describe(&error)),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use kube::api::{Api, ListParams};
 use kube::Client;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,7 +68,21 @@ pub struct Status {
 }
 
 /// The bundle status checks against: the last apply's options, else defaults with detected CIDRs.
-async fn expected_options(client: &Client, ns: &str) -> Result<(RenderOptions, &'static str)> {
+/// Where the expected `allowed_cidrs` come from when no apply recorded them.
+#[derive(Debug, Clone, Copy)]
+pub enum PodIps<'a> {
+    /// List the revision and activator pods (`kasi status`, once).
+    List,
+    /// Already known, e.g. from the UI's watchers: listing every pod of a big cluster every few
+    /// seconds would cost the API server and kasi far more than the answer is worth.
+    Known(&'a [IpAddr]),
+}
+
+async fn expected_options(
+    client: &Client,
+    ns: &str,
+    ips: PodIps<'_>,
+) -> Result<(RenderOptions, &'static str)> {
     if let Some(saved) = record::read(client, ns).await?.and_then(|s| s.options) {
         return Ok((saved.to_render(ns, FILTER_WASM), "last apply"));
     }
@@ -75,52 +90,18 @@ async fn expected_options(client: &Client, ns: &str) -> Result<(RenderOptions, &
         wasm: FILTER_WASM.to_vec(),
     });
     options.system_namespace = ns.to_owned();
-    options.allowed_cidrs = detect::allowed_cidrs(client, ns).await?.as_option();
+    let detected = match ips {
+        PodIps::List => detect::allowed_cidrs(client, ns).await?,
+        PodIps::Known(ips) => detect::DetectedCidrs::from_ips(ips),
+    };
+    options.allowed_cidrs = detected.as_option();
     Ok((options, "defaults"))
 }
 
+/// The whole status: every piece, then each activator's sidecar (read through port-forwards).
 pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> {
     let ns = system_namespace;
-    let (options, options_source) = expected_options(client, ns).await?;
-    let pieces = render(&options).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
-    let mut piece_states = Vec::new();
-    for piece in &pieces {
-        let target = ObjectRef::of(&piece.object);
-        // A kind whose CRD is missing reads as a missing piece, not an error.
-        let live = match objects::get(client, &target).await {
-            Ok(live) => live,
-            Err(_) if !target.group().is_empty() && target.group() != "apps" => None,
-            Err(e) => return Err(e),
-        };
-        let (state, differences) = match diff(&piece.object, live.as_ref()) {
-            Change::Create => (PieceState::Missing, Vec::new()),
-            Change::Unchanged => (PieceState::Present, Vec::new()),
-            Change::Update(changes) => {
-                let none_there = live.as_ref().is_some_and(|live| {
-                    kasi_fields(&piece.object)
-                        .iter()
-                        .filter(|(p, _)| p.first().map(String::as_str) != Some("metadata"))
-                        .all(|(p, _)| value_at(live, p).is_none())
-                });
-                let state = if none_there {
-                    PieceState::Missing
-                } else {
-                    PieceState::Drifted
-                };
-                (state, changes.iter().map(|c| c.describe()).collect())
-            }
-        };
-        piece_states.push(PieceStatus {
-            id: piece.id.to_owned(),
-            title: piece.title.to_owned(),
-            kind: target.kind.clone(),
-            namespace: target.namespace.clone(),
-            name: target.name.clone(),
-            state,
-            differences,
-        });
-    }
-
+    let (piece_states, options_source) = pieces(client, ns, PodIps::List).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let activator_pods = pods
         .list(&ListParams::default().labels("app=activator"))
@@ -173,6 +154,56 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
         activators,
         hit_rate: if any_counters { total.hit_rate() } else { None },
     })
+}
+
+/// Each piece of the bundle: present, missing or drifted (with its differences) against what
+/// kasi would apply now; and where the expected options came from.
+pub async fn pieces(
+    client: &Client,
+    ns: &str,
+    ips: PodIps<'_>,
+) -> Result<(Vec<PieceStatus>, &'static str)> {
+    let (options, options_source) = expected_options(client, ns, ips).await?;
+    let pieces = render(&options).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
+    let mut piece_states = Vec::new();
+    for piece in &pieces {
+        let target = ObjectRef::of(&piece.object);
+        // A kind whose CRD is missing reads as a missing piece, not an error.
+        let live = match objects::get(client, &target).await {
+            Ok(live) => live,
+            Err(_) if !target.group().is_empty() && target.group() != "apps" => None,
+            Err(e) => return Err(e),
+        };
+        let (state, differences) = match diff(&piece.object, live.as_ref()) {
+            Change::Create => (PieceState::Missing, Vec::new()),
+            Change::Unchanged => (PieceState::Present, Vec::new()),
+            Change::Update(changes) => {
+                let none_there = live.as_ref().is_some_and(|live| {
+                    kasi_fields(&piece.object)
+                        .iter()
+                        .filter(|(p, _)| p.first().map(String::as_str) != Some("metadata"))
+                        .all(|(p, _)| value_at(live, p).is_none())
+                });
+                let state = if none_there {
+                    PieceState::Missing
+                } else {
+                    PieceState::Drifted
+                };
+                (state, changes.iter().map(|c| c.describe()).collect())
+            }
+        };
+        piece_states.push(PieceStatus {
+            id: piece.id.to_owned(),
+            title: piece.title.to_owned(),
+            kind: target.kind.clone(),
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+            state,
+            differences,
+        });
+    }
+
+    Ok((piece_states, options_source))
 }
 
 /// Aligned columns, like kubectl's tables.

@@ -168,6 +168,11 @@ impl EnvoyProcess {
         self.admin
     }
 
+    /// The process id while it runs (benchmarks read its RSS).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref()?.id()
+    }
+
     pub fn log(&self) -> &LogFeed {
         &self.log
     }

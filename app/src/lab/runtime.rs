@@ -335,6 +335,17 @@ impl Lab {
             .collect()
     }
 
+    /// Process id of each activator's sidecar Envoy.
+    pub async fn sidecar_pids(&self) -> Vec<(String, u32)> {
+        let mut pids = Vec::new();
+        for replica in &self.activators {
+            if let Some(pid) = replica.envoy.lock().await.pid() {
+                pids.push((replica.pod_name.clone(), pid));
+            }
+        }
+        pids
+    }
+
     async fn wait_until_serving(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr: SocketAddr = self.ingress_url.trim_start_matches("http://").parse()?;

@@ -12,6 +12,8 @@ pub enum Event {
     Tick(Seconds),
     Cluster(ClusterInfo),
     Connection(Connection),
+    /// The API server answered: clears a stale banner (not the initial "connecting").
+    ApiReachable,
     /// A permission the API refused, e.g. `watch pods in knative-serving`.
     Forbidden(String),
     Pieces(Vec<PieceRow>),
@@ -73,6 +75,11 @@ pub fn apply(state: &mut AppState, event: Event) {
                 };
             } else {
                 state.connection = connection;
+            }
+        }
+        Event::ApiReachable => {
+            if matches!(state.connection, Connection::Stale { .. }) {
+                state.connection = Connection::Live;
             }
         }
         Event::Forbidden(what) => {

@@ -8,14 +8,16 @@ use super::state::{
     ActivatorRow, ConfigSample, Connection, Counters, PieceRow, PieceStatus, PodRow, RevisionRow,
 };
 use crate::affinity::decisions::DecisionLine;
+use crate::cluster::lean::{LeanEndpoints, LeanPod};
 use crate::envoy::admin::Sidecar;
-use crate::install::status::PieceState;
+use crate::install::status::{self, PieceState};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -30,20 +32,23 @@ pub fn seconds(start: Instant) -> f64 {
 /// Starts every source; the tasks end when the UI drops the receiver.
 pub fn spawn(client: Client, namespace: &str, tx: Sender, start: Instant) -> Vec<JoinHandle<()>> {
     let (names_tx, names_rx) = watch::channel(Vec::<String>::new());
+    let (ips_tx, ips_rx) = watch::channel(KnownIps::default());
     vec![
         tokio::spawn(poll_install(
             client.clone(),
             namespace.to_owned(),
             tx.clone(),
+            ips_rx,
         )),
         tokio::spawn(watch_activators(
             client.clone(),
             namespace.to_owned(),
             tx.clone(),
             names_tx,
+            ips_tx.clone(),
             start,
         )),
-        tokio::spawn(watch_revisions(client.clone(), tx.clone(), start)),
+        tokio::spawn(watch_revisions(client.clone(), tx.clone(), ips_tx, start)),
         tokio::spawn(poll_sidecars(
             client.clone(),
             namespace.to_owned(),
@@ -51,22 +56,81 @@ pub fn spawn(client: Client, namespace: &str, tx: Sender, start: Instant) -> Vec
             names_rx.clone(),
             start,
         )),
-        tokio::spawn(follow_logs(client, namespace.to_owned(), tx, names_rx)),
+        tokio::spawn(follow_logs(
+            client.clone(),
+            namespace.to_owned(),
+            tx.clone(),
+            names_rx,
+        )),
+        tokio::spawn(watch_api_health(client, tx, start)),
     ]
 }
 
-/// Reports a watch failure: a 403 names the permission; anything else marks the data stale.
+/// Reports a watch failure: a 403 names the permission (`what`, e.g. `list/watch pods in
+/// knative-serving`) and leaves the rest running; anything else marks the data stale.
 async fn report_error(tx: &Sender, what: &str, error: &watcher::Error, start: Instant) {
-    let text = error.to_string();
-    if text.contains("403") || text.to_ascii_lowercase().contains("forbidden") {
+    let source = match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => Some(e),
+        _ => None,
+    };
+    if source.is_some_and(is_forbidden) {
         let _ = tx.send(Event::Forbidden(what.to_owned())).await;
     } else {
         let _ = tx
             .send(Event::Connection(Connection::Stale {
                 since: seconds(start),
-                reason: short(&text),
+                reason: short(&error.to_string()),
             }))
             .await;
+    }
+}
+
+/// RBAC's refusal: a 403 Status, or a 403 answer to a port-forward's upgrade.
+pub fn is_forbidden(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.is_forbidden(),
+        kube::Error::UpgradeConnection(kube::client::UpgradeConnectionError::ProtocolSwitch(
+            code,
+        )) => code.as_u16() == 403,
+        _ => false,
+    }
+}
+
+/// [`is_forbidden`] anywhere in an error's chain.
+fn chain_is_forbidden(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<kube::Error>())
+        .any(is_forbidden)
+}
+
+/// How often the API server is asked whether it is there. Watches alone cannot tell a quiet
+/// cluster from a dead one, nor (after a watch resumes from its resourceVersion) a healed one.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Asks the API server for its version every [`HEALTH_INTERVAL`]: a failure marks the data stale
+/// at once, an answer clears the banner; the watchers reconnect on their own (with backoff).
+async fn watch_api_health(client: Client, tx: Sender, start: Instant) {
+    let mut interval = tokio::time::interval(HEALTH_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let event = match tokio::time::timeout(HEALTH_INTERVAL, client.apiserver_version()).await {
+            Ok(Ok(_)) => Event::ApiReachable,
+            Ok(Err(e)) => Event::Connection(Connection::Stale {
+                since: seconds(start),
+                reason: short(&e.to_string()),
+            }),
+            Err(_) => Event::Connection(Connection::Stale {
+                since: seconds(start),
+                reason: format!("the API server did not answer within {HEALTH_INTERVAL:?}"),
+            }),
+        };
+        if tx.send(event).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -152,74 +216,88 @@ async fn watch_objects<K, R>(
     }
 }
 
+/// Pod IPs the watchers have seen: what the install status needs to work out the expected
+/// `allowed_cidrs` without listing every pod itself. `None` until that watcher has listed.
+#[derive(Debug, Clone, Default)]
+struct KnownIps {
+    activators: Option<Vec<IpAddr>>,
+    revisions: Option<Vec<IpAddr>>,
+}
+
 async fn watch_activators(
     client: Client,
     namespace: String,
     tx: Sender,
     names: watch::Sender<Vec<String>>,
+    ips: watch::Sender<KnownIps>,
     start: Instant,
 ) {
-    let api: Api<Pod> = Api::namespaced(client, &namespace);
+    let api: Api<LeanPod> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().labels("app=activator");
     watch_objects(
         api,
         config,
-        format!("watch pods in {namespace}"),
+        format!("list/watch pods in {namespace}"),
         tx,
         start,
         activator_row,
         move |pods| {
             let rows: Vec<ActivatorRow> = pods.values().cloned().collect();
             let _ = names.send(rows.iter().map(|r| r.pod.clone()).collect());
+            let pod_ips = rows.iter().filter_map(|r| r.ip.parse().ok()).collect();
+            ips.send_modify(|known| known.activators = Some(pod_ips));
             Some(Event::Activators(rows))
         },
     )
     .await;
 }
 
-fn activator_row(pod: &Pod) -> ActivatorRow {
+fn activator_row(pod: &LeanPod) -> ActivatorRow {
     let status = pod.status.clone().unwrap_or_default();
     let ready = status
         .conditions
         .unwrap_or_default()
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
-    let containers = pod
+    let sidecar_injected = pod
         .spec
         .as_ref()
-        .map(|s| {
-            s.containers
-                .iter()
-                .map(|c| c.name.clone())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+        .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"));
     ActivatorRow {
         pod: pod.meta().name.clone().unwrap_or_default(),
         ip: status.pod_ip.unwrap_or_default(),
         ready,
-        sidecar_injected: containers.iter().any(|c| c == "istio-proxy"),
+        sidecar_injected,
         ..ActivatorRow::default()
     }
 }
 
-async fn watch_revisions(client: Client, tx: Sender, start: Instant) {
-    let api: Api<Endpoints> = Api::all(client);
+async fn watch_revisions(client: Client, tx: Sender, ips: watch::Sender<KnownIps>, start: Instant) {
+    let api: Api<LeanEndpoints> = Api::all(client);
     let config =
         watcher::Config::default().labels("networking.internal.knative.dev/serviceType=Private");
     watch_objects(
         api,
         config,
-        "watch endpoints in all namespaces".into(),
+        "list/watch endpoints in all namespaces".into(),
         tx,
         start,
         revision_row,
-        |rows| Some(Event::Revisions(rows.values().cloned().collect())),
+        move |rows| {
+            let pod_ips = rows
+                .values()
+                .flat_map(|r| &r.pods)
+                .filter_map(|p| p.address.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.ip())
+                .collect();
+            ips.send_modify(|known| known.revisions = Some(pod_ips));
+            Some(Event::Revisions(rows.values().cloned().collect()))
+        },
     )
     .await;
 }
 
-fn revision_row(endpoints: &Endpoints) -> RevisionRow {
+fn revision_row(endpoints: &LeanEndpoints) -> RevisionRow {
     let labels = endpoints.meta().labels.clone().unwrap_or_default();
     let name = labels
         .get("serving.knative.dev/revision")
@@ -259,20 +337,38 @@ fn revision_row(endpoints: &Endpoints) -> RevisionRow {
 }
 
 /// Every few seconds: which pieces of the bundle are present, missing or drifted, and what of
-/// Istio and Knative the cluster has.
-async fn poll_install(client: Client, namespace: String, tx: Sender) {
+/// Istio and Knative the cluster has. A handful of GETs: pod IPs come from the watchers, and the
+/// sidecars are read by [`poll_sidecars`] alone.
+async fn poll_install(
+    client: Client,
+    namespace: String,
+    tx: Sender,
+    known: watch::Receiver<KnownIps>,
+) {
     let mut interval = tokio::time::interval(Duration::from_secs(3));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let started = Instant::now();
     loop {
         interval.tick().await;
         let (istio, knative) = platform(&client, &namespace).await;
         if tx.send(Event::Platform { istio, knative }).await.is_err() {
             return;
         }
-        match crate::install::status::collect(&client, &namespace).await {
-            Ok(status) => {
-                let rows = status
-                    .pieces
+        let ips: Vec<IpAddr> = {
+            let known = known.borrow();
+            // Before the watchers have listed, the expected CIDRs would be wrong and every piece
+            // would flash "drifted"; a watcher that cannot list (403) must not hold this forever.
+            let listed = known.activators.is_some() && known.revisions.is_some();
+            if !listed && started.elapsed() < Duration::from_secs(10) {
+                continue;
+            }
+            let (activators, revisions) = (known.activators.iter(), known.revisions.iter());
+            activators.chain(revisions).flatten().copied().collect()
+        };
+        let pieces = status::pieces(&client, &namespace, status::PodIps::Known(&ips)).await;
+        match pieces.map(|(pieces, _)| pieces) {
+            Ok(pieces) => {
+                let rows = pieces
                     .into_iter()
                     .map(|p| PieceRow {
                         status: match p.state {
@@ -287,6 +383,10 @@ async fn poll_install(client: Client, namespace: String, tx: Sender) {
                     })
                     .collect();
                 let _ = tx.send(Event::Pieces(rows)).await;
+            }
+            Err(crate::install::InstallError::Forbidden(message)) => {
+                let what = format!("read every piece of the install ({})", short(&message));
+                let _ = tx.send(Event::Forbidden(what)).await;
             }
             Err(e) => {
                 let _ = tx
@@ -351,7 +451,15 @@ async fn poll_sidecars(
             let (tx, plugin) = (tx.clone(), plugin.clone());
             async move {
                 let at = seconds(start);
-                if let Ok(dump) = sidecar.config_dump().await {
+                let dump = match sidecar.config_dump().await {
+                    Err(e) if chain_is_forbidden(&e) => {
+                        let what = format!("create pods/portforward in {}", sidecar.namespace);
+                        let _ = tx.send(Event::Forbidden(what)).await;
+                        return;
+                    }
+                    dump => dump,
+                };
+                if let Ok(dump) = dump {
                     let size = |s: &str| dump.sections.get(s).copied().unwrap_or(0) as u64;
                     let sample = ConfigSample {
                         at,
@@ -418,9 +526,10 @@ async fn follow_logs(
             keep
         });
         for pod in current {
-            if !followers.contains_key(&pod) {
-                let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-                followers.insert(pod.clone(), tokio::spawn(follow_one(api, pod, tx.clone())));
+            if let std::collections::btree_map::Entry::Vacant(slot) = followers.entry(pod) {
+                let pod = slot.key().clone();
+                let follower = follow_one(client.clone(), namespace.clone(), pod, tx.clone());
+                slot.insert(tokio::spawn(follower));
             }
         }
         tokio::select! {
@@ -433,16 +542,24 @@ async fn follow_logs(
     }
 }
 
-async fn follow_one(api: Api<Pod>, pod: String, tx: Sender) {
+async fn follow_one(client: Client, namespace: String, pod: String, tx: Sender) {
+    let api: Api<Pod> = Api::namespaced(client, &namespace);
     let params = LogParams {
         container: Some("istio-proxy".into()),
         follow: true,
         since_seconds: Some(300),
         ..LogParams::default()
     };
-    let Ok(stream) = api.log_stream(&pod, &params).await else {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        return;
+    let stream = match api.log_stream(&pod, &params).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            if is_forbidden(&e) {
+                let what = format!("get pods/log in {namespace}");
+                let _ = tx.send(Event::Forbidden(what)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            return;
+        }
     };
     let mut lines = stream.lines();
     while let Ok(Some(line)) = lines.try_next().await {

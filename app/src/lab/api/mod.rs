@@ -46,4 +46,13 @@ pub trait LabHooks: Send + Sync + 'static {
         pod: &str,
         port: u16,
     ) -> Option<std::net::SocketAddr>;
+
+    /// Whether the lab's user may `verb` (`get`, `list`, `watch`, `create`, …) `resource`
+    /// (`pods`, `pods/log`, `wasmplugins.extensions.istio.io`, …) in `namespace` (`None`: cluster
+    /// scope). Everything is allowed unless a lab is made to refuse, which is how tests show what
+    /// kasi does when RBAC says no.
+    fn authorize(&self, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
+        let _ = (verb, resource, namespace);
+        true
+    }
 }

@@ -20,6 +20,8 @@ pub struct ObjectRequest<'a> {
     pub query: &'a Query,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
+    /// The lab's RBAC stand-in, which SelfSubjectAccessReviews consult.
+    pub hooks: &'a dyn super::LabHooks,
 }
 
 pub fn handle(request: ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
@@ -92,27 +94,111 @@ fn list(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
     let rt = request.path.rt;
     let labels = LabelSelector::parse(request.query.get("labelSelector").unwrap_or(""))?;
     let fields = FieldSelector::parse(request.query.get("fieldSelector").unwrap_or(""))?;
-    let (items, revision) =
-        request
-            .store
-            .list_matching(rt, namespace(request), &labels, &fields)?;
-    let revision = revision.to_string();
+    let page = Page::read(request, &labels, &fields)?;
+    let revision = page.revision.to_string();
+    let items = &page.items;
     if wants_table(request.headers) {
         let include = IncludeObject::parse(request.query.get("includeObject"));
-        return Ok(json_response(
-            StatusCode::OK,
-            &table(rt, &items, Some(&revision), include),
-        ));
+        let mut table = table(rt, items, Some(&revision), include);
+        table["metadata"] = page.metadata(&revision);
+        return Ok(json_response(StatusCode::OK, &table));
     }
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "kind": rt.list_kind(),
             "apiVersion": rt.api_version(),
-            "metadata": {"resourceVersion": revision},
+            "metadata": page.metadata(&revision),
             "items": items,
         }),
     ))
+}
+
+/// One page of a list, as `limit` and `continue` ask (kube-rs watchers list 500 at a time,
+/// kubectl too): clients that page must never get 5,000 objects in one body from the lab when a
+/// cluster would not give them that.
+struct Page {
+    items: Vec<Value>,
+    /// The first page's resourceVersion, which every later page reports (as the real server
+    /// does for its snapshot), so a watch started from it misses nothing.
+    revision: u64,
+    /// The token for the next page, and how many items are left after this one.
+    next: Option<(String, usize)>,
+}
+
+impl Page {
+    fn read(
+        request: &ObjectRequest<'_>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> Result<Page, ApiError> {
+        let query = request.query;
+        let (first_revision, after) = match query.get("continue").filter(|t| !t.is_empty()) {
+            Some(token) => {
+                let (revision, after) = decode_continue(token)?;
+                (Some(revision), Some(after))
+            }
+            None => (None, None),
+        };
+        let limit = match query.get("limit") {
+            Some(text) => text.parse::<usize>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "limit must be a non-negative integer, not {text:?}"
+                ))
+            })?,
+            None => 0,
+        };
+        let (items, remaining, current) = request.store.list_page(
+            request.path.rt,
+            namespace(request),
+            labels,
+            fields,
+            after.as_ref(),
+            limit,
+        );
+        let revision = first_revision.unwrap_or(current);
+        let next = match items.last() {
+            Some(last) if remaining > 0 => {
+                let meta = &last["metadata"];
+                let text = |k: &str| meta[k].as_str().unwrap_or_default().to_owned();
+                let key = (text("namespace"), text("name"));
+                Some((encode_continue(revision, &key), remaining))
+            }
+            _ => None,
+        };
+        Ok(Page {
+            items,
+            revision,
+            next,
+        })
+    }
+
+    fn metadata(&self, revision: &str) -> Value {
+        match &self.next {
+            Some((token, remaining)) => json!({
+                "resourceVersion": revision, "continue": token, "remainingItemCount": remaining,
+            }),
+            None => json!({"resourceVersion": revision}),
+        }
+    }
+}
+
+fn encode_continue(revision: u64, (namespace, name): &(String, String)) -> String {
+    use base64::Engine;
+    let token = json!({"rv": revision, "namespace": namespace, "name": name}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+}
+
+fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
+    use base64::Engine;
+    let invalid = || ApiError::BadRequest(format!("invalid continue token {token:?}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let text = |k: &str| value[k].as_str().map(str::to_owned).ok_or_else(invalid);
+    let revision = value["rv"].as_u64().ok_or_else(invalid)?;
+    Ok((revision, (text("namespace")?, text("name")?)))
 }
 
 fn get(request: &ObjectRequest<'_>, name: &str) -> Result<Response<Body>, ApiError> {
@@ -278,7 +364,8 @@ fn delete_collection(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiE
     ))
 }
 
-/// The lab has no RBAC: every SelfSubjectAccessReview is allowed (kasi apply checks this way).
+/// A SelfSubjectAccessReview answered by the same hook that guards requests (kasi apply checks
+/// its permissions this way), so what the review says is what the request then meets.
 fn access_review(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
     if request.method != Method::POST || request.path.name.is_some() {
         return Err(ApiError::MethodNotAllowed);
@@ -295,6 +382,21 @@ fn access_review(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiError
         review["metadata"] = json!({});
     }
     review["metadata"]["creationTimestamp"] = Value::Null;
-    review["status"] = json!({"allowed": true, "reason": "the kasi lab has no RBAC"});
+    let attributes = &review["spec"]["resourceAttributes"];
+    let text = |key: &str| attributes[key].as_str().unwrap_or_default();
+    let mut resource = text("resource").to_owned();
+    if !text("subresource").is_empty() {
+        resource = format!("{resource}/{}", text("subresource"));
+    }
+    if !text("group").is_empty() {
+        resource = format!("{resource}.{}", text("group"));
+    }
+    let namespace = Some(text("namespace")).filter(|n| !n.is_empty());
+    let allowed = request.hooks.authorize(text("verb"), &resource, namespace);
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": "the kasi lab allows it"})
+    } else {
+        json!({"allowed": false, "denied": true, "reason": "the kasi lab was told to refuse it"})
+    };
     Ok(json_response(StatusCode::CREATED, &review))
 }

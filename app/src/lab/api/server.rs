@@ -159,6 +159,7 @@ async fn resource(
     if subresource.is_some_and(|sub| !path.rt.has_subresource(sub)) {
         return Err(ApiError::UnknownPath);
     }
+    authorize(context, &path, &query, &method)?;
     match (subresource, &method) {
         (Some("log"), &Method::GET) => {
             return logs::handle(&context.store, context.hooks.as_ref(), &path, &query)
@@ -194,7 +195,49 @@ async fn resource(
         query: &query,
         headers: request.headers(),
         body,
+        hooks: context.hooks.as_ref(),
     })
+}
+
+/// Asks the hooks whether the request's verb on its resource is allowed, as RBAC would.
+fn authorize(
+    context: &Context,
+    path: &ResourcePath,
+    query: &Query,
+    method: &Method,
+) -> Result<(), ApiError> {
+    let is_watch = path.watch_path || query.flag("watch");
+    let verb = match (method, path.subresource.as_deref()) {
+        // Port-forward and exec are `create` on their subresource whatever the HTTP method.
+        (_, Some("portforward")) => "create",
+        (&Method::GET, _) if is_watch => "watch",
+        (&Method::GET, _) if path.name.is_none() => "list",
+        (&Method::GET, _) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) if path.name.is_none() => "deletecollection",
+        (&Method::DELETE, _) => "delete",
+        _ => return Ok(()),
+    };
+    // `plural[/subresource][.group]`, as RBAC rules and the server's messages spell it.
+    let mut resource = path.rt.plural.to_owned();
+    if let Some(sub) = &path.subresource {
+        resource = format!("{resource}/{sub}");
+    }
+    if !path.rt.group.is_empty() {
+        resource = format!("{resource}.{}", path.rt.group);
+    }
+    let namespace = path.namespace.as_deref();
+    if context.hooks.authorize(verb, &resource, namespace) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
+            verb: verb.to_owned(),
+            resource,
+            namespace: namespace.map(str::to_owned),
+        })
+    }
 }
 
 /// A watch; the legacy `/watch/…/{name}` form watches one object (a `metadata.name` selector).

@@ -57,8 +57,28 @@ pub enum ApiError {
         "the body of the request was in an unknown format - accepted media types include: {0}"
     )]
     UnsupportedMediaType(String),
+    /// RBAC said no; the message is the real server's, naming verb, resource and namespace.
+    #[error("{}", forbidden_message(.verb, .resource, .namespace.as_deref()))]
+    Forbidden {
+        verb: String,
+        /// `plural`, `plural/subresource`, or either with `.group` after the plural.
+        resource: String,
+        namespace: Option<String>,
+    },
     #[error("{0}")]
     Internal(String),
+}
+
+/// The lab's one user, as the kubeconfig it writes names it.
+const LAB_USER: &str = "kasi-lab";
+
+fn forbidden_message(verb: &str, resource: &str, namespace: Option<&str>) -> String {
+    let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let scope = match namespace {
+        Some(namespace) => format!("in the namespace \"{namespace}\""),
+        None => "at the cluster scope".to_owned(),
+    };
+    format!("{plural} is forbidden: User \"{LAB_USER}\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}")
 }
 
 fn apply_conflict_message(conflicts: &[FieldConflict]) -> String {
@@ -88,6 +108,7 @@ impl ApiError {
             ApiError::Expired { .. } => 410,
             ApiError::MethodNotAllowed => 405,
             ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Forbidden { .. } => 403,
             ApiError::Internal(_) => 500,
         }
     }
@@ -103,6 +124,7 @@ impl ApiError {
             ApiError::Expired { .. } => "Expired",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Internal(_) => "InternalError",
         }
     }

@@ -285,6 +285,42 @@ impl Store {
         self.list_matching(rt, namespace, &labels, &FieldSelector::default())
     }
 
+    /// Like [`Store::list_matching`], one page: up to `limit` objects (0: all) after the
+    /// `(namespace, name)` key `after`, and how many more match after them. Only the page is
+    /// copied out, so paging through a big list costs what the list costs.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn list_page(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> (Vec<Value>, usize, u64) {
+        use std::ops::Bound;
+        let state = self.state();
+        let start = match after {
+            Some(key) => Bound::Excluded(key.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut matching = state
+            .objects
+            .get(&resource_key(rt))
+            .into_iter()
+            .flat_map(|objects| objects.range((start.clone(), Bound::Unbounded)))
+            .filter(|((ns, _), _)| !rt.namespaced || namespace.is_none_or(|want| want == ns))
+            .map(|(_, object)| object)
+            .filter(|object| labels.matches(object) && fields.matches(object));
+        let take = if limit == 0 { usize::MAX } else { limit };
+        let items: Vec<Value> = matching
+            .by_ref()
+            .take(take)
+            .map(|object| present(rt, object))
+            .collect();
+        (items, matching.count(), state.revision)
+    }
+
     pub(crate) fn list_matching(
         &self,
         rt: &ResourceType,

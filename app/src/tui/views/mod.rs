@@ -50,13 +50,7 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
     ])
     .areas(frame.area());
     draw_header(frame, header, state);
-    frame.render_widget(
-        Paragraph::new(Span::styled(
-            state.view.question(),
-            theme::dim().add_modifier(Modifier::ITALIC),
-        )),
-        question,
-    );
+    frame.render_widget(Paragraph::new(banner(state)), question);
     match state.view {
         View::Overview => overview::draw(frame, body, state),
         View::Endpoints => endpoints::draw(frame, body, state),
@@ -187,14 +181,14 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &AppState) {
         ),
         Connection::Live => Span::styled(
             format!(
-                " ● {} · forbidden: {} ",
+                " ● {} · {} forbidden ",
                 state.cluster.context,
-                state.forbidden.join("; ")
+                state.forbidden.len()
             ),
             Style::new().fg(theme::WARN),
         ),
-        Connection::Stale { since, reason } => Span::styled(
-            format!(" STALE {:.0}s: {reason} — retrying ", state.now - since),
+        Connection::Stale { since, .. } => Span::styled(
+            format!(" STALE {:.0}s ", state.now - since),
             Style::new().fg(ratatui::style::Color::Black).bg(theme::BAD),
         ),
     };
@@ -202,6 +196,35 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &AppState) {
         Paragraph::new(Line::from(status)).alignment(ratatui::layout::Alignment::Right),
         status_area,
     );
+}
+
+/// The line under the tabs: what is wrong with the data, if anything (full width, because an
+/// SRE must read it whole), else the question the view answers.
+fn banner(state: &AppState) -> Line<'_> {
+    if let Connection::Stale { since, reason } = &state.connection {
+        return Line::styled(
+            format!(
+                " STALE {:.0}s — the API server is unreachable ({reason}); showing what was last seen, retrying",
+                state.now - since
+            ),
+            Style::new().fg(ratatui::style::Color::Black).bg(theme::BAD),
+        );
+    }
+    if !state.forbidden.is_empty() {
+        return Line::styled(
+            format!(
+                " FORBIDDEN — kasi may not {}; grant it (RBAC) to see that part, the rest is live",
+                state.forbidden.join("; ")
+            ),
+            Style::new()
+                .fg(ratatui::style::Color::Black)
+                .bg(theme::WARN),
+        );
+    }
+    Line::styled(
+        state.view.question(),
+        theme::dim().add_modifier(Modifier::ITALIC),
+    )
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, state: &AppState) {
@@ -334,6 +357,21 @@ mod tests {
             reason: "connection refused".into(),
         };
         let screen = render(&state);
-        assert!(screen.contains("STALE 12s: connection refused"), "{screen}");
+        assert!(
+            screen.contains("STALE 12s — the API server is unreachable (connection refused)"),
+            "{screen}"
+        );
+    }
+
+    #[test]
+    fn a_refused_permission_is_named_in_full() {
+        let mut state = lab_state(View::Endpoints);
+        state.forbidden = vec!["list/watch pods in knative-serving".into()];
+        let screen = render(&state);
+        assert!(
+            screen.contains("FORBIDDEN — kasi may not list/watch pods in knative-serving"),
+            "{screen}"
+        );
+        assert!(screen.contains("1 forbidden"), "{screen}");
     }
 }
