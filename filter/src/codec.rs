@@ -13,7 +13,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// Longer cookie values are refused before decoding: a real one is under 80 bytes, and a 10 KB
 /// forged value must cost nothing.
@@ -154,6 +154,124 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<SessionCookie, DecodeError> {
             expires: None,
         }),
     }
+}
+
+/// A cookie naming an IPv4 address in its canonical text, read by [`decode_ipv4`] without
+/// allocating: what nearly every request a session sends carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cookie<'a> {
+    pub format: Format,
+    pub address: SocketAddrV4,
+    /// The address as the cookie spells it, which is how `SocketAddr` prints it.
+    pub text: &'a str,
+    /// As in [`SessionCookie`].
+    pub expires: Option<u64>,
+}
+
+impl Ipv4Cookie<'_> {
+    pub fn session_cookie(&self) -> SessionCookie {
+        SessionCookie {
+            format: self.format,
+            address: SocketAddr::V4(self.address),
+            expires: self.expires,
+        }
+    }
+}
+
+/// [`decode`] for the common case, in one pass and without allocating: base64 in one alphabet
+/// with canonical or no padding, of Envoy's protobuf or of the legacy text, naming an IPv4
+/// address written canonically (no leading zeros). `None` for anything else — IPv6, unusual
+/// text, malformed values — for which [`decode`] gives the answer. When it returns a cookie,
+/// [`decode`] returns the same one (a property test checks it).
+pub fn decode_ipv4<'b>(value: &[u8], buf: &'b mut [u8; MAX_ENCODED_LEN]) -> Option<Ipv4Cookie<'b>> {
+    let value = strip_quotes(trim_ascii(value));
+    if value.is_empty() || value.len() > MAX_ENCODED_LEN {
+        return None;
+    }
+    let n = decode_base64_plain(value, buf)?;
+    let bytes = &buf[..n];
+    let (format, text, expires) = match parse_proto(bytes) {
+        Some(proto) => (
+            Format::Proto,
+            proto.address,
+            (proto.expires != 0).then_some(proto.expires),
+        ),
+        None => (Format::Legacy, bytes, None),
+    };
+    let address = parse_canonical_ipv4(text)?;
+    Some(Ipv4Cookie {
+        format,
+        address,
+        // Only ASCII digits, dots and a colon got through.
+        text: std::str::from_utf8(text).ok()?,
+        expires,
+    })
+}
+
+/// Base64 in the standard or the URL-safe alphabet (not both), with no padding or the
+/// canonical padding, into `out`; the bits past the last whole byte are ignored. `None` for
+/// anything else (the `base64` crate is then asked, and decides).
+fn decode_base64_plain(value: &[u8], out: &mut [u8]) -> Option<usize> {
+    let padding = value.iter().rev().take_while(|&&b| b == b'=').count();
+    if padding > 2 || (padding > 0 && value.len() % 4 != 0) {
+        return None;
+    }
+    let data = &value[..value.len() - padding];
+    if data.len() % 4 == 1 || (padding > 0 && (data.len() + padding) % 4 != 0) {
+        return None;
+    }
+    let url_safe = data.iter().any(|&b| b == b'-' || b == b'_');
+    let (mut acc, mut bits, mut n) = (0u32, 0u32, 0usize);
+    for &c in data {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' if !url_safe => 62,
+            b'/' if !url_safe => 63,
+            b'-' if url_safe => 62,
+            b'_' if url_safe => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            *out.get_mut(n)? = (acc >> bits) as u8;
+            n += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(n)
+}
+
+/// `a.b.c.d:port` exactly as `SocketAddr` prints it (no leading zeros, port 1–65535).
+fn parse_canonical_ipv4(text: &[u8]) -> Option<SocketAddrV4> {
+    fn number(digits: &[u8], max: u32) -> Option<u32> {
+        if digits.is_empty() || digits.len() > 5 || (digits.len() > 1 && digits[0] == b'0') {
+            return None;
+        }
+        let mut n = 0u32;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u32::from(d - b'0');
+        }
+        (n <= max).then_some(n)
+    }
+    let colon = text.iter().position(|&b| b == b':')?;
+    let (ip, port) = (&text[..colon], &text[colon + 1..]);
+    let port = number(port, 65_535).filter(|&p| p != 0)?;
+    let mut octets = [0u8; 4];
+    let mut parts = ip.split(|&b| b == b'.');
+    for octet in &mut octets {
+        *octet = number(parts.next()?, 255)? as u8;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(SocketAddrV4::new(Ipv4Addr::from(octets), port as u16))
 }
 
 /// Encodes the way Envoy ≥ 1.30 does: standard padded base64 of the protobuf, `expires` omitted
@@ -392,6 +510,90 @@ mod tests {
         bytes.extend(b"10.1.2.3:8012");
         let c = decode(STANDARD.encode(&bytes).as_bytes()).unwrap();
         assert_eq!(c.address, addr("10.1.2.3:8012"));
+    }
+
+    #[test]
+    fn the_fast_decoder_reads_what_envoy_writes() {
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        let a = addr("10.1.2.3:8012");
+        for (value, format, expires) in [
+            (
+                format!("\"{}\"", encode_proto(a, None)),
+                Format::Proto,
+                None,
+            ),
+            (encode_proto(a, Some(86_000)), Format::Proto, Some(86_000)),
+            (encode_legacy(a), Format::Legacy, None),
+            (
+                encode_proto(a, None).trim_end_matches('=').to_string(),
+                Format::Proto,
+                None,
+            ),
+        ] {
+            let c = decode_ipv4(value.as_bytes(), &mut buf).unwrap_or_else(|| panic!("{value}"));
+            assert_eq!(
+                (c.format, c.text, c.expires),
+                (format, "10.1.2.3:8012", expires)
+            );
+            assert_eq!(c.session_cookie(), decode(value.as_bytes()).unwrap());
+        }
+        // Left to the general decoder.
+        for value in [
+            encode_proto(addr("[fd00::1]:8012"), None),
+            STANDARD.encode("010.1.2.3:8012"),
+            STANDARD.encode("10.1.2.3:08012"),
+            STANDARD.encode("10.1.2.3:0"),
+            STANDARD.encode("10.1.2.256:1"),
+            "Cg8xMjcuMC4wLjI6MTgwMTI=x".to_string(),
+            "Cg8xMjcuMC4wLjI6MTgwMTI".to_string() + "===",
+            String::new(),
+        ] {
+            assert_eq!(decode_ipv4(value.as_bytes(), &mut buf), None, "{value}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_base64_agrees_with_the_crate(text in "[A-Za-z0-9+/_=-]{0,24}") {
+            let mut ours = [0u8; MAX_ENCODED_LEN];
+            if let Some(n) = decode_base64_plain(text.as_bytes(), &mut ours) {
+                let mut theirs = [0u8; MAX_ENCODED_LEN];
+                let m = decode_base64(text.as_bytes(), &mut theirs);
+                proptest::prop_assert_eq!(Ok(&ours[..n]), m.map(|m| &theirs[..m]), "{}", text);
+            }
+        }
+
+        #[test]
+        fn plain_base64_reads_what_encoders_write(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let padded = STANDARD.encode(&bytes);
+            let url_safe = URL_SAFE.encode(&bytes);
+            for text in [padded.as_str(), padded.trim_end_matches('='), url_safe.as_str()] {
+                let mut out = [0u8; MAX_ENCODED_LEN];
+                let n = decode_base64_plain(text.as_bytes(), &mut out);
+                proptest::prop_assert_eq!(n.map(|n| &out[..n]), Some(&bytes[..]), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_ipv4_is_what_socket_addr_prints() {
+        for text in ["0.0.0.0:1", "255.255.255.255:65535", "10.0.0.7:8012"] {
+            let parsed = parse_canonical_ipv4(text.as_bytes()).unwrap();
+            assert_eq!(parsed.to_string(), text);
+        }
+        for text in [
+            "1.2.3:4",
+            "1.2.3.4.5:6",
+            "1.2.3.4",
+            "1.2.3.4:65536",
+            "01.2.3.4:5",
+            "1.2.3.4:",
+            ":1",
+            "1..3.4:5",
+            "1.2.3.4:+5",
+        ] {
+            assert_eq!(parse_canonical_ipv4(text.as_bytes()), None, "{text}");
+        }
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub fn contains(list: &[u8], address: &[u8], now: u64) -> bool {
     entries(list).any(|(a, until)| a == address && until > now)
 }
 
+/// Whether no entry's quarantine lasts beyond `now` (the list may as well be empty).
+pub fn is_expired(list: &[u8], now: u64) -> bool {
+    entries(list).all(|(_, until)| until <= now)
+}
+
 /// The list with `address` quarantined until `until`, expired entries dropped.
 pub fn with(list: &[u8], address: &[u8], until: u64, now: u64) -> Vec<u8> {
     let kept: Vec<(&[u8], u64)> = entries(list)
@@ -49,6 +54,9 @@ mod tests {
         assert!(!contains(&list, b"10.0.0.1:8012", 130));
         assert!(contains(&list, b"[fd00::1]:8012", 139));
         assert!(!contains(&list, b"10.0.0.2:8012", 100));
+        assert!(!is_expired(&list, 139));
+        assert!(is_expired(&list, 140));
+        assert!(is_expired(b"", 0));
         let later = with(&list, b"10.0.0.3:8012", 200, 135);
         assert_eq!(later, b"[fd00::1]:8012 140\n10.0.0.3:8012 200\n");
         let again = with(&later, b"10.0.0.3:8012", 300, 135);

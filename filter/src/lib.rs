@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod header_map;
 pub mod json;
 pub mod metrics;
+pub mod pending;
 pub mod policy;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,10 +1,10 @@
 //! What the filter does with one request and its response, as pure functions of their headers.
 //! The proxy-wasm glue only reads headers in and applies the plan out.
 
-use crate::codec::{self, DecodeError, Expiry, SessionCookie};
+use crate::codec::{self, DecodeError, Expiry, Ipv4Cookie, SessionCookie};
 use crate::config::{canonical_ip, Config};
 use crate::cookies;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Why a session cookie was not honoured; each has its own counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +66,42 @@ impl RequestPlan {
     }
 }
 
-/// The address as the routing header and the dead-host list spell it.
+/// The address as the routing header and the dead-host list spell it (`SocketAddr`'s own text,
+/// with IPv4-mapped IPv6 written as IPv4). IPv4, the common case, is written by hand: it is on
+/// every routed request's path, and the formatting machinery costs more than the rest of it.
 pub fn canonical_address(address: &SocketAddr) -> String {
-    SocketAddr::new(canonical_ip(address.ip()), address.port()).to_string()
+    match canonical_ip(address.ip()) {
+        IpAddr::V4(ip) => {
+            let mut text = String::with_capacity(21);
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                push_decimal(&mut text, octet.into());
+            }
+            text.push(':');
+            push_decimal(&mut text, address.port());
+            text
+        }
+        ip => SocketAddr::new(ip, address.port()).to_string(),
+    }
+}
+
+fn push_decimal(text: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        text.push(char::from(d));
+    }
 }
 
 /// Decides one request from its headers (lower- or mixed-case names), the wall clock and the
@@ -95,7 +128,7 @@ where
     let name = config.cookie_name.as_bytes();
     let verdict = match cookies::find(cookie_headers.iter().copied(), name) {
         None => Verdict::NoCookie,
-        Some(value) => judge(config, value, now_unix_s, is_dead),
+        Some(value) => judge(config, value, || now_unix_s, is_dead),
     };
     let cookie_rewrite = matches!(verdict, Verdict::Rejected { .. })
         .then(|| cookies::without_all(cookie_headers.iter().copied(), name));
@@ -106,7 +139,14 @@ where
     }
 }
 
-fn judge<D: FnOnce(&str) -> bool>(config: &Config, value: &[u8], now: u64, is_dead: D) -> Verdict {
+/// The verdict on one session cookie's value, as it appears in the `cookie` header. `now`
+/// (Unix seconds) is only asked for when the cookie carries a Unix-time `expires`; `is_dead`
+/// only for a cookie that passed every other check.
+pub fn judge<N, D>(config: &Config, value: &[u8], now: N, is_dead: D) -> Verdict
+where
+    N: FnOnce() -> u64,
+    D: FnOnce(&str) -> bool,
+{
     let cookie = match codec::decode(value) {
         Ok(cookie) => cookie,
         Err(e) => {
@@ -117,7 +157,11 @@ fn judge<D: FnOnce(&str) -> bool>(config: &Config, value: &[u8], now: u64, is_de
         }
     };
     let address = canonical_address(&cookie.address);
-    let rejection = if let Expiry::Expired(at) = cookie.expiry(now) {
+    let expired = match cookie.expires {
+        Some(at) if at >= codec::PLAUSIBLE_UNIX_TIME => cookie.expiry(now()),
+        _ => Expiry::Never,
+    };
+    let rejection = if let Expiry::Expired(at) = expired {
         Some(Rejection::Expired(at))
     } else if !config.allows(&cookie.address) {
         Some(Rejection::Disallowed)
@@ -133,6 +177,21 @@ fn judge<D: FnOnce(&str) -> bool>(config: &Config, value: &[u8], now: u64, is_de
         },
         None => Verdict::Routed { cookie, address },
     }
+}
+
+/// Whether [`judge`] routes the request by a cookie [`codec::decode_ipv4`] read: the same checks
+/// in the same order, without allocating (the routing header's value is `cookie.text`). A
+/// `false` is some rejection; [`judge`] says which.
+pub fn routes_ipv4<N, D>(config: &Config, cookie: &Ipv4Cookie, now: N, is_dead: D) -> bool
+where
+    N: FnOnce() -> u64,
+    D: FnOnce(&str) -> bool,
+{
+    let expired = match cookie.expires {
+        Some(at) if at >= codec::PLAUSIBLE_UNIX_TIME => at < now(),
+        _ => false,
+    };
+    !expired && config.allows(&SocketAddr::V4(cookie.address)) && !is_dead(cookie.text)
 }
 
 /// Envoy's legacy response-flag bit for UF (upstream connection failure): `1 << 5`.
@@ -259,6 +318,23 @@ mod tests {
         );
         let c = cookie_for("[::ffff:127.0.0.1]:8012", None);
         assert_eq!(plan(&[("cookie", &c)], false).header_value(), None);
+    }
+
+    #[test]
+    fn canonical_addresses_read_like_socket_addrs() {
+        for text in [
+            "0.0.0.0:1",
+            "10.0.0.7:8012",
+            "255.255.255.255:65535",
+            "127.0.10.100:80",
+            "[fd00::1]:8013",
+            "[::1]:8012",
+        ] {
+            let address: SocketAddr = text.parse().unwrap();
+            assert_eq!(canonical_address(&address), address.to_string());
+        }
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:8012".parse().unwrap();
+        assert_eq!(canonical_address(&mapped), "10.1.2.3:8012");
     }
 
     #[test]

@@ -9,6 +9,9 @@ use std::path::Path;
 pub struct EnvoyOptions {
     /// Put the kasi wasm filter in front of `stateful_session`.
     pub with_filter: bool,
+    /// The kasi module to load; `None`: [`filter_wasm`](crate::filter_wasm) (the workspace's
+    /// build, or `KASI_FILTER_WASM`).
+    pub filter_wasm: Option<std::path::PathBuf>,
     /// The filter's `pluginConfig`, as JSON text (the WasmPlugin's `pluginConfig`).
     pub plugin_config: String,
     /// The cookie `stateful_session` writes.
@@ -17,16 +20,24 @@ pub struct EnvoyOptions {
     pub cookie_ttl: Option<String>,
     /// `original_dst_lb_config.use_http_header` on PassthroughCluster.
     pub use_http_header: bool,
+    /// Envoy worker threads (`--concurrency`).
+    pub concurrency: u32,
+    /// HTTP filters (Envoy JSON, each `{"name": …, "typed_config": …}`) placed first in the
+    /// chain, before the kasi filter and `stateful_session`: the benchmarks' alternatives.
+    pub extra_http_filters: Vec<Value>,
 }
 
 impl Default for EnvoyOptions {
     fn default() -> Self {
         EnvoyOptions {
             with_filter: false,
+            filter_wasm: None,
             plugin_config: "{}".to_string(),
             cookie_name: crate::COOKIE_NAME.to_string(),
             cookie_ttl: None,
             use_http_header: true,
+            concurrency: 2,
+            extra_http_filters: Vec::new(),
         }
     }
 }
@@ -46,7 +57,7 @@ impl EnvoyOptions {
 /// keeps the embedded pluginConfig string correctly escaped). Both listener and admin bind port
 /// 0: the real ports are read back from the admin API, so parallel tests never race for ports.
 pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
-    let mut http_filters = Vec::new();
+    let mut http_filters = options.extra_http_filters.clone();
     if options.with_filter {
         let wasm = wasm.expect("the filter needs its wasm module");
         http_filters.push(json!({

@@ -53,7 +53,12 @@ impl Envoy {
     /// Starts Envoy; `Err` if it exits or is not ready within [`READY_TIMEOUT`].
     pub fn try_start(options: &EnvoyOptions) -> Result<Envoy, StartFailure> {
         let envoy = crate::locate::envoy_binary();
-        let wasm = options.with_filter.then(crate::locate::filter_wasm);
+        let wasm = options.with_filter.then(|| {
+            options
+                .filter_wasm
+                .clone()
+                .unwrap_or_else(crate::locate::filter_wasm)
+        });
         let dir = ScratchDir::new("envoy");
         let config_path = dir.path().join("envoy.json");
         let admin_path = dir.path().join("admin-address");
@@ -67,7 +72,9 @@ impl Envoy {
         let child = Command::new(&envoy)
             .arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "2", "-l", "info"])
+            .arg("--concurrency")
+            .arg(options.concurrency.to_string())
+            .args(["-l", "info"])
             // Parallel tests run several Envoys; hot restart would make them share memory.
             .arg("--disable-hot-restart")
             .arg("--admin-address-path")
@@ -124,6 +131,11 @@ impl Envoy {
 
     pub fn listener_addr(&self) -> SocketAddr {
         self.listener
+    }
+
+    /// The Envoy process (pip's `envoy` launcher execs the binary, so this is Envoy itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn client(&self) -> Client {

@@ -10,6 +10,7 @@ mod bootstrap;
 mod client;
 mod envoy;
 mod http;
+#[cfg(feature = "lab")]
 pub mod lab_client;
 mod locate;
 mod pod;

@@ -565,3 +565,40 @@ fn a_failed_new_session_is_not_pinned_to_the_dead_pod() {
     assert_served_by(&response, &pods[0], "a cookie for the quarantined pod");
     assert_eq!(envoy.counter("kasi_affinity.rejected_dead"), 1);
 }
+
+/// (j) Decision lines written in the response phase for a request without a cookie (a new
+/// session's pin; the pod the activator picked refusing the connection) name the request's
+/// authority, although the response phase, a local reply's above all, cannot read the request.
+#[test]
+fn response_phase_decision_lines_name_the_authority() {
+    let mut pods = three_pods();
+    let config = serde_json::json!({
+        "allowed_cidrs": ["127.0.0.0/29"],
+        "allowed_ports": [pods[0].port()],
+        "log_decisions": "changes",
+    })
+    .to_string();
+    let envoy = Envoy::start(&EnvoyOptions::with_filter(&config));
+    let client = envoy.client();
+    let response = Session::new(COOKIE_NAME)
+        .get(&client, pods[0].addr(), "/", &[])
+        .unwrap();
+    assert_served_by(&response, &pods[0], "a new session");
+    let dead = pods[1].addr();
+    pods[1].stop();
+    let response = Session::new(COOKIE_NAME)
+        .get(&client, dead, "/", &[])
+        .unwrap();
+    assert_eq!(response.status, 503, "{response:?}");
+
+    let lines = decision_lines(&envoy.log());
+    for (decision, address) in [("pin", pods[0].addr()), ("dead", dead)] {
+        let line = lines
+            .iter()
+            .map(|(_, line)| line)
+            .find(|line| line["decision"] == decision)
+            .unwrap_or_else(|| panic!("no {decision} line in {lines:#?}"));
+        assert_eq!(line["address"], address.to_string(), "{line}");
+        assert_eq!(line["authority"], kasi_e2e::AUTHORITY, "{line}");
+    }
+}

@@ -32,6 +32,13 @@ extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> Status;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_data: *mut *mut u8,
@@ -130,6 +137,12 @@ pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, Status> {
     // SAFETY: out-pointers are valid for the call.
     fetch(|d, s| unsafe { proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, d, s) })
         .map(Option::unwrap_or_default)
+}
+
+/// The first value of header `name` (lower-case); `Ok(None)` when the map has none.
+pub fn header_value(map: u32, name: &str) -> Result<Option<Vec<u8>>, Status> {
+    // SAFETY: `name` outlives the call; out-pointers are valid.
+    fetch(|d, s| unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), d, s) })
 }
 
 /// The serialized header map (see `header_map::pairs`).

@@ -1,0 +1,201 @@
+//! `kasi-bench`: kasi's benchmarks on real Envoy. `./dev bench` runs them and writes
+//! `bench/results/`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use kasi_bench::filter_bench::{self, FilterOptions};
+use kasi_bench::memory::{self, MemoryOptions};
+use kasi_bench::variants::{Setup, Variant};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "kasi-bench", about = "kasi's benchmarks on real Envoy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Throughput and latency through Envoy (1 worker): no filter, the floor wasm filter, kasi,
+    /// Lua; one at a time in short slices, round after round, under the same closed-loop load.
+    Filter {
+        /// Measured rounds; each gives every variant one slice.
+        #[arg(long, default_value_t = 80)]
+        rounds: usize,
+        /// How long each variant is loaded per round.
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        slice: Duration,
+        /// Unmeasured rounds first.
+        #[arg(long, default_value_t = 5)]
+        warmup_rounds: usize,
+        /// Requests in flight (connections), closed loop.
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+        /// Envoy processes per variant (loaded in turn; evens out differences between processes).
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// The floor module (default: the workspace's wasm build, or KASI_FLOOR_WASM).
+        #[arg(long)]
+        floor_wasm: Option<PathBuf>,
+        /// Let the scheduler place Envoy, the load and the upstream (default: Envoy on one CPU,
+        /// the load generator and the upstream on another).
+        #[arg(long)]
+        no_pin: bool,
+        /// Another build of the floor module to run alongside (repeatable).
+        #[arg(long)]
+        extra_floor: Vec<PathBuf>,
+        /// Another build of kasi's module to run alongside, e.g. the previous one (repeatable).
+        #[arg(long)]
+        extra_kasi: Vec<PathBuf>,
+        /// Where filter.json, filter.md and filter-latency.svg go.
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+    },
+    /// Envoy's memory (server.memory_allocated and RSS) without a filter, with the floor module
+    /// and with kasi's filter, at 1, 2 and 4 workers.
+    Memory {
+        /// Worker thread counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        workers: Vec<u32>,
+        /// Fresh Envoy starts per configuration (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Traffic before reading the figures.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// The floor module (default: the workspace's wasm build, or KASI_FLOOR_WASM).
+        #[arg(long)]
+        floor_wasm: Option<PathBuf>,
+        /// Where memory.json and memory.md go.
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+    },
+    /// Starts the upstream and the four Envoys of `filter` and keeps them running (for
+    /// profiling with perf, or curl): prints their addresses and PIDs; stops on Enter or EOF.
+    Serve {
+        #[arg(long)]
+        floor_wasm: Option<PathBuf>,
+        #[arg(long)]
+        extra_floor: Vec<PathBuf>,
+        #[arg(long)]
+        extra_kasi: Vec<PathBuf>,
+    },
+}
+
+fn default_floor_wasm() -> PathBuf {
+    std::env::var_os("KASI_FLOOR_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/wasm32-wasip1/wasm/floor_filter.wasm")
+        })
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut progress = |line: &str| eprintln!("  {line}");
+    let result = match cli.command {
+        Command::Filter {
+            rounds,
+            slice,
+            warmup_rounds,
+            connections,
+            instances,
+            floor_wasm,
+            no_pin,
+            extra_floor,
+            extra_kasi,
+            out,
+        } => {
+            let options = FilterOptions {
+                slice,
+                rounds,
+                warmup_rounds,
+                connections,
+                instances,
+                floor_wasm: floor_wasm.unwrap_or_else(default_floor_wasm),
+                extra: extras(&extra_floor, &extra_kasi).collect(),
+                pin: !no_pin,
+            };
+            filter_bench::run(&options, &mut progress).and_then(|report| {
+                let plot = filter_bench::write(&report, &out)?;
+                print!("{}", filter_bench::table(&report));
+                println!(
+                    "wrote {}, filter.md and {} ({:.0} s)",
+                    out.join("filter.json").display(),
+                    plot.display(),
+                    report.wall_seconds
+                );
+                Ok(())
+            })
+        }
+        Command::Memory {
+            workers,
+            repeats,
+            warmup,
+            floor_wasm,
+            out,
+        } => {
+            let options = MemoryOptions {
+                workers,
+                repeats,
+                warmup,
+                floor_wasm: floor_wasm.unwrap_or_else(default_floor_wasm),
+            };
+            memory::run(&options, &mut progress).and_then(|report| {
+                memory::write(&report, &out)?;
+                print!("{}", memory::table(&report));
+                println!("wrote {} and memory.md", out.join("memory.json").display());
+                Ok(())
+            })
+        }
+        Command::Serve {
+            floor_wasm,
+            extra_floor,
+            extra_kasi,
+        } => {
+            let floor_wasm = floor_wasm.unwrap_or_else(default_floor_wasm);
+            let setups = Variant::ALL
+                .iter()
+                .map(|&v| Setup::standard(v, &floor_wasm))
+                .chain(extras(&extra_floor, &extra_kasi))
+                .collect::<Vec<_>>();
+            serve(&setups)
+        }
+    };
+    result
+}
+
+fn extras<'a>(floor: &'a [PathBuf], kasi: &'a [PathBuf]) -> impl Iterator<Item = Setup> + 'a {
+    (floor.iter().map(|m| (Variant::Floor, m)))
+        .chain(kasi.iter().map(|m| (Variant::Kasi, m)))
+        .enumerate()
+        .map(|(n, (variant, module))| Setup::extra(variant, module, n))
+}
+
+fn serve(setups: &[Setup]) -> Result<()> {
+    use kasi_bench::upstream::Upstream;
+    let upstream = Upstream::start("bench-pod", "127.0.0.2".parse()?)?;
+    println!("upstream {} at {}", upstream.name(), upstream.addr());
+    let mut envoys = Vec::new();
+    for setup in setups {
+        let envoy = kasi_e2e::Envoy::try_start(&setup.envoy_options(upstream.addr()))
+            .map_err(|f| anyhow::anyhow!("{}: {f}", setup.label))?;
+        println!(
+            "{:<9} listener {} admin {} pid {}",
+            setup.key,
+            envoy.listener_addr(),
+            envoy.admin_addr(),
+            envoy.pid()
+        );
+        for (name, value) in setup.request_headers(upstream.addr()) {
+            println!("          -H '{name}: {value}'");
+        }
+        envoys.push(envoy);
+    }
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The four ways the benchmark runs Envoy, and the request each one is loaded with.
+//!
+//! Every variant is the activator sidecar's bootstrap from the e2e harness (the PROXY protocol
+//! listener standing in for iptables, `stateful_session`, the router, PassthroughCluster with
+//! `use_http_header: true`) with one worker; only the first HTTP filter differs. All four get
+//! the same request: the same `Host`, the same `Cookie` header (several ordinary cookies and a
+//! valid kasi session cookie pinning the upstream pod), so Envoy parses the same bytes in each,
+//! and the same original destination, a decoy pod, as the activator's choice. Only the routing
+//! header can send a request to the pod rather than the decoy: the baseline's client sets it,
+//! the three filters write it.
+
+use kasi_e2e::EnvoyOptions;
+use kasi_filter::codec::encode_proto;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The Lua alternative, as a user would write it.
+pub const LUA_SOURCE: &str = include_str!("cookie_to_header.lua");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Variant {
+    /// (a) No filter: the client sets `x-envoy-original-dst-host` itself.
+    Baseline,
+    /// (b) The cheapest proxy-wasm filter: reads the cookie header, writes the routing header.
+    Floor,
+    /// (c) kasi's filter, configured as `kasi apply` installs it.
+    Kasi,
+    /// (d) The same job in `envoy.filters.http.lua`.
+    Lua,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 4] = [
+        Variant::Baseline,
+        Variant::Floor,
+        Variant::Kasi,
+        Variant::Lua,
+    ];
+
+    /// Short name used in JSON and on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Variant::Baseline => "baseline",
+            Variant::Floor => "floor",
+            Variant::Kasi => "kasi",
+            Variant::Lua => "lua",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Variant::Baseline => "(a) baseline: client sets the header, no filter",
+            Variant::Floor => "(b) floor: wasm reads 1 header, writes 1",
+            Variant::Kasi => "(c) kasi filter: cookie among others",
+            Variant::Lua => "(d) Lua filter: same job in Lua",
+        }
+    }
+
+    /// The Envoy configuration of this variant for an upstream at `upstream`. `module` is the
+    /// wasm module: required for the floor, optional for kasi (default: the workspace's build).
+    pub fn envoy_options(self, upstream: SocketAddr, module: Option<&Path>) -> EnvoyOptions {
+        let mut options = match self {
+            Variant::Kasi => EnvoyOptions {
+                filter_wasm: module.map(Path::to_path_buf),
+                ..EnvoyOptions::with_filter(&kasi_plugin_config(upstream))
+            },
+            _ => EnvoyOptions::default(),
+        };
+        options.concurrency = 1;
+        match self {
+            Variant::Floor => options.extra_http_filters.push(json!({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {
+                        "name": "floor",
+                        "root_id": "floor",
+                        "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": upstream.to_string(),
+                        },
+                        "vm_config": {
+                            "vm_id": "floor",
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "code": {"local": {
+                                "filename": module.map(|m| m.display().to_string()).unwrap_or_default(),
+                            }},
+                        },
+                    },
+                },
+            })),
+            Variant::Lua => options.extra_http_filters.push(json!({
+                "name": "envoy.filters.http.lua",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                    "default_source_code": {"inline_string": LUA_SOURCE},
+                },
+            })),
+            Variant::Baseline | Variant::Kasi => {}
+        }
+        options
+    }
+
+    /// The request headers the load sends.
+    pub fn request_headers(self, upstream: SocketAddr) -> Vec<(String, String)> {
+        let mut headers = vec![
+            ("Host".to_string(), kasi_e2e::AUTHORITY.to_string()),
+            ("Cookie".to_string(), cookie_header(upstream)),
+        ];
+        if self == Variant::Baseline {
+            headers.push((
+                "x-envoy-original-dst-host".to_string(),
+                upstream.to_string(),
+            ));
+        }
+        headers
+    }
+}
+
+/// One Envoy the benchmark loads: a variant, and for the wasm ones the module. Besides the four
+/// standard ones, other builds of the floor or of kasi can run alongside (`--extra-floor`,
+/// `--extra-kasi`), e.g. to compare a change against the previous build in the same run.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub variant: Variant,
+    pub key: String,
+    pub label: String,
+    pub module: Option<PathBuf>,
+    /// One of the four the issue's figures and ratios are about.
+    pub standard: bool,
+}
+
+impl Setup {
+    pub fn standard(variant: Variant, floor_wasm: &Path) -> Setup {
+        Setup {
+            variant,
+            key: variant.key().to_string(),
+            label: variant.label().to_string(),
+            module: (variant == Variant::Floor).then(|| floor_wasm.to_path_buf()),
+            standard: true,
+        }
+    }
+
+    /// Another build of the floor or of kasi, numbered `n` among the extras.
+    pub fn extra(variant: Variant, module: &Path, n: usize) -> Setup {
+        let file = module
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        Setup {
+            variant,
+            key: format!("{}-{}", variant.key(), n + 2),
+            label: format!("({}) {} build {file}", n + 5, variant.key()),
+            module: Some(module.to_path_buf()),
+            standard: false,
+        }
+    }
+
+    pub fn envoy_options(&self, upstream: SocketAddr) -> EnvoyOptions {
+        self.variant.envoy_options(upstream, self.module.as_deref())
+    }
+
+    pub fn request_headers(&self, upstream: SocketAddr) -> Vec<(String, String)> {
+        self.variant.request_headers(upstream)
+    }
+}
+
+/// kasi's pluginConfig: only the upstream's address range and port are allowed (as `kasi apply`
+/// allows the pods' CIDRs and ports 8012/8013); decision logging at its default, `changes`.
+pub fn kasi_plugin_config(upstream: SocketAddr) -> String {
+    json!({
+        "allowed_cidrs": [format!("{}/32", upstream.ip())],
+        "allowed_ports": [upstream.port()],
+    })
+    .to_string()
+}
+
+/// A browser's `Cookie` header on an app behind Knative: analytics, preferences and a CSRF token
+/// around the session cookie, which is neither first nor last. The session cookie is what
+/// Envoy 1.40 writes without a TTL (`kasi apply`'s default): quoted base64 of the protobuf.
+pub fn cookie_header(upstream: SocketAddr) -> String {
+    format!(
+        "_ga=GA1.1.1543327129.1761900000; _gid=GA1.1.906412273.1761900000; theme=dark; \
+         csrftoken=Hq8Xb2kQ6JZ1vNwq3oEeTq9m2Yl0cR4s; {}=\"{}\"; lang=en-GB",
+        kasi_e2e::COOKIE_NAME,
+        encode_proto(upstream, None)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_header_carries_a_valid_session_cookie_among_others() {
+        let upstream: SocketAddr = "127.0.0.2:18012".parse().unwrap();
+        let header = cookie_header(upstream);
+        let value = kasi_filter::cookies::find([header.as_bytes()], b"kasi-session").unwrap();
+        let cookie = kasi_filter::codec::decode(value).unwrap();
+        assert_eq!(cookie.address, upstream);
+        assert_eq!(cookie.expires, None);
+        assert!(header.starts_with("_ga=") && header.ends_with("lang=en-GB"));
+    }
+
+    #[test]
+    fn only_the_baseline_sends_the_routing_header() {
+        let upstream: SocketAddr = "127.0.0.2:18012".parse().unwrap();
+        for variant in Variant::ALL {
+            let sends = variant
+                .request_headers(upstream)
+                .iter()
+                .any(|(n, _)| n == "x-envoy-original-dst-host");
+            assert_eq!(sends, variant == Variant::Baseline, "{variant:?}");
+        }
+    }
+}
