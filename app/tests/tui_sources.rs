@@ -154,6 +154,28 @@ async fn client_for(address: SocketAddr) -> (kube::Client, tempfile::TempDir) {
     (kube::Client::try_from(config).unwrap(), dir)
 }
 
+/// The UI's sources running against a client, and a state on the Endpoints view to fold into.
+struct Watching {
+    start: Instant,
+    rx: mpsc::Receiver<Event>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    state: AppState,
+}
+
+fn watch(client: kube::Client) -> Watching {
+    let start = Instant::now();
+    let (tx, rx) = mpsc::channel(1024);
+    Watching {
+        start,
+        rx,
+        tasks: sources::spawn(client, NAMESPACE, tx, start),
+        state: AppState {
+            view: View::Endpoints,
+            ..AppState::default()
+        },
+    }
+}
+
 /// Folds events into the state until `done` holds; fails with the state's story after `limit`.
 async fn until(
     state: &mut AppState,
@@ -223,13 +245,12 @@ async fn a_refused_permission_is_named_and_the_rest_keeps_working() {
         other => panic!("listing pods should be forbidden, got {other:?}"),
     }
 
-    let start = Instant::now();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let tasks = sources::spawn(client, NAMESPACE, tx, start);
-    let mut state = AppState {
-        view: View::Endpoints,
-        ..AppState::default()
-    };
+    let Watching {
+        start,
+        mut rx,
+        tasks,
+        mut state,
+    } = watch(client);
     until(
         &mut state,
         &mut rx,
@@ -265,13 +286,12 @@ async fn an_api_outage_shows_stale_and_recovers_by_itself() {
     let hooks: Arc<dyn LabHooks> = Arc::new(Rbac { refused: vec![] });
     let api = ApiServer::start(address, store.clone(), hooks.clone());
     let (client, _dir) = client_for(address).await;
-    let start = Instant::now();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let tasks = sources::spawn(client, NAMESPACE, tx, start);
-    let mut state = AppState {
-        view: View::Endpoints,
-        ..AppState::default()
-    };
+    let Watching {
+        start,
+        mut rx,
+        tasks,
+        mut state,
+    } = watch(client);
     until(
         &mut state,
         &mut rx,
