@@ -20,7 +20,6 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,20 +30,8 @@ const MEASURE: Duration = Duration::from_secs(10);
 
 struct NoHooks;
 
-impl LabHooks for NoHooks {
-    fn pod_log(
-        &self,
-        _: &str,
-        _: &str,
-        _: Option<&str>,
-        _: bool,
-    ) -> Option<(String, Option<tokio::sync::mpsc::Receiver<String>>)> {
-        None
-    }
-    fn port_forward_target(&self, _: &str, _: &str, _: u16) -> Option<SocketAddr> {
-        None
-    }
-}
+/// No logs, no port-forwards: the benchmark is about watches.
+impl LabHooks for NoHooks {}
 
 fn endpoints(i: usize, ready: bool) -> serde_json::Value {
     let address = json!([{"ip": format!("10.{}.{}.{}", 100 + i / 65_000, (i / 250) % 250, i % 250 + 1), "targetRef": {"kind": "Pod", "name": format!("rev-{i:05}-pod"), "namespace": "apps"}}]);

@@ -25,20 +25,6 @@ struct Rbac {
 }
 
 impl LabHooks for Rbac {
-    fn pod_log(
-        &self,
-        _: &str,
-        _: &str,
-        _: Option<&str>,
-        _: bool,
-    ) -> Option<(String, Option<mpsc::Receiver<String>>)> {
-        None
-    }
-
-    fn port_forward_target(&self, _: &str, _: &str, _: u16) -> Option<SocketAddr> {
-        None
-    }
-
     fn authorize(&self, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
         !self
             .refused

@@ -1,9 +1,10 @@
-//! Point 1 of the benchmark: the filter's overhead on real Envoy, four ways in one run.
+//! Point 1 of the benchmark: the filter's overhead on real Envoy, the four ways and two
+//! that explain them (kasi's request phase alone, the Lua as usually written), in one run.
 //!
-//! All four Envoys (one worker each, pinned to one CPU) and one upstream are started once and
+//! All the Envoys (one worker each, pinned to one CPU) and one upstream are started once and
 //! kept running. The load ([`crate::load`]: closed loop, `connections` requests in flight)
 //! visits them one at a time in short slices, round after round — a, b, c, d, then b, c, d, a,
-//! … (each round starts one variant later) — so drift on a shared machine hits all four alike.
+//! … (each round starts one variant later) — so drift on a shared machine hits all of them alike.
 //! Each variant's rate is the median over its slices; its latencies come from every response
 //! it got. Ratios are taken between the medians, and also within each round (the "paired"
 //! figure: variants a fraction of a second apart) as a check on the first.
@@ -17,7 +18,7 @@ use crate::load::{self, Plan, Probe, Sample, Target};
 use crate::stats::{median, percentile_grid};
 use crate::system::{self, Machine};
 use crate::upstream::Upstream;
-use crate::variants::{Setup, Variant};
+use crate::variants::{Modules, Setup, Variant};
 use anyhow::{bail, ensure, Context, Result};
 use hdrhistogram::Histogram;
 use kasi_e2e::Envoy;
@@ -44,8 +45,9 @@ pub struct FilterOptions {
     /// configuration differ by a few percent (memory layout, when V8 optimised what), which
     /// would otherwise be read as a difference between variants.
     pub instances: usize,
-    pub floor_wasm: PathBuf,
-    /// Other builds of the floor or of kasi to run alongside the four.
+    /// The floor's and kasi's request-phase-only modules.
+    pub modules: Modules,
+    /// Other builds of the floor or of kasi to run alongside the standard ones.
     pub extra: Vec<Setup>,
     /// Envoy on one CPU, the load and the upstream on another (when there are two).
     pub pin: bool,
@@ -153,11 +155,9 @@ impl Probe for EnvoyProbe<'_> {
 pub fn run(options: &FilterOptions, progress: &mut dyn FnMut(&str)) -> Result<FilterReport> {
     let started = Instant::now();
     ensure!(options.rounds > 0, "at least one round");
-    ensure!(
-        options.floor_wasm.is_file(),
-        "the floor module is not built at {}: run `cargo build -p kasi-floor-filter --target wasm32-wasip1 --profile wasm` (./dev bench does)",
-        options.floor_wasm.display()
-    );
+    if let Some(missing) = options.modules.missing() {
+        bail!(missing);
+    }
     let envoy_path = kasi_e2e::envoy_binary();
     let machine = Machine::describe(&envoy_path);
 
@@ -179,7 +179,7 @@ pub fn run(options: &FilterOptions, progress: &mut dyn FnMut(&str)) -> Result<Fi
         .context("start the decoy on 127.0.0.3")?;
     let setups: Vec<Setup> = Variant::ALL
         .iter()
-        .map(|&v| Setup::standard(v, &options.floor_wasm))
+        .map(|&v| Setup::standard(v, &options.modules))
         .chain(options.extra.iter().cloned())
         .collect();
     let mut running = Vec::new();
@@ -295,14 +295,19 @@ pub fn run(options: &FilterOptions, progress: &mut dyn FnMut(&str)) -> Result<Fi
     // Only the standard kasi's: another build run alongside (`--extra-kasi`) may be an
     // experiment that counts differently; its routing is checked like every variant's.
     for ((i, r), before) in running.iter().enumerate().zip(&kasi_before) {
-        if r.setup.variant == Variant::Kasi && r.setup.standard {
+        if matches!(r.setup.variant, Variant::Kasi | Variant::KasiRequestPhase) && r.setup.standard
+        {
             let served = outcome
                 .slices
                 .iter()
                 .filter(|s| s.target == i)
                 .map(|s| s.responses)
                 .sum();
-            for (name, value) in check_kasi_counters(r, before, served)? {
+            let delta = check_kasi_counters(r, before, served)?;
+            if r.setup.variant != Variant::Kasi {
+                continue;
+            }
+            for (name, value) in delta {
                 match kasi_delta.iter_mut().find(|(n, _)| *n == name) {
                     Some((_, total)) => *total += value,
                     None => kasi_delta.push((name, value)),
@@ -366,7 +371,7 @@ fn check_routes(r: &Running, upstream: &Upstream, decoy: &Upstream) -> Result<()
 }
 
 fn kasi_counters(r: &Running) -> Vec<(String, u64)> {
-    if r.setup.variant != Variant::Kasi {
+    if !matches!(r.setup.variant, Variant::Kasi | Variant::KasiRequestPhase) {
         return Vec::new();
     }
     r.envoy
@@ -377,7 +382,8 @@ fn kasi_counters(r: &Running) -> Vec<(String, u64)> {
 }
 
 /// kasi's counters over the run must show every request routed by its cookie and none
-/// rejected; returns them (the change since `before`).
+/// rejected (and, with a response phase, every one a sticky hit); returns them (the change
+/// since `before`).
 fn check_kasi_counters(
     r: &Running,
     before: &[(String, u64)],
@@ -412,7 +418,7 @@ fn check_kasi_counters(
     ensure!(
         counter("kasi_affinity.requests") >= served
             && counter("cookie_routed") >= served
-            && counter("sticky_hits") >= served
+            && (r.setup.variant == Variant::KasiRequestPhase || counter("sticky_hits") >= served)
             && rejected_or_stripped == 0,
         "{}: kasi did not route every request by its cookie: {delta:?} for {served} requests",
         r.setup.label
@@ -492,6 +498,10 @@ fn ratios(variants: &[VariantResult]) -> Vec<Ratio> {
         (Variant::Kasi, Variant::Baseline, None),
         (Variant::Floor, Variant::Baseline, None),
         (Variant::Lua, Variant::Baseline, None),
+        (Variant::KasiRequestPhase, Variant::Floor, None),
+        (Variant::Kasi, Variant::KasiRequestPhase, None),
+        (Variant::Kasi, Variant::LuaCommon, None),
+        (Variant::LuaCommon, Variant::Baseline, None),
     ];
     pairs
         .into_iter()

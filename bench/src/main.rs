@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use kasi_bench::filter_bench::{self, FilterOptions};
 use kasi_bench::memory::{self, MemoryOptions};
-use kasi_bench::variants::{Setup, Variant};
+use kasi_bench::variants::{Modules, Setup, Variant};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +19,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Throughput and latency through Envoy (1 worker): no filter, the floor wasm filter, kasi,
-    /// Lua; one at a time in short slices, round after round, under the same closed-loop load.
+    /// Lua, kasi's request phase alone, Lua as usually written; one at a time in short slices,
+    /// round after round, under the same closed-loop load.
     Filter {
         /// Measured rounds; each gives every variant one slice.
         #[arg(long, default_value_t = 80)]
@@ -72,7 +73,7 @@ enum Command {
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
     },
-    /// Starts the upstream and the four Envoys of `filter` and keeps them running (for
+    /// Starts the upstream and the Envoys of `filter` and keeps them running (for
     /// profiling with perf, or curl): prints their addresses and PIDs; stops on Enter or EOF.
     Serve {
         #[arg(long)]
@@ -84,13 +85,13 @@ enum Command {
     },
 }
 
-fn default_floor_wasm() -> PathBuf {
-    std::env::var_os("KASI_FLOOR_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/wasm32-wasip1/wasm/floor_filter.wasm")
-        })
+/// The bench modules where `./dev` builds them; `--floor-wasm` replaces the floor.
+fn modules(floor_wasm: Option<PathBuf>) -> Modules {
+    let mut modules = Modules::from_env();
+    if let Some(floor) = floor_wasm {
+        modules.floor = floor;
+    }
+    modules
 }
 
 fn main() -> Result<()> {
@@ -115,7 +116,7 @@ fn main() -> Result<()> {
                 warmup_rounds,
                 connections,
                 instances,
-                floor_wasm: floor_wasm.unwrap_or_else(default_floor_wasm),
+                modules: modules(floor_wasm),
                 extra: extras(&extra_floor, &extra_kasi).collect(),
                 pin: !no_pin,
             };
@@ -142,7 +143,7 @@ fn main() -> Result<()> {
                 workers,
                 repeats,
                 warmup,
-                floor_wasm: floor_wasm.unwrap_or_else(default_floor_wasm),
+                floor_wasm: modules(floor_wasm).floor,
             };
             memory::run(&options, &mut progress).and_then(|report| {
                 memory::write(&report, &out)?;
@@ -156,10 +157,10 @@ fn main() -> Result<()> {
             extra_floor,
             extra_kasi,
         } => {
-            let floor_wasm = floor_wasm.unwrap_or_else(default_floor_wasm);
+            let modules = modules(floor_wasm);
             let setups = Variant::ALL
                 .iter()
-                .map(|&v| Setup::standard(v, &floor_wasm))
+                .map(|&v| Setup::standard(v, &modules))
                 .chain(extras(&extra_floor, &extra_kasi))
                 .collect::<Vec<_>>();
             serve(&setups)

@@ -1,8 +1,10 @@
-//! The four ways the benchmark runs Envoy, and the request each one is loaded with.
+//! The ways the benchmark runs Envoy, and the request each one is loaded with: the four
+//! (no filter, the floor, kasi, Lua) and two that explain them (kasi's request phase alone; the
+//! Lua as it is usually written).
 //!
 //! Every variant is the activator sidecar's bootstrap from the e2e harness (the PROXY protocol
 //! listener standing in for iptables, `stateful_session`, the router, PassthroughCluster with
-//! `use_http_header: true`) with one worker; only the first HTTP filter differs. All four get
+//! `use_http_header: true`) with one worker; only the first HTTP filter differs. All of them get
 //! the same request: the same `Host`, the same `Cookie` header (several ordinary cookies and a
 //! valid kasi session cookie pinning the upstream pod), so Envoy parses the same bytes in each,
 //! and the same original destination, a decoy pod, as the activator's choice. Only the routing
@@ -15,8 +17,10 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// The Lua alternative, as a user would write it.
+/// The Lua alternative, as a user who knows Lua would write it.
 pub const LUA_SOURCE: &str = include_str!("cookie_to_header.lua");
+/// The same, as it is usually written (the base64 decoder a search finds first).
+pub const LUA_COMMON_SOURCE: &str = include_str!("cookie_to_header_common.lua");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Variant {
@@ -28,14 +32,21 @@ pub enum Variant {
     Kasi,
     /// (d) The same job in `envoy.filters.http.lua`.
     Lua,
+    /// (e) kasi's module built without its response phase (`request-phase-only`): what its
+    /// request phase costs against the floor, and by difference what fail-over costs.
+    KasiRequestPhase,
+    /// (f) The Lua job with the base64 decoder most Lua code copies.
+    LuaCommon,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Baseline,
         Variant::Floor,
         Variant::Kasi,
         Variant::Lua,
+        Variant::KasiRequestPhase,
+        Variant::LuaCommon,
     ];
 
     /// Short name used in JSON and on the command line.
@@ -45,6 +56,8 @@ impl Variant {
             Variant::Floor => "floor",
             Variant::Kasi => "kasi",
             Variant::Lua => "lua",
+            Variant::KasiRequestPhase => "kasi-request-phase",
+            Variant::LuaCommon => "lua-common",
         }
     }
 
@@ -54,14 +67,17 @@ impl Variant {
             Variant::Floor => "(b) floor: wasm reads 1 header, writes 1",
             Variant::Kasi => "(c) kasi filter: cookie among others",
             Variant::Lua => "(d) Lua filter: same job in Lua",
+            Variant::KasiRequestPhase => "(e) kasi, request phase only (no fail-over)",
+            Variant::LuaCommon => "(f) Lua, base64 as usually copied",
         }
     }
 
     /// The Envoy configuration of this variant for an upstream at `upstream`. `module` is the
-    /// wasm module: required for the floor, optional for kasi (default: the workspace's build).
+    /// wasm module: required for the floor and kasi's request phase, optional for kasi (default:
+    /// the workspace's build).
     pub fn envoy_options(self, upstream: SocketAddr, module: Option<&Path>) -> EnvoyOptions {
         let mut options = match self {
-            Variant::Kasi => EnvoyOptions {
+            Variant::Kasi | Variant::KasiRequestPhase => EnvoyOptions {
                 filter_wasm: module.map(Path::to_path_buf),
                 ..EnvoyOptions::with_filter(&kasi_plugin_config(upstream))
             },
@@ -90,14 +106,18 @@ impl Variant {
                     },
                 },
             })),
-            Variant::Lua => options.extra_http_filters.push(json!({
+            Variant::Lua | Variant::LuaCommon => options.extra_http_filters.push(json!({
                 "name": "envoy.filters.http.lua",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                    "default_source_code": {"inline_string": LUA_SOURCE},
+                    "default_source_code": {"inline_string": if self == Variant::Lua {
+                        LUA_SOURCE
+                    } else {
+                        LUA_COMMON_SOURCE
+                    }},
                 },
             })),
-            Variant::Baseline | Variant::Kasi => {}
+            Variant::Baseline | Variant::Kasi | Variant::KasiRequestPhase => {}
         }
         options
     }
@@ -118,8 +138,8 @@ impl Variant {
     }
 }
 
-/// One Envoy the benchmark loads: a variant, and for the wasm ones the module. Besides the four
-/// standard ones, other builds of the floor or of kasi can run alongside (`--extra-floor`,
+/// One Envoy the benchmark loads: a variant, and for the wasm ones the module. Besides the standard
+/// ones, other builds of the floor or of kasi can run alongside (`--extra-floor`,
 /// `--extra-kasi`), e.g. to compare a change against the previous build in the same run.
 #[derive(Debug, Clone)]
 pub struct Setup {
@@ -127,17 +147,22 @@ pub struct Setup {
     pub key: String,
     pub label: String,
     pub module: Option<PathBuf>,
-    /// One of the four the figures and ratios are about.
+    /// One of the six the figures and ratios are about (not an `--extra-*` build).
     pub standard: bool,
 }
 
 impl Setup {
-    pub fn standard(variant: Variant, floor_wasm: &Path) -> Setup {
+    pub fn standard(variant: Variant, modules: &Modules) -> Setup {
+        let module = match variant {
+            Variant::Floor => Some(modules.floor.clone()),
+            Variant::KasiRequestPhase => Some(modules.kasi_request_phase.clone()),
+            _ => None,
+        };
         Setup {
             variant,
             key: variant.key().to_string(),
             label: variant.label().to_string(),
-            module: (variant == Variant::Floor).then(|| floor_wasm.to_path_buf()),
+            module,
             standard: true,
         }
     }
@@ -162,6 +187,52 @@ impl Setup {
 
     pub fn request_headers(&self, upstream: SocketAddr) -> Vec<(String, String)> {
         self.variant.request_headers(upstream)
+    }
+}
+
+/// The wasm modules besides kasi's own (which the e2e harness finds, or `KASI_FILTER_WASM`).
+#[derive(Debug, Clone)]
+pub struct Modules {
+    /// `bench/floor-filter`.
+    pub floor: PathBuf,
+    /// kasi's filter built with `--features request-phase-only`.
+    pub kasi_request_phase: PathBuf,
+}
+
+impl Modules {
+    /// Where `./dev` builds them, or `KASI_FLOOR_WASM` and `KASI_REQUEST_PHASE_WASM`.
+    pub fn from_env() -> Modules {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        let path = |var: &str, default: PathBuf| {
+            std::env::var_os(var).map(PathBuf::from).unwrap_or(default)
+        };
+        Modules {
+            floor: path(
+                "KASI_FLOOR_WASM",
+                target.join("wasm32-wasip1/wasm/floor_filter.wasm"),
+            ),
+            kasi_request_phase: path(
+                "KASI_REQUEST_PHASE_WASM",
+                target.join("request-phase-only/wasm32-wasip1/wasm/kasi_filter.wasm"),
+            ),
+        }
+    }
+
+    /// The first module that is not built, with the command that builds it.
+    pub fn missing(&self) -> Option<String> {
+        if !self.floor.is_file() {
+            return Some(format!(
+                "the floor module is not built at {}: run `cargo build -p kasi-floor-filter --target wasm32-wasip1 --profile wasm` (./dev bench and ./dev test do)",
+                self.floor.display()
+            ));
+        }
+        if !self.kasi_request_phase.is_file() {
+            return Some(format!(
+                "kasi's request-phase-only module is not built at {}: run `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm --features request-phase-only --target-dir target/request-phase-only` (./dev bench and ./dev test do)",
+                self.kasi_request_phase.display()
+            ));
+        }
+        None
     }
 }
 

@@ -1,4 +1,4 @@
-//! The benchmark, briefly, on every `./dev test`: all four variants for about a second each and
+//! The benchmark, briefly, on every `./dev test`: all six variants for about a second each and
 //! one Envoy's memory. It checks that they run and route — the benchmark itself refuses a run in
 //! which any response was not a 200 from the upstream pod (rather than the decoy the requests
 //! are addressed to) or kasi's counters show a request it did not route — and that the figures
@@ -6,33 +6,26 @@
 
 use kasi_bench::filter_bench::{self, FilterOptions};
 use kasi_bench::memory::{self, MemoryOptions};
-use std::path::PathBuf;
+use kasi_bench::variants::Modules;
 use std::time::Duration;
 
-fn floor_wasm() -> PathBuf {
-    let path = std::env::var_os("KASI_FLOOR_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/wasm32-wasip1/wasm/floor_filter.wasm")
-        });
-    assert!(
-        path.is_file(),
-        "the floor module is not built at {}: run `cargo build -p kasi-floor-filter --target wasm32-wasip1 --profile wasm` (./dev test does)",
-        path.display()
-    );
-    path
+fn modules() -> Modules {
+    let modules = Modules::from_env();
+    if let Some(missing) = modules.missing() {
+        panic!("{missing}");
+    }
+    modules
 }
 
 #[test]
-fn all_four_variants_route_to_the_pod_and_are_measured() {
+fn every_variant_routes_to_the_pod_and_is_measured() {
     let options = FilterOptions {
         slice: Duration::from_millis(250),
         rounds: 4,
         warmup_rounds: 1,
         connections: 4,
         instances: 1,
-        floor_wasm: floor_wasm(),
+        modules: modules(),
         extra: Vec::new(),
         pin: false,
     };
@@ -40,7 +33,14 @@ fn all_four_variants_route_to_the_pod_and_are_measured() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     eprint!("{}", filter_bench::table(&report));
 
-    for key in ["baseline", "floor", "kasi", "lua"] {
+    for key in [
+        "baseline",
+        "floor",
+        "kasi",
+        "lua",
+        "kasi-request-phase",
+        "lua-common",
+    ] {
         let v = report
             .variant(key)
             .unwrap_or_else(|| panic!("no {key} in the report"));
@@ -51,7 +51,13 @@ fn all_four_variants_route_to_the_pod_and_are_measured() {
         assert!(s.envoy_cpu_us_per_request > 0.0, "{key}: {s:?}");
         assert_eq!(v.round_requests_per_s.len(), 4, "{key}");
     }
-    for (of, over) in [("kasi", "floor"), ("kasi", "lua"), ("kasi", "baseline")] {
+    for (of, over) in [
+        ("kasi", "floor"),
+        ("kasi", "lua"),
+        ("kasi", "baseline"),
+        ("kasi-request-phase", "floor"),
+        ("kasi", "lua-common"),
+    ] {
         let r = report.ratio(of, over).expect("ratio reported");
         assert!(r.ratio.is_finite() && r.ratio > 0.0, "{r:?}");
     }
@@ -87,7 +93,7 @@ fn envoy_memory_is_read_with_and_without_the_filter() {
         workers: vec![1],
         repeats: 1,
         warmup: Duration::from_millis(500),
-        floor_wasm: floor_wasm(),
+        floor_wasm: modules().floor,
     };
     let report =
         memory::run(&options, &mut |line| eprintln!("{line}")).unwrap_or_else(|e| panic!("{e:#}"));

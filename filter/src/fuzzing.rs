@@ -12,10 +12,30 @@ fn config() -> &'static Config {
     CONFIG.get_or_init(Config::default)
 }
 
-/// Panics if the filter would misbehave on `data`: a panic anywhere, or a route outside the
-/// allowed CIDRs and ports.
+/// Panics if the filter would misbehave on `data`: a panic anywhere, a route outside the
+/// allowed CIDRs and ports, or the request phase's IPv4 fast path disagreeing with the general
+/// decoder and policy it stands in for.
 pub fn check_request(data: &[u8]) {
-    let _ = codec::decode(data);
+    let general = codec::decode(data);
+    let mut buf = [0u8; codec::MAX_ENCODED_LEN];
+    if let Some(fast) = codec::decode_ipv4(data, &mut buf) {
+        assert_eq!(
+            Ok(fast.session_cookie()),
+            general,
+            "fast and general decoders disagree"
+        );
+        let address = std::net::SocketAddr::V4(fast.address);
+        assert_eq!(fast.text, policy::canonical_address(&address));
+        let now = data.len() as u64 * 1_000_000_007;
+        let dead = data.first().is_some_and(|b| b % 2 == 1);
+        let routed = policy::routes_ipv4(config(), &fast, || now, |_| dead);
+        let verdict = policy::judge(config(), data, || now, |_| dead);
+        assert_eq!(
+            routed,
+            matches!(verdict, policy::Verdict::Routed { .. }),
+            "fast route and judge disagree: {verdict:?}"
+        );
+    }
     let _ = Config::parse(data);
     // Headers: lines of `name\0value`, so the fuzzer can build several cookie headers.
     let headers: Vec<(&[u8], &[u8])> = data

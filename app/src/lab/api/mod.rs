@@ -31,21 +31,30 @@ pub use store::{ApiError, EventType, Store, StoreEvent};
 /// What the API server asks the rest of the lab for: the things that are not objects.
 pub trait LabHooks: Send + Sync + 'static {
     /// Everything the container logged so far, and (when following) a receiver of later lines.
+    /// `None` (the default): the pod has no such container, as for an API without a lab behind
+    /// it.
     fn pod_log(
         &self,
         namespace: &str,
         pod: &str,
         container: Option<&str>,
         follow: bool,
-    ) -> Option<(String, Option<tokio::sync::mpsc::Receiver<String>>)>;
+    ) -> Option<(String, Option<tokio::sync::mpsc::Receiver<String>>)> {
+        let _ = (namespace, pod, container, follow);
+        None
+    }
 
     /// Where a pod's port really listens in the lab (e.g. an activator's sidecar admin port 15000).
+    /// `None` (the default): nothing listens there.
     fn port_forward_target(
         &self,
         namespace: &str,
         pod: &str,
         port: u16,
-    ) -> Option<std::net::SocketAddr>;
+    ) -> Option<std::net::SocketAddr> {
+        let _ = (namespace, pod, port);
+        None
+    }
 
     /// Whether the lab's user may `verb` (`get`, `list`, `watch`, `create`, …) `resource`
     /// (`pods`, `pods/log`, `wasmplugins.extensions.istio.io`, …) in `namespace` (`None`: cluster
