@@ -94,7 +94,16 @@ fn modules(floor_wasm: Option<PathBuf>) -> Modules {
     modules
 }
 
-fn main() -> Result<()> {
+/// A failed run ends with its cause on one line and exit status 1 (not the backtrace `anyhow`
+/// prints for an `Err` out of `main` when `RUST_BACKTRACE` is set).
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("kasi-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let mut progress = |line: &str| eprintln!("  {line}");
     let result = match cli.command {
