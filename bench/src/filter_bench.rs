@@ -1,5 +1,6 @@
-//! Point 1 of the benchmark: the filter's overhead on real Envoy, the four ways and two
-//! that explain them (kasi's request phase alone, the Lua as usually written), in one run.
+//! Point 1 of the benchmark: the filter's overhead on real Envoy, the four ways and three
+//! that explain them (kasi's request phase alone, the Lua as usually written, kasi with a response
+//! phase that is called but reads nothing), in one run.
 //!
 //! All the Envoys (one worker each, pinned to one CPU) and one upstream are started once and
 //! kept running. The load ([`crate::load`]: closed loop, `connections` requests in flight)
@@ -295,8 +296,7 @@ pub fn run(options: &FilterOptions, progress: &mut dyn FnMut(&str)) -> Result<Fi
     // Only the standard kasi's: another build run alongside (`--extra-kasi`) may be an
     // experiment that counts differently; its routing is checked like every variant's.
     for ((i, r), before) in running.iter().enumerate().zip(&kasi_before) {
-        if matches!(r.setup.variant, Variant::Kasi | Variant::KasiRequestPhase) && r.setup.standard
-        {
+        if r.setup.variant.is_kasi() && r.setup.standard {
             let served = outcome
                 .slices
                 .iter()
@@ -371,7 +371,7 @@ fn check_routes(r: &Running, upstream: &Upstream, decoy: &Upstream) -> Result<()
 }
 
 fn kasi_counters(r: &Running) -> Vec<(String, u64)> {
-    if !matches!(r.setup.variant, Variant::Kasi | Variant::KasiRequestPhase) {
+    if !r.setup.variant.is_kasi() {
         return Vec::new();
     }
     r.envoy
@@ -418,7 +418,7 @@ fn check_kasi_counters(
     ensure!(
         counter("kasi_affinity.requests") >= served
             && counter("cookie_routed") >= served
-            && (r.setup.variant == Variant::KasiRequestPhase || counter("sticky_hits") >= served)
+            && (!r.setup.variant.counts_sticky_hits() || counter("sticky_hits") >= served)
             && rejected_or_stripped == 0,
         "{}: kasi did not route every request by its cookie: {delta:?} for {served} requests",
         r.setup.label
@@ -500,6 +500,8 @@ fn ratios(variants: &[VariantResult]) -> Vec<Ratio> {
         (Variant::Lua, Variant::Baseline, None),
         (Variant::KasiRequestPhase, Variant::Floor, None),
         (Variant::Kasi, Variant::KasiRequestPhase, None),
+        (Variant::KasiEmptyResponse, Variant::KasiRequestPhase, None),
+        (Variant::Kasi, Variant::KasiEmptyResponse, None),
         (Variant::Kasi, Variant::LuaCommon, None),
         (Variant::LuaCommon, Variant::Baseline, None),
     ];

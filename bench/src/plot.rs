@@ -9,13 +9,14 @@ use std::path::Path;
 /// The tail the plot stops at: beyond it a few seconds of load hold too few samples.
 const LAST_PERCENTILE: f64 = 99.99;
 
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 7] = [
     RGBColor(90, 90, 90),    // baseline
     RGBColor(31, 119, 180),  // floor
     RGBColor(214, 39, 40),   // kasi
     RGBColor(255, 127, 14),  // Lua
     RGBColor(148, 103, 189), // kasi's request phase
     RGBColor(140, 86, 75),   // Lua as usually written
+    RGBColor(23, 190, 207),  // kasi with a response phase that reads nothing
 ];
 
 fn stretch(percentile: f64) -> f64 {

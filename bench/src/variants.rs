@@ -1,6 +1,6 @@
 //! The ways the benchmark runs Envoy, and the request each one is loaded with: the four
-//! (no filter, the floor, kasi, Lua) and two that explain them (kasi's request phase alone; the
-//! Lua as it is usually written).
+//! (no filter, the floor, kasi, Lua) and three that explain them (kasi's request phase alone; the
+//! Lua as it is usually written; kasi with a response phase that is called but reads nothing).
 //!
 //! Every variant is the activator sidecar's bootstrap from the e2e harness (the PROXY protocol
 //! listener standing in for iptables, `stateful_session`, the router, PassthroughCluster with
@@ -37,16 +37,21 @@ pub enum Variant {
     KasiRequestPhase,
     /// (f) The Lua job with the base64 decoder most Lua code copies.
     LuaCommon,
+    /// (g) kasi's module built with a response phase that is called but reads and counts nothing
+    /// (`empty-response-phase`): against (e), what Envoy's call into the VM for the response
+    /// costs; against (c), what reading the response (and counting the hit) costs.
+    KasiEmptyResponse,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Baseline,
         Variant::Floor,
         Variant::Kasi,
         Variant::Lua,
         Variant::KasiRequestPhase,
         Variant::LuaCommon,
+        Variant::KasiEmptyResponse,
     ];
 
     /// Short name used in JSON and on the command line.
@@ -58,6 +63,7 @@ impl Variant {
             Variant::Lua => "lua",
             Variant::KasiRequestPhase => "kasi-request-phase",
             Variant::LuaCommon => "lua-common",
+            Variant::KasiEmptyResponse => "kasi-empty-response",
         }
     }
 
@@ -69,18 +75,34 @@ impl Variant {
             Variant::Lua => "(d) Lua filter: same job in Lua",
             Variant::KasiRequestPhase => "(e) kasi, request phase only (no fail-over)",
             Variant::LuaCommon => "(f) Lua, base64 as usually copied",
+            Variant::KasiEmptyResponse => "(g) kasi, response phase reads nothing",
         }
     }
 
+    /// A build of kasi's module (whose counters the benchmark checks).
+    pub fn is_kasi(self) -> bool {
+        matches!(
+            self,
+            Variant::Kasi | Variant::KasiRequestPhase | Variant::KasiEmptyResponse
+        )
+    }
+
+    /// Whether this build counts sticky hits: only the one with the whole response phase.
+    pub fn counts_sticky_hits(self) -> bool {
+        self == Variant::Kasi
+    }
+
     /// The Envoy configuration of this variant for an upstream at `upstream`. `module` is the
-    /// wasm module: required for the floor and kasi's request phase, optional for kasi (default:
-    /// the workspace's build).
+    /// wasm module: required for the floor and kasi's benchmark builds, optional for kasi
+    /// (default: the workspace's build).
     pub fn envoy_options(self, upstream: SocketAddr, module: Option<&Path>) -> EnvoyOptions {
         let mut options = match self {
-            Variant::Kasi | Variant::KasiRequestPhase => EnvoyOptions {
-                filter_wasm: module.map(Path::to_path_buf),
-                ..EnvoyOptions::with_filter(&kasi_plugin_config(upstream))
-            },
+            Variant::Kasi | Variant::KasiRequestPhase | Variant::KasiEmptyResponse => {
+                EnvoyOptions {
+                    filter_wasm: module.map(Path::to_path_buf),
+                    ..EnvoyOptions::with_filter(&kasi_plugin_config(upstream))
+                }
+            }
             _ => EnvoyOptions::default(),
         };
         options.concurrency = 1;
@@ -117,7 +139,10 @@ impl Variant {
                     }},
                 },
             })),
-            Variant::Baseline | Variant::Kasi | Variant::KasiRequestPhase => {}
+            Variant::Baseline
+            | Variant::Kasi
+            | Variant::KasiRequestPhase
+            | Variant::KasiEmptyResponse => {}
         }
         options
     }
@@ -147,7 +172,7 @@ pub struct Setup {
     pub key: String,
     pub label: String,
     pub module: Option<PathBuf>,
-    /// One of the six the figures and ratios are about (not an `--extra-*` build).
+    /// One of the seven the figures and ratios are about (not an `--extra-*` build).
     pub standard: bool,
 }
 
@@ -156,6 +181,7 @@ impl Setup {
         let module = match variant {
             Variant::Floor => Some(modules.floor.clone()),
             Variant::KasiRequestPhase => Some(modules.kasi_request_phase.clone()),
+            Variant::KasiEmptyResponse => Some(modules.kasi_empty_response.clone()),
             _ => None,
         };
         Setup {
@@ -197,10 +223,13 @@ pub struct Modules {
     pub floor: PathBuf,
     /// kasi's filter built with `--features request-phase-only`.
     pub kasi_request_phase: PathBuf,
+    /// kasi's filter built with `--features empty-response-phase`.
+    pub kasi_empty_response: PathBuf,
 }
 
 impl Modules {
-    /// Where `./dev` builds them, or `KASI_FLOOR_WASM` and `KASI_REQUEST_PHASE_WASM`.
+    /// Where `./dev` builds them, or `KASI_FLOOR_WASM`, `KASI_REQUEST_PHASE_WASM` and
+    /// `KASI_EMPTY_RESPONSE_WASM`.
     pub fn from_env() -> Modules {
         let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
         let path = |var: &str, default: PathBuf| {
@@ -214,6 +243,10 @@ impl Modules {
             kasi_request_phase: path(
                 "KASI_REQUEST_PHASE_WASM",
                 target.join("request-phase-only/wasm32-wasip1/wasm/kasi_filter.wasm"),
+            ),
+            kasi_empty_response: path(
+                "KASI_EMPTY_RESPONSE_WASM",
+                target.join("empty-response-phase/wasm32-wasip1/wasm/kasi_filter.wasm"),
             ),
         }
     }
@@ -230,6 +263,12 @@ impl Modules {
             return Some(format!(
                 "kasi's request-phase-only module is not built at {}: run `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm --features request-phase-only --target-dir target/request-phase-only` (./dev bench and ./dev test do)",
                 self.kasi_request_phase.display()
+            ));
+        }
+        if !self.kasi_empty_response.is_file() {
+            return Some(format!(
+                "kasi's empty-response-phase module is not built at {}: run `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm --features empty-response-phase --target-dir target/empty-response-phase` (./dev bench and ./dev test do)",
+                self.kasi_empty_response.display()
             ));
         }
         None

@@ -1,4 +1,4 @@
-//! The benchmark, briefly, on every `./dev test`: all six variants for about a second each and
+//! The benchmark, briefly, on every `./dev test`: all seven variants for about a second each and
 //! one Envoy's memory. It checks that they run and route — the benchmark itself refuses a run in
 //! which any response was not a 200 from the upstream pod (rather than the decoy the requests
 //! are addressed to) or kasi's counters show a request it did not route — and that the figures
@@ -40,6 +40,7 @@ fn every_variant_routes_to_the_pod_and_is_measured() {
         "lua",
         "kasi-request-phase",
         "lua-common",
+        "kasi-empty-response",
     ] {
         let v = report
             .variant(key)
@@ -57,6 +58,8 @@ fn every_variant_routes_to_the_pod_and_is_measured() {
         ("kasi", "baseline"),
         ("kasi-request-phase", "floor"),
         ("kasi", "lua-common"),
+        ("kasi-empty-response", "kasi-request-phase"),
+        ("kasi", "kasi-empty-response"),
     ] {
         let r = report.ratio(of, over).expect("ratio reported");
         assert!(r.ratio.is_finite() && r.ratio > 0.0, "{r:?}");

@@ -2,9 +2,10 @@
 //! Nothing here decides anything; every decision lives in the native, tested library.
 //!
 //! Each call between Envoy and the VM costs about as much as all of kasi's own logic, and a
-//! call *into* the VM (a callback, or the host handing data over, which it allocates by calling
-//! the VM) several times more than a call out (`./dev bench` measured them; see the README). So
-//! this layer implements the proxy-wasm ABI by hand rather than through the SDK:
+//! value the host hands over several times more than a plain call out: the host allocates it by
+//! calling into the VM's allocator (`./dev bench` measured them; see the README — Envoy calling
+//! a callback that reads nothing cost nothing measurable). So this layer implements the
+//! proxy-wasm ABI by hand rather than through the SDK:
 //!
 //! - It exports only the callbacks it needs. Envoy calls a callback only if the module exports
 //!   it, and the SDK exports all of them, so an SDK filter pays for seven calls into the VM per
@@ -26,8 +27,12 @@
 //! kills the VM for every later request). A request the filter cannot read is let through
 //! with the routing header removed: the filter never fails a request because of itself.
 
-// The `request-phase-only` benchmark build leaves the response phase's code unused.
-#![cfg_attr(feature = "request-phase-only", allow(dead_code))]
+// The `request-phase-only` and `empty-response-phase` benchmark builds leave the response
+// phase's code unused.
+#![cfg_attr(
+    any(feature = "request-phase-only", feature = "empty-response-phase"),
+    allow(dead_code)
+)]
 
 mod abi;
 
@@ -143,11 +148,14 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: u32, _eos:
     CONTINUE
 }
 
-/// Not exported by the `request-phase-only` build (a benchmark's measurement, never installed):
-/// Envoy then never calls into the VM for the response.
+/// Not exported by the `request-phase-only` build, and doing nothing beyond taking the stream's
+/// state in the `empty-response-phase` build (benchmark measurements, never installed).
 #[cfg_attr(not(feature = "request-phase-only"), no_mangle)]
 pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: u32, _eos: u32) -> u32 {
     let pending = PENDING.with(|p| p.borrow_mut().take(context_id));
+    if cfg!(feature = "empty-response-phase") {
+        return CONTINUE;
+    }
     if let (Some(pending), Some(plugin)) = (pending, PLUGIN.with(|p| p.borrow().clone())) {
         Response::new(&plugin, pending.authority).run(pending.state);
     }
