@@ -96,14 +96,13 @@ impl Variant {
     /// wasm module: required for the floor and kasi's benchmark builds, optional for kasi
     /// (default: the workspace's build).
     pub fn envoy_options(self, upstream: SocketAddr, module: Option<&Path>) -> EnvoyOptions {
-        let mut options = match self {
-            Variant::Kasi | Variant::KasiRequestPhase | Variant::KasiEmptyResponse => {
-                EnvoyOptions {
-                    filter_wasm: module.map(Path::to_path_buf),
-                    ..EnvoyOptions::with_filter(&kasi_plugin_config(upstream))
-                }
+        let mut options = if self.is_kasi() {
+            EnvoyOptions {
+                filter_wasm: module.map(Path::to_path_buf),
+                ..EnvoyOptions::with_filter(&kasi_plugin_config(upstream))
             }
-            _ => EnvoyOptions::default(),
+        } else {
+            EnvoyOptions::default()
         };
         options.concurrency = 1;
         match self {
@@ -259,19 +258,18 @@ impl Modules {
                 self.floor.display()
             ));
         }
-        if !self.kasi_request_phase.is_file() {
-            return Some(format!(
-                "kasi's request-phase-only module is not built at {}: run `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm --features request-phase-only --target-dir target/request-phase-only` (./dev bench and ./dev test do)",
-                self.kasi_request_phase.display()
-            ));
-        }
-        if !self.kasi_empty_response.is_file() {
-            return Some(format!(
-                "kasi's empty-response-phase module is not built at {}: run `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm --features empty-response-phase --target-dir target/empty-response-phase` (./dev bench and ./dev test do)",
-                self.kasi_empty_response.display()
-            ));
-        }
-        None
+        [
+            (&self.kasi_request_phase, "request-phase-only"),
+            (&self.kasi_empty_response, "empty-response-phase"),
+        ]
+        .into_iter()
+        .find(|(module, _)| !module.is_file())
+        .map(|(module, feature)| {
+            format!(
+                "kasi's {feature} module is not built at {}: run `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm --features {feature} --target-dir target/{feature}` (./dev bench and ./dev test do)",
+                module.display()
+            )
+        })
     }
 }
 
