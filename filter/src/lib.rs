@@ -17,6 +17,7 @@ pub mod json;
 pub mod metrics;
 pub mod pending;
 pub mod policy;
+pub mod signing;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
