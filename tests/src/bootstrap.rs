@@ -1,5 +1,7 @@
 //! The Envoy bootstrap: what Istio builds on the activator's sidecar for outbound port 8012
-//! once a `Sidecar` resource has scoped its egress, reduced to the parts that decide routing.
+//! once a `Sidecar` resource has scoped its egress, reduced to the parts that decide routing,
+//! with PassthroughCluster as kasi's bundle patches it (or, for comparisons, as Istio builds it
+//! and as the old bundle patched it).
 
 use serde_json::{json, Value};
 use std::path::Path;
@@ -16,10 +18,23 @@ pub struct EnvoyOptions {
     pub plugin_config: String,
     /// The cookie `stateful_session` writes.
     pub cookie_name: String,
+    /// The cookie's `Path` (`stateful_session`'s `cookie.path`).
+    pub cookie_path: String,
     /// The cookie's TTL as an Envoy duration such as `"120s"`; `None` writes session cookies.
     pub cookie_ttl: Option<String>,
-    /// `original_dst_lb_config.use_http_header` on PassthroughCluster.
+    /// `original_dst_lb_config.use_http_header` on PassthroughCluster. Off in kasi's bundle: any
+    /// client can send `x-envoy-original-dst-host`. On only to show what the old bundle exposed
+    /// (and for benchmark variants that steer by header).
     pub use_http_header: bool,
+    /// PassthroughCluster's `common_lb_config.override_host_status: {statuses: [DRAINING]}`, as
+    /// kasi's bundle merges it. ORIGINAL_DST hosts are never DRAINING, so `stateful_session`'s
+    /// override host is never honoured (Envoy's `HostUtility::selectOverrideHost` checks the
+    /// host's status against this set; unset it allows UNKNOWN and HEALTHY, i.e. every host in
+    /// the cluster's host map). `false`: Istio's own PassthroughCluster, before kasi's patch.
+    pub ignore_override_host: bool,
+    /// The wasm filter's `fail_open` (Istio's `failStrategy: FAIL_OPEN`): when the VM fails,
+    /// requests pass as if the filter were not there.
+    pub fail_open: bool,
     /// Envoy worker threads (`--concurrency`).
     pub concurrency: u32,
     /// HTTP filters (Envoy JSON, each `{"name": …, "typed_config": …}`) placed first in the
@@ -34,8 +49,11 @@ impl Default for EnvoyOptions {
             filter_wasm: None,
             plugin_config: "{}".to_string(),
             cookie_name: crate::COOKIE_NAME.to_string(),
+            cookie_path: "/".to_string(),
             cookie_ttl: None,
-            use_http_header: true,
+            use_http_header: false,
+            ignore_override_host: true,
+            fail_open: false,
             concurrency: 2,
             extra_http_filters: Vec::new(),
         }
@@ -49,6 +67,26 @@ impl EnvoyOptions {
             with_filter: true,
             plugin_config: plugin_config.to_string(),
             ..EnvoyOptions::default()
+        }
+    }
+
+    /// PassthroughCluster as istiod builds it, without kasi's patch: no header, but
+    /// `stateful_session`'s override host honoured for any address in the host map.
+    pub fn istio_passthrough(self) -> EnvoyOptions {
+        EnvoyOptions {
+            use_http_header: false,
+            ignore_override_host: false,
+            ..self
+        }
+    }
+
+    /// PassthroughCluster as kasi's bundle patched it before issue 12: Istio's cluster plus
+    /// `use_http_header: true`.
+    pub fn header_steering_passthrough(self) -> EnvoyOptions {
+        EnvoyOptions {
+            use_http_header: true,
+            ignore_override_host: false,
+            ..self
         }
     }
 }
@@ -79,8 +117,12 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
                 },
             },
         }));
+        if options.fail_open {
+            let last = http_filters.last_mut().expect("just pushed");
+            last["typed_config"]["config"]["fail_open"] = json!(true);
+        }
     }
-    let mut cookie = json!({"name": options.cookie_name, "path": "/"});
+    let mut cookie = json!({"name": options.cookie_name, "path": options.cookie_path});
     if let Some(ttl) = &options.cookie_ttl {
         cookie["ttl"] = json!(ttl);
     }
@@ -103,6 +145,24 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
         },
     }));
+
+    // The filter steers with the filter-state object
+    // `envoy.network.transport_socket.original_dst_address` (set through the wasm filter's
+    // built-in foreign function `set_envoy_filter_state`), which ORIGINAL_DST reads first
+    // (Envoy's `OriginalDstCluster::LoadBalancer::chooseHost`): nothing to configure here.
+    let mut passthrough = json!({
+        "name": "PassthroughCluster",
+        "type": "ORIGINAL_DST",
+        "lb_policy": "CLUSTER_PROVIDED",
+        "connect_timeout": "1s",
+    });
+    if options.use_http_header {
+        passthrough["original_dst_lb_config"] = json!({"use_http_header": true});
+    }
+    if options.ignore_override_host {
+        passthrough["common_lb_config"] =
+            json!({"override_host_status": {"statuses": ["DRAINING"]}});
+    }
 
     json!({
         "admin": {
@@ -142,13 +202,7 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
                     }],
                 }],
             }],
-            "clusters": [{
-                "name": "PassthroughCluster",
-                "type": "ORIGINAL_DST",
-                "lb_policy": "CLUSTER_PROVIDED",
-                "connect_timeout": "1s",
-                "original_dst_lb_config": {"use_http_header": options.use_http_header},
-            }],
+            "clusters": [passthrough],
         },
     })
 }

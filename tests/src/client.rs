@@ -106,8 +106,30 @@ impl Client {
         headers: &[(&str, &str)],
     ) -> io::Result<Response> {
         let stream = connect(self.listener)?;
+        let preamble = self.proxy_header(&stream, original_dst)?;
+        exchange(stream, &preamble, path, headers)
+    }
+
+    /// Sends `GET path` as [`Client::get`] does, waits `linger`, then closes the connection
+    /// without reading anything: a client that leaves before its response.
+    pub fn abandon(
+        &self,
+        original_dst: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        linger: Duration,
+    ) -> io::Result<()> {
+        let mut stream = connect(self.listener)?;
+        let preamble = self.proxy_header(&stream, original_dst)?;
+        stream.write_all(request_text(&preamble, path, headers).as_bytes())?;
+        std::thread::sleep(linger);
+        Ok(())
+    }
+
+    /// The PROXY protocol v1 line naming `original_dst` for a connection from `stream`.
+    fn proxy_header(&self, stream: &TcpStream, original_dst: SocketAddr) -> io::Result<String> {
         let source_port = stream.local_addr()?.port();
-        let proxy_header = match (self.listener, original_dst) {
+        Ok(match (self.listener, original_dst) {
             (SocketAddr::V4(from), SocketAddr::V4(to)) => format!(
                 "PROXY TCP4 {} {} {source_port} {}\r\n",
                 from.ip(),
@@ -120,8 +142,7 @@ impl Client {
                 to.ip(),
                 to.port()
             ),
-        };
-        exchange(stream, &proxy_header, path, headers)
+        })
     }
 }
 
@@ -142,12 +163,9 @@ fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-fn exchange(
-    stream: TcpStream,
-    preamble: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> io::Result<Response> {
+/// The request: `headers` in order (repeated names stay separate header lines), the harness's
+/// Host unless `headers` has one, and `Connection: close`.
+fn request_text(preamble: &str, path: &str, headers: &[(&str, &str)]) -> String {
     let mut request = format!("{preamble}GET {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         request.push_str(&format!("Host: {}\r\n", crate::AUTHORITY));
@@ -156,6 +174,16 @@ fn exchange(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("Connection: close\r\n\r\n");
+    request
+}
+
+fn exchange(
+    stream: TcpStream,
+    preamble: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Response> {
+    let request = request_text(preamble, path, headers);
     let mut writer = stream.try_clone()?;
     writer.write_all(request.as_bytes())?;
 

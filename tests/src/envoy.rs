@@ -138,6 +138,20 @@ impl Envoy {
         self.child.id()
     }
 
+    /// Envoy's resident memory (`VmRSS` in /proc/<pid>/status), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        let kb: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {path}: {status}"));
+        kb * 1024
+    }
+
     pub fn client(&self) -> Client {
         Client::new(self.listener)
     }

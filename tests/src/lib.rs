@@ -15,12 +15,14 @@ pub mod lab_client;
 mod locate;
 mod pod;
 mod scratch;
+mod support;
 
 pub use bootstrap::EnvoyOptions;
 pub use client::{admin_get, plain_get, Client, Response, Session};
 pub use envoy::{Envoy, StartFailure};
-pub use locate::{envoy_binary, filter_wasm};
+pub use locate::{envoy_binary, envoy_version, filter_wasm};
 pub use pod::Pod;
+pub use support::{assert_served_by, decision_lines, envoy_cookie, loopback};
 
 /// The cookie name `stateful_session` writes and the filter reads by default.
 pub const COOKIE_NAME: &str = "kasi-session";

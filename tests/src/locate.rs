@@ -35,6 +35,22 @@ pub fn envoy_binary() -> PathBuf {
     panic!("{ENVOY_MISSING}");
 }
 
+/// The version the Envoy the tests run reports (`1.40.0`), from `envoy --version`
+/// ("<path> version: <sha>/1.40.0/Clean/RELEASE/BoringSSL").
+pub fn envoy_version() -> String {
+    let envoy = envoy_binary();
+    let output = Command::new(&envoy)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} --version: {e}", envoy.display()));
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split("version: ")
+        .nth(1)
+        .and_then(|rest| rest.split('/').nth(1))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{} --version printed {text:?}", envoy.display()))
+}
+
 /// `KASI_FILTER_WASM`, else the workspace's `wasm`-profile build of the filter.
 pub fn filter_wasm() -> PathBuf {
     let path = match std::env::var_os("KASI_FILTER_WASM") {

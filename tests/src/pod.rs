@@ -12,6 +12,9 @@ use std::time::Duration;
 /// An HTTP/1.1 keep-alive server on one loopback address. Every response is 200 with
 /// `x-kasi-pod: <name>` and a body of the name, then one line per `cookie` header
 /// (`cookie: <raw value>`) and per `x-envoy-original-dst-host` header that reached it.
+/// A request for `/delay/<ms>…` is answered after `<ms>` milliseconds, unless the peer closes
+/// the connection first (then the pod stops at once: Envoy closes its upstream connection when
+/// the client abandons the stream, so no thread is left waiting).
 pub struct Pod {
     name: String,
     addr: SocketAddr,
@@ -180,6 +183,11 @@ fn serve_connection(stream: TcpStream, name: &str, requests: &AtomicUsize) -> io
         http::read_body(&mut reader, &head, false)?;
         // Counted before answering, so a client that has its response sees the count.
         requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(delay) = requested_delay(&head.start_line) {
+            if !peer_stays(reader.get_ref(), delay)? {
+                break;
+            }
+        }
         let mut body = format!("{name}\n");
         for cookie in head.values("cookie") {
             body.push_str(&format!("cookie: {cookie}\n"));
@@ -202,6 +210,37 @@ fn serve_connection(stream: TcpStream, name: &str, requests: &AtomicUsize) -> io
         }
     }
     Ok(())
+}
+
+/// `Some(ms)` for a request line `GET /delay/<ms>[/…] HTTP/1.1`.
+fn requested_delay(start_line: &str) -> Option<Duration> {
+    let path = start_line.split_whitespace().nth(1)?;
+    let ms = path.strip_prefix("/delay/")?.split(['/', '?']).next()?;
+    Some(Duration::from_millis(ms.parse().ok()?))
+}
+
+/// Waits up to `delay` for the peer to close; whether it is still there afterwards.
+fn peer_stays(stream: &TcpStream, delay: Duration) -> io::Result<bool> {
+    if delay.is_zero() {
+        return Ok(true);
+    }
+    stream.set_read_timeout(Some(delay))?;
+    let peeked = stream.peek(&mut [0u8; 1]);
+    stream.set_read_timeout(None)?;
+    match peeked {
+        // EOF: the peer left. Bytes: a pipelined request, which Envoy never sends.
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
 }
 
 #[cfg(test)]
@@ -234,5 +273,55 @@ mod tests {
         let response = admin_get(pod.addr(), "/").unwrap();
         assert_eq!(response.pod(), Some("p"));
         assert_eq!(pod.requests(), 2);
+    }
+
+    /// The memory test relies on `/delay/<ms>` answering late, and on a peer that leaves
+    /// ending the wait at once.
+    #[test]
+    fn delay_answers_late_unless_the_peer_leaves() {
+        let pod = Pod::start("d", "127.0.0.6:0".parse().unwrap()).unwrap();
+        let started = std::time::Instant::now();
+        let response = admin_get(pod.addr(), "/delay/300").unwrap();
+        assert_eq!(response.pod(), Some("d"));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        let mut leaving = TcpStream::connect(pod.addr()).unwrap();
+        leaving
+            .write_all(b"GET /delay/60000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        for _ in 0..200 {
+            if pod.requests() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(pod.requests(), 2);
+        drop(leaving);
+        let started = std::time::Instant::now();
+        for _ in 0..500 {
+            if pod
+                .running
+                .as_ref()
+                .unwrap()
+                .connections
+                .lock()
+                .unwrap()
+                .is_empty()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            pod.running
+                .as_ref()
+                .unwrap()
+                .connections
+                .lock()
+                .unwrap()
+                .is_empty(),
+            "the pod still waits for a peer that left"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
