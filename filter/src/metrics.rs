@@ -14,6 +14,11 @@ pub const STEER_FAILED: &str = "kasi_affinity.steer_failed";
 /// MCP sessions answered 404 "Session not found" (MCP sessions).
 pub const MCP_NOT_FOUND: &str = "kasi_affinity.mcp_not_found";
 
+/// A gauge, not a counter: the VM's linear memory in bytes, recorded when it grows (wasm memory
+/// never shrinks, so this is the high-water mark; with several workers, the last VM to grow).
+/// What the benchmark reads to show that memory does not follow what clients send.
+pub const VM_MEMORY_BYTES: &str = "kasi_affinity.vm_memory_bytes";
+
 /// Every counter, in the order they are defined in the VM.
 pub const ALL: [&str; 11] = [
     REQUESTS,

@@ -65,6 +65,7 @@ const CARRIER: &str = "cookie";
 struct Plugin {
     config: Config,
     metric_ids: [u32; metrics::ALL.len()],
+    vm_memory_gauge: u32,
 }
 
 /// What the request phase leaves for the response phase: nothing a client sized.
@@ -82,6 +83,17 @@ thread_local! {
     static PLUGIN: RefCell<Option<Rc<Plugin>>> = const { RefCell::new(None) };
     static PENDING: RefCell<PendingStreams<State>> =
         RefCell::new(PendingStreams::new(PENDING_SLOTS, MAX_SPILLED_STREAMS));
+    /// The linear memory size last recorded in the gauge.
+    static VM_MEMORY: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Records the VM's memory in its gauge when it has grown: one wasm instruction per request,
+/// a host call only on growth.
+fn record_vm_memory(plugin: &Plugin) {
+    let bytes = core::arch::wasm32::memory_size(0) * 65_536;
+    if VM_MEMORY.with(|m| m.replace(bytes)) != bytes {
+        abi::record(plugin.vm_memory_gauge, bytes as u64);
+    }
 }
 
 // ---- The exports Envoy calls (proxy-wasm ABI 0.2.1) ----
@@ -119,6 +131,7 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: u32, _eos:
     if let Some(plugin) = PLUGIN.with(|p| p.borrow().clone()) {
         let state = Request::new(&plugin).run();
         remember(context_id, state);
+        record_vm_memory(&plugin);
     }
     CONTINUE
 }
@@ -183,7 +196,12 @@ fn configure(size: usize) -> Option<Plugin> {
             }
         }
     }
-    Some(Plugin { config, metric_ids })
+    let vm_memory_gauge = abi::define_gauge(metrics::VM_MEMORY_BYTES).unwrap_or(u32::MAX);
+    Some(Plugin {
+        config,
+        metric_ids,
+        vm_memory_gauge,
+    })
 }
 
 /// The wall clock, read at most once per callback and only if asked.
