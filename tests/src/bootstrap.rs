@@ -32,8 +32,8 @@ pub struct EnvoyOptions {
     /// host's status against this set; unset it allows UNKNOWN and HEALTHY, i.e. every host in
     /// the cluster's host map). `false`: Istio's own PassthroughCluster, before kasi's patch.
     pub ignore_override_host: bool,
-    /// The wasm filter's `fail_open` (Istio's `failStrategy: FAIL_OPEN`): when the VM fails,
-    /// requests pass as if the filter were not there.
+    /// The wasm filter's `failure_policy: FAIL_OPEN` (Istio's `failStrategy: FAIL_OPEN`): when
+    /// the VM fails, requests pass as if the filter were not there.
     pub fail_open: bool,
     /// Envoy worker threads (`--concurrency`).
     pub concurrency: u32,
@@ -119,7 +119,8 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
         }));
         if options.fail_open {
             let last = http_filters.last_mut().expect("just pushed");
-            last["typed_config"]["config"]["fail_open"] = json!(true);
+            // `failure_policy` replaces the deprecated `fail_open` (both in 1.36 and 1.40).
+            last["typed_config"]["config"]["failure_policy"] = json!("FAIL_OPEN");
         }
     }
     let mut cookie = json!({"name": options.cookie_name, "path": options.cookie_path});

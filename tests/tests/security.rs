@@ -219,9 +219,13 @@ fn without_the_filter_neither_header_nor_cookie_reaches_admin() {
     }
 }
 
-/// Issue 12, point 1: a pluginConfig the filter refuses. Envoy either refuses to serve or serves
-/// without the filter (Istio's `failStrategy: FAIL_OPEN` is the filter's `fail_open`); in every
-/// case the client's header and cookie never reach admin. What each Envoy does is asserted.
+/// Issue 12, point 1: a pluginConfig the filter refuses. Envoy could refuse to serve or serve
+/// without the filter (Istio's `failStrategy: FAIL_OPEN` is the filter's `failure_policy`); either
+/// way the client's header and cookie must not reach admin. What Envoy does is asserted: 1.36.2
+/// and 1.40.0 both exit at start with exit status 1, with either policy, after logging the
+/// plugin's refusal (observed; the policy is about VM failures while serving). Under Istio the
+/// same config arrives by ECDS and is NACKed; the bundle's cluster then routes nothing a client
+/// sends (`without_the_filter_neither_header_nor_cookie_reaches_admin`).
 #[test]
 fn a_refused_plugin_config_never_opens_the_relay() {
     let pods = Pod::start_group(&[("a", loopback(2))]);
@@ -232,7 +236,7 @@ fn a_refused_plugin_config_never_opens_the_relay() {
             fail_open,
             ..EnvoyOptions::with_filter(r#"{"allowed_cidr":["10.0.0.0/8"]}"#)
         };
-        let what = format!("Envoy {version}, fail_open {fail_open}");
+        let what = format!("Envoy {version}, FAIL_OPEN {fail_open}");
         match Envoy::try_start(&options) {
             Err(failure) => {
                 // Envoy refused the filter: nothing serves, so nothing is relayed. The log says
@@ -272,8 +276,9 @@ fn a_refused_plugin_config_never_opens_the_relay() {
                     response.pod() == Some(a.name()) || response.status >= 500,
                     "{what}: expected the original destination or a local 5xx: {response:?}"
                 );
-                eprintln!(
-                    "{what}: Envoy serves with the refused config; the attack got {} from {:?}",
+                panic!(
+                    "{what}: Envoy serves with the refused config (the attack got {} from {:?}, \
+                     not admin); 1.36.2 and 1.40.0 refuse to start: update this test",
                     response.status,
                     response.pod()
                 );
