@@ -534,17 +534,25 @@ fn abandoned_streams_with_huge_hosts_do_not_grow_memory() {
     run(WARM_UP);
     let before = envoy.rss_bytes();
     let requests_before = envoy.counter("kasi_affinity.requests");
-    run(STREAMS);
+    // A client that leaves within milliseconds sometimes leaves before Envoy has parsed its
+    // 50 KB head (more so on a loaded machine): such a stream never reaches the filter. Streams
+    // are added until 5,000 did, at most twice as many sent.
+    let mut sent = 0;
+    let mut seen = 0;
+    while seen < STREAMS as u64 && sent < 2 * STREAMS {
+        let more = STREAMS - seen as usize;
+        run(more);
+        sent += more;
+        seen = envoy.counter("kasi_affinity.requests") - requests_before;
+    }
     let after = envoy.rss_bytes();
-    let seen = envoy.counter("kasi_affinity.requests") - requests_before;
-    // Envoy parses the head before it sees the close: nearly every stream reached the filter.
     assert!(
-        seen >= (STREAMS as u64) * 95 / 100,
-        "only {seen} of {STREAMS} abandoned streams reached the filter"
+        seen >= STREAMS as u64,
+        "only {seen} of {sent} abandoned streams reached the filter"
     );
     let growth = after.saturating_sub(before);
     eprintln!(
-        "Envoy {}: RSS {} -> {} kB over {STREAMS} abandoned streams with a {HOST_BYTES}-byte \
+        "Envoy {}: RSS {} -> {} kB over {sent} abandoned streams with a {HOST_BYTES}-byte \
          Host ({seen} seen by the filter) in {:?}",
         kasi_e2e::envoy_version(),
         before / 1024,
