@@ -46,6 +46,7 @@ fn options(dry_run: bool, force_conflicts: bool) -> ApplyOptions {
         detect_cidrs: true,
         dry_run,
         force_conflicts,
+        rotate_key: false,
     }
 }
 
