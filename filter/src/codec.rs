@@ -119,10 +119,10 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Decodes a cookie value: standard or URL-safe base64, padded or not, quoted or bare.
+/// Decodes a cookie value: standard or URL-safe base64, padded or not, quoted or bare, signed
+/// (`value.MAC`, the MAC ignored: checking it is the filter's job) or not.
 pub fn decode(value: &[u8]) -> Result<SessionCookie, DecodeError> {
-    let value = trim_ascii(value);
-    let value = strip_quotes(value);
+    let value = unsigned(strip_quotes(trim_ascii(value)));
     if value.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -184,7 +184,7 @@ impl Ipv4Cookie<'_> {
 /// text, malformed values — for which [`decode`] gives the answer. When it returns a cookie,
 /// [`decode`] returns the same one (a property test checks it).
 pub fn decode_ipv4<'b>(value: &[u8], buf: &'b mut [u8; MAX_ENCODED_LEN]) -> Option<Ipv4Cookie<'b>> {
-    let value = strip_quotes(trim_ascii(value));
+    let value = unsigned(strip_quotes(trim_ascii(value)));
     if value.is_empty() || value.len() > MAX_ENCODED_LEN {
         return None;
     }
@@ -406,6 +406,11 @@ pub(crate) fn trim_ascii(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
+/// The value under a signed session's MAC (the value itself when unsigned).
+fn unsigned(value: &[u8]) -> &[u8] {
+    crate::signing::split(value, crate::signing::COOKIE_SEPARATOR).0
+}
+
 fn strip_quotes(bytes: &[u8]) -> &[u8] {
     match bytes {
         [b'"', inner @ .., b'"'] => inner,
@@ -419,6 +424,18 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_signed_value_decodes_to_the_session_under_its_mac() {
+        let plain = encode_proto(addr("10.0.0.7:8012"), None);
+        let signed = format!("\"{plain}.AAAAAAAAAAAAAAAAAAAAAA\"");
+        assert_eq!(decode(signed.as_bytes()), decode(plain.as_bytes()));
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        assert_eq!(
+            decode_ipv4(signed.as_bytes(), &mut buf).map(|c| c.session_cookie()),
+            decode(plain.as_bytes()).ok()
+        );
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //! with a message that names the key (a typo in `allowed_cidrs` must not silently mean "default").
 
 use crate::json::Json;
+use crate::signing::{self, SessionKeys};
 use ipnet::IpNet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 pub const DEFAULT_COOKIE_NAME: &str = "kasi-session";
-pub const DEFAULT_HEADER: &str = "x-envoy-original-dst-host";
+pub const DEFAULT_COOKIE_PATH: &str = "/";
+/// The header PassthroughCluster would obey with `use_http_header`: the bundle does not enable
+/// that, but a client-sent copy is still removed (and counted) — the pod never needs it.
+pub const ROUTING_HEADER: &str = "x-envoy-original-dst-host";
 pub const DEFAULT_ALLOWED_CIDRS: [&str; 5] = [
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -31,18 +35,22 @@ pub enum LogDecisions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub cookie_name: String,
-    pub header: String,
+    pub cookie_path: String,
     pub allowed_cidrs: Vec<IpNet>,
     pub allowed_ports: Vec<u16>,
     pub dead_host_ttl_s: u64,
     pub log_decisions: LogDecisions,
+    /// Empty: sessions are neither signed nor verified (the plugin warns once).
+    pub session_keys: SessionKeys,
+    /// The obsolete `header` key was given: accepted, ignored, logged once.
+    pub deprecated_header: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
-            header: DEFAULT_HEADER.to_owned(),
+            cookie_path: DEFAULT_COOKIE_PATH.to_owned(),
             allowed_cidrs: DEFAULT_ALLOWED_CIDRS
                 .iter()
                 .map(|c| c.parse().expect("default CIDRs are valid"))
@@ -50,6 +58,8 @@ impl Default for Config {
             allowed_ports: DEFAULT_ALLOWED_PORTS.to_vec(),
             dead_host_ttl_s: DEFAULT_DEAD_HOST_TTL_S,
             log_decisions: LogDecisions::Changes,
+            session_keys: SessionKeys::default(),
+            deprecated_header: false,
         }
     }
 }
@@ -106,7 +116,14 @@ impl Config {
             }
             match key.as_str() {
                 "cookie_name" => config.cookie_name = cookie_name(key, value)?,
-                "header" => config.header = header_name(key, value)?,
+                "cookie_path" => config.cookie_path = cookie_path(key, value)?,
+                "session_keys" => config.session_keys = session_keys(key, value)?,
+                // Obsolete since steering moved to filter state: a bundle rendered by an older
+                // kasi still loads.
+                "header" => {
+                    header_name(key, value)?;
+                    config.deprecated_header = true;
+                }
                 "allowed_cidrs" => config.allowed_cidrs = cidrs(key, value)?,
                 "allowed_ports" => config.allowed_ports = ports(key, value)?,
                 "dead_host_ttl_s" => {
@@ -126,7 +143,7 @@ impl Config {
                 _ => {
                     return Err(bad(
                         key,
-                        "unknown key; known keys are cookie_name, header, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions",
+                        "unknown key; known keys are cookie_name, cookie_path, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions, session_keys",
                     ))
                 }
             }
@@ -167,6 +184,43 @@ fn header_name(key: &str, value: &Json) -> Result<String, ConfigError> {
         return Err(bad(key, format!("{name:?} is not a valid header name")));
     }
     Ok(name.to_ascii_lowercase())
+}
+
+/// A cookie path as `stateful_session` takes it: starts with `/`, and nothing that would end or
+/// split the Set-Cookie attribute it is written into.
+fn cookie_path(key: &str, value: &Json) -> Result<String, ConfigError> {
+    let path = value
+        .as_str()
+        .ok_or_else(|| bad(key, format!("expected a string, got {}", value.kind())))?;
+    if !path.starts_with('/')
+        || path
+            .bytes()
+            .any(|b| b == b';' || !(0x21..0x7f).contains(&b))
+    {
+        return Err(bad(
+            key,
+            format!("{path:?} is not a cookie path such as \"/\""),
+        ));
+    }
+    Ok(path.to_owned())
+}
+
+fn session_keys(key: &str, value: &Json) -> Result<SessionKeys, ConfigError> {
+    let keys = array(key, value, "base64 keys")?
+        .iter()
+        .map(|item| {
+            item.as_str().and_then(signing::parse_key).ok_or_else(|| {
+                bad(
+                    key,
+                    "an entry is not base64 of 32 bytes (the value is not repeated here)",
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(bad(key, "an empty list; leave the key out to run unsigned"));
+    }
+    Ok(SessionKeys::new(keys.iter()))
 }
 
 fn is_token_char(b: u8) -> bool {
@@ -218,7 +272,8 @@ mod tests {
         }
         let c = Config::default();
         assert_eq!(c.cookie_name, "kasi-session");
-        assert_eq!(c.header, "x-envoy-original-dst-host");
+        assert_eq!(c.cookie_path, "/");
+        assert!(c.session_keys.is_empty());
         assert_eq!(c.allowed_ports, vec![8012, 8013]);
         assert_eq!(c.dead_host_ttl_s, 30);
         assert_eq!(c.log_decisions, LogDecisions::Changes);
@@ -234,11 +289,14 @@ mod tests {
     fn parses_every_key() {
         let c = Config::parse(
             br#"{"cookie_name":"sess","header":"X-Dst","allowed_cidrs":["127.0.0.0/29","::1/128"],
-                "allowed_ports":[18012],"dead_host_ttl_s":5,"log_decisions":"all"}"#,
+                "allowed_ports":[18012],"dead_host_ttl_s":5,"log_decisions":"all",
+                "cookie_path":"/app","session_keys":["BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="]}"#,
         )
         .unwrap();
         assert_eq!(c.cookie_name, "sess");
-        assert_eq!(c.header, "x-dst");
+        assert!(c.deprecated_header);
+        assert_eq!(c.cookie_path, "/app");
+        assert_eq!(c.session_keys.len(), 2);
         assert_eq!(c.allowed_ports, vec![18012]);
         assert_eq!(c.dead_host_ttl_s, 5);
         assert_eq!(c.log_decisions, LogDecisions::All);
@@ -248,7 +306,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let cases: [(&[u8], Option<&str>); 10] = [
+        let cases: [(&[u8], Option<&str>); 14] = [
+            (br#"{"cookie_path":"app"}"#, Some("cookie_path")),
+            (br#"{"cookie_path":"/a;b"}"#, Some("cookie_path")),
+            (br#"{"session_keys":["c2hvcnQ="]}"#, Some("session_keys")),
+            (br#"{"session_keys":[]}"#, Some("session_keys")),
             (br#"{"cookie_nme":"x"}"#, Some("cookie_nme")),
             (br#"{"cookie_name":7}"#, Some("cookie_name")),
             (br#"{"cookie_name":"a b"}"#, Some("cookie_name")),

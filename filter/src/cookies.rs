@@ -1,96 +1,151 @@
-//! Finding and removing one cookie in `cookie` request headers (RFC 6265 `name=value; name=value`).
+//! The session cookie in `cookie` request headers, read exactly as Envoy reads it.
 //!
-//! A request may carry several `cookie` headers (HTTP/2 splits them; some HTTP/1 clients send
-//! several). Envoy's `stateful_session` takes the first cookie of its name across all of them, so
-//! kasi looks at the same one, and when it does not honour it removes every cookie of that name
-//! (removing only the first would promote the next one to "first").
+//! Envoy's `stateful_session` finds its cookie with `Http::Utility::parseCookieValue`
+//! (`source/common/http/utility.cc`: `forEachCookie` + `parseCookie`):
+//! - every `cookie` header, in order; each split on `;` (`StringUtil::splitToken`, empty pieces
+//!   dropped);
+//! - a piece without `=` is skipped;
+//! - the name runs from the first byte that is not a space (`find_first_not_of(' ')`: a TAB is
+//!   not skipped) up to the first `=`: a space or TAB before `=` is part of the name;
+//! - the value is everything after that `=`, untrimmed; one pair of surrounding double quotes is
+//!   removed when the value is at least two bytes long and starts and ends with `"`;
+//! - names compare byte for byte, and the first match across all headers wins.
+//!
+//! Any difference between this reading and Envoy's is an escape (a space before `=` was one), so
+//! this module ports that grammar and nothing else, and `tests::envoy_transcription` holds it to a
+//! line-by-line transcription of Envoy's code under property tests and the fuzzer.
 
-use crate::codec::trim_ascii;
-
-/// The pairs of one `cookie` header value; the value is `None` for a bare `name` without `=`.
-fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-    header.split(|&b| b == b';').filter_map(|pair| {
-        let pair = trim_ascii(pair);
-        if pair.is_empty() {
-            return None;
-        }
-        match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => Some((trim_ascii(&pair[..eq]), Some(trim_ascii(&pair[eq + 1..])))),
-            None => Some((pair, None)),
-        }
-    })
+/// One cookie piece as Envoy splits it: its name and its value (quotes removed). `None` for a
+/// piece Envoy skips (no `=`).
+pub fn envoy_pair(piece: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = piece.iter().position(|&b| b == b'=')?;
+    // `=` is not a space, so the first non-space byte is at or before it.
+    let start = piece.iter().position(|&b| b != b' ').unwrap_or(eq);
+    let name = &piece[start..eq];
+    let value = &piece[eq + 1..];
+    let value = match value {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => value,
+    };
+    Some((name, value))
 }
 
-/// The value of the first cookie called `name` across `headers`, as it appears on the wire.
+/// The pieces of one `cookie` header value, empty ones dropped (as `splitToken` does).
+fn pieces(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    header
+        .split(|&b| b == b';')
+        .filter(|piece| !piece.is_empty())
+}
+
+/// The value Envoy's `parseCookieValue(headers, name)` returns: the first cookie called `name`
+/// across `headers` (each a `cookie` header value, in order), quotes removed.
 pub fn find<'a, I>(headers: I, name: &[u8]) -> Option<&'a [u8]>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    headers.into_iter().find_map(|h| find_in(h, name))
+    headers.into_iter().find_map(|header| {
+        pieces(header)
+            .filter_map(envoy_pair)
+            .find_map(|(n, v)| (n == name).then_some(v))
+    })
 }
 
-/// [`find`] in one header: the filter's hot path, so one pass without splitting each pair.
-/// Same result as looking `name` up in [`pairs`] (a property test checks it).
-fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let mut rest = header;
-    loop {
-        let (pair, next) = match rest.iter().position(|&b| b == b';') {
-            Some(end) => (&rest[..end], Some(&rest[end + 1..])),
-            None => (rest, None),
-        };
-        let pair = trim_start(pair);
-        if let Some(after) = pair.strip_prefix(name) {
-            let after = trim_start(after);
-            match after.split_first() {
-                // A bare `name`: its value is empty.
-                None => return Some(&[]),
-                Some((b'=', value)) => return Some(trim_ascii(value)),
-                // A longer name that starts with `name`.
-                Some(_) => {}
+/// Whether Envoy would read `piece` as a cookie called `name`.
+fn is_named(piece: &[u8], name: &[u8]) -> bool {
+    envoy_pair(piece).is_some_and(|(n, _)| n == name)
+}
+
+/// All `cookie` headers joined into one value (`"; "` between headers, as Envoy's HTTP/2 codec
+/// joins them), every piece Envoy would read as `name` removed, and — when `restored` is given —
+/// one `name="<restored>"` in place of the first such piece. Every other piece is kept byte for
+/// byte. `None` when nothing is left.
+pub fn rewrite<'a, I>(headers: I, name: &[u8], restored: Option<&[u8]>) -> Option<Vec<u8>>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut out: Vec<u8> = Vec::new();
+    let mut restored = restored;
+    for header in headers {
+        let mut kept: Vec<&[u8]> = Vec::new();
+        let mut placed: Option<usize> = None;
+        for piece in header.split(|&b| b == b';') {
+            if is_named(piece, name) {
+                if restored.is_some() && placed.is_none() {
+                    placed = Some(kept.len());
+                    kept.push(&[]);
+                }
+                continue;
+            }
+            kept.push(piece);
+        }
+        let mut header_out: Vec<u8> = Vec::new();
+        for (i, piece) in kept.iter().enumerate() {
+            if i > 0 {
+                header_out.push(b';');
+            }
+            if Some(i) == placed {
+                if i > 0 {
+                    header_out.push(b' ');
+                }
+                if let Some(value) = restored.take() {
+                    header_out.extend_from_slice(name);
+                    header_out.extend_from_slice(b"=\"");
+                    header_out.extend_from_slice(value);
+                    header_out.push(b'"');
+                }
+            } else {
+                header_out.extend_from_slice(piece);
             }
         }
-        rest = next?;
-    }
-}
-
-fn trim_start(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
-/// One `cookie` header value without any cookie called `name`; `None` when nothing is left.
-pub fn without(header: &[u8], name: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(header.len());
-    for (n, v) in pairs(header).filter(|(n, _)| *n != name) {
+        // A header left with only separators and spaces says nothing; spaces left in front by a
+        // removed first piece are dropped (Envoy skips them before a name anyway).
+        if header_out.iter().all(|&b| b == b';' || b == b' ') {
+            continue;
+        }
+        let lead = header_out.iter().take_while(|&&b| b == b' ').count();
+        header_out.drain(..lead);
         if !out.is_empty() {
             out.extend_from_slice(b"; ");
         }
-        out.extend_from_slice(n);
-        if let Some(v) = v {
-            out.push(b'=');
-            out.extend_from_slice(v);
-        }
+        out.extend_from_slice(&header_out);
     }
     (!out.is_empty()).then_some(out)
 }
 
-/// All `cookie` headers rewritten without `name`, joined into one header value as Envoy's own
-/// HTTP/2 codec joins them; `None` when no cookie is left.
-pub fn without_all<'a, I>(headers: I, name: &[u8]) -> Option<Vec<u8>>
-where
-    I: IntoIterator<Item = &'a [u8]>,
-{
-    let mut joined: Vec<u8> = Vec::new();
-    for rest in headers.into_iter().filter_map(|h| without(h, name)) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b"; ");
+#[doc(hidden)]
+/// Envoy's `forEachCookie` + `parseCookie`, transcribed statement by statement with the C++
+/// beside it (envoyproxy/envoy `source/common/http/utility.cc`). Deliberately naive: it is the
+/// oracle the port above is compared with, not code the filter runs.
+pub fn envoy_transcription(headers: &[&[u8]], key: &[u8]) -> Option<Vec<u8>> {
+    // for (size_t index = 0; index < cookie_headers.size(); index++) {
+    for header in headers {
+        // for (const auto& s : StringUtil::splitToken(cookie_header_value, ";")) {
+        //   (absl::StrSplit(source, absl::ByAnyChar(delimiters), absl::SkipEmpty()))
+        for s in header.split(|&b| b == b';').filter(|s| !s.is_empty()) {
+            // size_t first_non_space = s.find_first_not_of(' ');
+            let first_non_space = s.iter().position(|&b| b != b' ');
+            // size_t equals_index = s.find('=');
+            // if (equals_index == absl::string_view::npos) { continue; }
+            let Some(equals_index) = s.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let first_non_space = first_non_space.unwrap_or(s.len());
+            // absl::string_view k = s.substr(first_non_space, equals_index - first_non_space);
+            let k = &s[first_non_space..equals_index];
+            // absl::string_view v = s.substr(equals_index + 1, s.size() - 1);
+            let mut v = &s[equals_index + 1..];
+            // if (v.size() >= 2 && v.back() == '"' && v[0] == '"') {
+            //   v = v.substr(1, v.size() - 2); }
+            if v.len() >= 2 && v[v.len() - 1] == b'"' && v[0] == b'"' {
+                v = &v[1..v.len() - 1];
+            }
+            // parseCookie's consumer: if (key == k) { value = std::string{v}; return false; }
+            if k == key {
+                return Some(v.to_vec());
+            }
         }
-        joined.extend_from_slice(&rest);
     }
-    (!joined.is_empty()).then_some(joined)
+    None
 }
 
 #[cfg(test)]
@@ -98,81 +153,146 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The plain definition [`find_in`] must agree with.
-    fn find_by_pairs<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-        pairs(header)
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.unwrap_or_default())
+    /// Bytes that decide the grammar, and a few that do not.
+    fn cookie_bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(b';'),
+                Just(b'='),
+                Just(b' '),
+                Just(b'\t'),
+                Just(b'"'),
+                Just(b'k'),
+                Just(b'x'),
+                any::<u8>(),
+            ],
+            0..24,
+        )
+        .prop_map(|mut bytes| {
+            // Splice the name in often, so that matches are common.
+            if bytes.len() > 4 && bytes[0] % 2 == 0 {
+                let at = usize::from(bytes[1]) % bytes.len();
+                bytes.splice(at..at, b"k=".iter().copied());
+            }
+            bytes
+        })
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
         #[test]
-        fn the_fast_lookup_agrees_with_the_pairs(
-            header in proptest::collection::vec(
-                prop_oneof![Just(b';'), Just(b'='), Just(b' '), Just(b'\t'), Just(b'"'),
-                            Just(b'k'), Just(b'a'), Just(b'x'), any::<u8>()],
-                0..40,
-            ),
-            name in prop_oneof![Just(b"k".to_vec()), Just(b"ka".to_vec()), Just(b"kasi-session".to_vec())],
+        fn the_port_reads_every_request_as_envoy_does(
+            headers in proptest::collection::vec(cookie_bytes(), 0..4),
+            name in prop_oneof![Just(b"k".to_vec()), Just(b"k ".to_vec()), Just(b"\tk".to_vec())],
         ) {
-            prop_assert_eq!(find_in(&header, &name), find_by_pairs(&header, &name));
+            let slices: Vec<&[u8]> = headers.iter().map(Vec::as_slice).collect();
+            prop_assert_eq!(
+                find(slices.iter().copied(), &name).map(<[u8]>::to_vec),
+                envoy_transcription(&slices, &name)
+            );
+        }
+
+        #[test]
+        fn after_a_rewrite_envoy_reads_only_the_restored_value(
+            headers in proptest::collection::vec(cookie_bytes(), 0..4),
+            restored in prop_oneof![Just(None), Just(Some(b"Zm9v".to_vec()))],
+        ) {
+            let slices: Vec<&[u8]> = headers.iter().map(Vec::as_slice).collect();
+            let had = envoy_transcription(&slices, b"k").is_some();
+            let rewritten = rewrite(slices.iter().copied(), b"k", restored.as_deref());
+            let after: Vec<&[u8]> = rewritten.iter().map(Vec::as_slice).collect();
+            let read = envoy_transcription(&after, b"k");
+            match (&restored, had) {
+                (Some(value), true) => prop_assert_eq!(read, Some(value.clone())),
+                _ => prop_assert_eq!(read, None),
+            }
+            // Only the session cookie is gone: every other piece Envoy reads is still there.
+            let others = |hs: &[&[u8]]| -> Vec<(Vec<u8>, Vec<u8>)> {
+                hs.iter()
+                    .flat_map(|h| pieces(h).filter_map(envoy_pair).collect::<Vec<_>>())
+                    .filter(|(n, _)| *n != b"k")
+                    .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                    .collect()
+            };
+            prop_assert_eq!(others(&after), others(&slices));
         }
     }
 
     #[test]
-    fn the_fast_lookup_handles_the_edges() {
-        for (header, expected) in [
-            (&b"kasi-session=v"[..], Some(&b"v"[..])),
-            (b" kasi-session = v ;x=1", Some(b"v")),
-            (b"kasi-session", Some(b"")),
-            (b"kasi-session ; a=1", Some(b"")),
-            (b"kasi-sessionx=1; kasi-session=2", Some(b"2")),
-            (b"kasi-session x=1", None),
-            (b"a=kasi-session=1", None),
-            (b"", None),
-            (b";;", None),
-        ] {
+    fn the_grammar_edges_envoy_has() {
+        let cases: [(&[u8], Option<&[u8]>); 14] = [
+            (b"kasi-session=v", Some(b"v")),
+            (b"kasi-session=\"v\"", Some(b"v")),
+            (b"  kasi-session=v", Some(b"v")),
+            // A space or TAB before `=` is part of the name: not the session cookie.
+            (b"kasi-session =v", None),
+            (b"kasi-session\t=v", None),
+            // A TAB before the name is not skipped.
+            (b"\tkasi-session=v", None),
+            (b"a=1;\tkasi-session=v", None),
+            // The value is not trimmed; quotes are removed only when both ends have one.
+            (b"kasi-session= v ", Some(b" v ")),
+            (b"kasi-session=\"v\" ", Some(b"\"v\" ")),
+            (b"kasi-session=\"", Some(b"\"")),
+            (b"kasi-session", None),
+            (b"kasi-session=1; kasi-session=2", Some(b"1")),
+            (b"x=kasi-session=1", None),
+            (b";;kasi-session=a=b", Some(b"a=b")),
+        ];
+        for (header, expected) in cases {
             assert_eq!(
-                find_in(header, b"kasi-session"),
+                find([header], b"kasi-session"),
                 expected,
                 "{:?}",
                 String::from_utf8_lossy(header)
             );
-            assert_eq!(find_by_pairs(header, b"kasi-session"), expected);
+            assert_eq!(
+                envoy_transcription(&[header], b"kasi-session").as_deref(),
+                expected
+            );
         }
     }
 
     #[test]
-    fn finds_the_first_cookie_across_headers() {
+    fn the_first_match_across_headers_wins() {
         let headers: [&[u8]; 3] = [
             b"a=1; b=2",
             b"c=3;kasi-session=\"Zm9v\" ; d=4",
             b"kasi-session=bar",
         ];
-        assert_eq!(find(headers, b"kasi-session"), Some(&b"\"Zm9v\""[..]));
+        // The value runs to the `;`, space included, so its quotes are not removed.
+        assert_eq!(find(headers, b"kasi-session"), Some(&b"\"Zm9v\" "[..]));
+        let headers: [&[u8]; 2] = [b"a=1", b"kasi-session=bar"];
+        assert_eq!(find(headers, b"kasi-session"), Some(&b"bar"[..]));
         assert_eq!(find(headers, b"kasi"), None);
-        assert_eq!(find(headers, b"missing"), None);
-        let prefix: [&[u8]; 1] = [b"xkasi-session=1; kasi-sessionx=2"];
-        assert_eq!(find(prefix, b"kasi-session"), None);
     }
 
     #[test]
-    fn removes_every_cookie_of_the_name_and_keeps_the_rest() {
+    fn rewrites_keep_every_other_cookie_byte_for_byte() {
+        let headers: [&[u8]; 2] = [
+            b"a=1; kasi-session=\"x.sig\";b=2 ; kasi-session=y",
+            b"c=3;kasi-session=z",
+        ];
         assert_eq!(
-            without(b"a=1; kasi-session=x;b=2 ; kasi-session=y", b"kasi-session").as_deref(),
-            Some(&b"a=1; b=2"[..])
+            rewrite(headers, b"kasi-session", Some(b"x")).as_deref(),
+            Some(&b"a=1; kasi-session=\"x\";b=2 ; c=3"[..])
         );
-        assert_eq!(without(b" kasi-session=x ", b"kasi-session"), None);
         assert_eq!(
-            without(b"flag; e=; k=v", b"kasi-session").as_deref(),
-            Some(&b"flag; e=; k=v"[..])
-        );
-        let headers: [&[u8]; 3] = [b"kasi-session=x", b"a=1; kasi-session=z", b"b=2"];
-        assert_eq!(
-            without_all(headers, b"kasi-session").as_deref(),
-            Some(&b"a=1; b=2"[..])
+            rewrite(headers, b"kasi-session", None).as_deref(),
+            Some(&b"a=1;b=2 ; c=3"[..])
         );
         let only: [&[u8]; 1] = [b"kasi-session=x"];
-        assert_eq!(without_all(only, b"kasi-session"), None);
+        assert_eq!(rewrite(only, b"kasi-session", None), None);
+        assert_eq!(
+            rewrite(only, b"kasi-session", Some(b"v")).as_deref(),
+            Some(&b"kasi-session=\"v\""[..])
+        );
+        // Pieces Envoy does not read as the session cookie stay, as Envoy would leave them.
+        let spaced: [&[u8]; 1] = [b"kasi-session =evil; kasi-session=good"];
+        assert_eq!(
+            rewrite(spaced, b"kasi-session", Some(b"good")).as_deref(),
+            Some(&b"kasi-session =evil; kasi-session=\"good\""[..])
+        );
     }
 }

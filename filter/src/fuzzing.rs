@@ -12,6 +12,14 @@ fn config() -> &'static Config {
     CONFIG.get_or_init(Config::default)
 }
 
+fn signed_config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| Config {
+        session_keys: crate::signing::SessionKeys::new([&[5u8; 32]]),
+        ..Config::default()
+    })
+}
+
 /// Panics if the filter would misbehave on `data`: a panic anywhere, a route outside the
 /// allowed CIDRs and ports, or the request phase's IPv4 fast path disagreeing with the general
 /// decoder and policy it stands in for.
@@ -26,15 +34,28 @@ pub fn check_request(data: &[u8]) {
         );
         let address = std::net::SocketAddr::V4(fast.address);
         assert_eq!(fast.text, policy::canonical_address(&address));
-        let now = data.len() as u64 * 1_000_000_007;
-        let dead = data.first().is_some_and(|b| b % 2 == 1);
-        let routed = policy::routes_ipv4(config(), &fast, || now, |_| dead);
-        let verdict = policy::judge(config(), data, || now, |_| dead);
+        let (cookie, address) = policy::decode_session(data).expect("the fast decoder accepted it");
+        assert_eq!(Ok(cookie), general);
+        assert_eq!(address, fast.text);
+    }
+    // Envoy's cookie grammar: the port and the transcription of Envoy's code read the same.
+    let headers: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    for name in [&b"kasi-session"[..], b"k", b"k "] {
         assert_eq!(
-            routed,
-            matches!(verdict, policy::Verdict::Routed { .. }),
-            "fast route and judge disagree: {verdict:?}"
+            crate::cookies::find(headers.iter().copied(), name).map(<[u8]>::to_vec),
+            crate::cookies::envoy_transcription(&headers, name),
+            "the cookie grammar differs from Envoy's"
         );
+        for restored in [None, Some(&b"Zm9v"[..])] {
+            let rewritten = crate::cookies::rewrite(headers.iter().copied(), name, restored);
+            let after: Vec<&[u8]> = rewritten.iter().map(Vec::as_slice).collect();
+            let expected = crate::cookies::find(headers.iter().copied(), name).and(restored);
+            assert_eq!(
+                crate::cookies::envoy_transcription(&after, name).as_deref(),
+                expected,
+                "after a rewrite Envoy reads something kasi did not approve"
+            );
+        }
     }
     let _ = Config::parse(data);
     // Headers: lines of `name\0value`, so the fuzzer can build several cookie headers.
@@ -46,10 +67,13 @@ pub fn check_request(data: &[u8]) {
         })
         .collect();
     let now = data.len() as u64 * 1_000_000_007;
-    let plan = policy::plan_request(config(), headers.iter().copied(), now, |a| {
-        dead_hosts::contains(data, a.as_bytes(), now)
-    });
-    if let Some(address) = plan.header_value() {
+    let plan = policy::plan_request(
+        config(),
+        &headers,
+        || now,
+        |a| dead_hosts::contains(data, a.as_bytes(), now),
+    );
+    if let Some(address) = plan.steer_to() {
         let addr: std::net::SocketAddr = address.parse().expect("routed address parses");
         assert!(
             config().allows(&addr),
@@ -58,4 +82,11 @@ pub fn check_request(data: &[u8]) {
     }
     let _ = dead_hosts::with(data, b"10.0.0.1:8012", now + 30, now);
     let _ = policy::issued_cookie([data], "kasi-session");
+    let _ = policy::sign_set_cookie(data, "kasi-session", &signed_config().session_keys, data);
+    let signed = policy::plan_request(signed_config(), &headers, || now, |_| false);
+    // No input carries a MAC under a key it does not know.
+    assert!(
+        signed.steer_to().is_none(),
+        "a request without a valid signature routed with signed sessions on"
+    );
 }

@@ -1,25 +1,30 @@
 //! What the filter does with one request and its response, as pure functions of their headers.
 //! The proxy-wasm glue only reads headers in and applies the plan out.
 
-use crate::codec::{self, DecodeError, Expiry, Ipv4Cookie, SessionCookie};
-use crate::config::{canonical_ip, Config};
+use crate::codec::{self, DecodeError, Expiry, SessionCookie};
+use crate::config::{canonical_ip, Config, ROUTING_HEADER};
 use crate::cookies;
+use crate::signing::{self, SessionKeys};
 use std::net::{IpAddr, SocketAddr};
 
-/// Why a session cookie was not honoured; each has its own counter.
+/// Why a session was not honoured; each has its own counter (`bad_signature` counts as
+/// malformed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     Malformed(DecodeError),
+    /// Signed sessions are on and this one is unsigned, or signed for another host or key.
+    BadSignature,
     Expired(u64),
     Disallowed,
     Dead,
 }
 
 impl Rejection {
-    /// The `reason` of the decision log line, and the suffix of the `rejected_*` counter.
+    /// The `reason` of the decision log line.
     pub fn reason(&self) -> &'static str {
         match self {
             Rejection::Malformed(_) => "malformed",
+            Rejection::BadSignature => "bad_signature",
             Rejection::Expired(_) => "expired",
             Rejection::Disallowed => "disallowed",
             Rejection::Dead => "dead",
@@ -27,12 +32,12 @@ impl Rejection {
     }
 }
 
-/// What the request's session cookie amounted to.
+/// What the request's session amounted to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// No session cookie: a new session; `stateful_session` will pin it.
     NoCookie,
-    /// Honoured: the request goes to `address` (canonical `ip:port`, the header's value).
+    /// Honoured: the request goes to `address` (canonical `ip:port`, the filter-state value).
     Routed {
         cookie: SessionCookie,
         address: String,
@@ -48,17 +53,21 @@ pub enum Verdict {
 /// What to do to the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestPlan {
-    /// The client sent the routing header: remove every copy (always, before anything else).
+    /// The client sent `x-envoy-original-dst-host`: remove every copy.
     pub strip_header: bool,
     pub verdict: Verdict,
-    /// When the cookie is rejected: the `cookie` headers' replacement (one joined value, or
-    /// `None` to remove them all). Untouched otherwise.
+    /// The `cookie` headers' replacement (one joined value, or `None` to remove them all), when
+    /// they must change: a rejected session is removed; a signed one that is honoured is put
+    /// back as the plain value `stateful_session` wrote, so that it reads exactly the address
+    /// kasi approved and does not issue the cookie again.
     pub cookie_rewrite: Option<Option<Vec<u8>>>,
+    /// How many `cookie` headers the request carried.
+    pub cookie_headers: usize,
 }
 
 impl RequestPlan {
-    /// The routing header's value to set, if any.
-    pub fn header_value(&self) -> Option<&str> {
+    /// The address to steer to, if any.
+    pub fn steer_to(&self) -> Option<&str> {
         match &self.verdict {
             Verdict::Routed { address, .. } => Some(address),
             _ => None,
@@ -66,7 +75,7 @@ impl RequestPlan {
     }
 }
 
-/// The address as the routing header and the dead-host list spell it (`SocketAddr`'s own text,
+/// The address as the filter state and the dead-host list spell it (`SocketAddr`'s own text,
 /// with IPv4-mapped IPv6 written as IPv4). IPv4, the common case, is written by hand: it is on
 /// every routed request's path, and the formatting machinery costs more than the rest of it.
 pub fn canonical_address(address: &SocketAddr) -> String {
@@ -104,16 +113,24 @@ fn push_decimal(text: &mut String, n: u16) {
     }
 }
 
-/// Decides one request from its headers (lower- or mixed-case names), the wall clock and the
-/// dead-host memory.
-pub fn plan_request<'a, H, D>(
+/// The request's `:authority` (empty when it has none).
+pub fn authority<'a>(headers: &[(&'a [u8], &'a [u8])]) -> &'a [u8] {
+    headers
+        .iter()
+        .find(|(name, _)| *name == b":authority")
+        .map_or(&b""[..], |(_, value)| *value)
+}
+
+/// Decides one request from all its headers (names lower-case, as Envoy hands them over), the
+/// wall clock (asked only for a Unix-time expiry) and the dead-host memory.
+pub fn plan_request<N, D>(
     config: &Config,
-    headers: H,
-    now_unix_s: u64,
+    headers: &[(&[u8], &[u8])],
+    now: N,
     is_dead: D,
 ) -> RequestPlan
 where
-    H: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    N: FnOnce() -> u64,
     D: FnOnce(&str) -> bool,
 {
     let mut strip_header = false;
@@ -121,34 +138,102 @@ where
     for (name, value) in headers {
         if name.eq_ignore_ascii_case(b"cookie") {
             cookie_headers.push(value);
-        } else if name.eq_ignore_ascii_case(config.header.as_bytes()) {
+        } else if name.eq_ignore_ascii_case(ROUTING_HEADER.as_bytes()) {
             strip_header = true;
         }
     }
     let name = config.cookie_name.as_bytes();
-    let verdict = match cookies::find(cookie_headers.iter().copied(), name) {
-        None => Verdict::NoCookie,
-        Some(value) => judge(config, value, || now_unix_s, is_dead),
+    let (verdict, restore) = match cookies::find(cookie_headers.iter().copied(), name) {
+        None => (Verdict::NoCookie, None),
+        Some(value) => {
+            let (verdict, plain) = judge_session(config, value, authority(headers), now, is_dead);
+            let restore = (plain.len() != value.len()).then_some(plain);
+            (verdict, restore)
+        }
     };
-    let cookie_rewrite = matches!(verdict, Verdict::Rejected { .. })
-        .then(|| cookies::without_all(cookie_headers.iter().copied(), name));
+    let cookie_rewrite = match &verdict {
+        Verdict::Rejected { .. } => {
+            Some(cookies::rewrite(cookie_headers.iter().copied(), name, None))
+        }
+        Verdict::Routed { .. } if restore.is_some() => Some(cookies::rewrite(
+            cookie_headers.iter().copied(),
+            name,
+            restore,
+        )),
+        _ => None,
+    };
     RequestPlan {
         strip_header,
         verdict,
         cookie_rewrite,
+        cookie_headers: cookie_headers.len(),
     }
 }
 
-/// The verdict on one session cookie's value, as it appears in the `cookie` header. `now`
-/// (Unix seconds) is only asked for when the cookie carries a Unix-time `expires`; `is_dead`
-/// only for a cookie that passed every other check.
+/// The verdict on one session value as Envoy reads it (quotes removed), and the plain value
+/// under its signature (the value itself when unsigned). With `session_keys`, only a value kasi
+/// signed for this `authority` is considered at all.
+pub fn judge_session<'v, N, D>(
+    config: &Config,
+    value: &'v [u8],
+    authority: &[u8],
+    now: N,
+    is_dead: D,
+) -> (Verdict, &'v [u8])
+where
+    N: FnOnce() -> u64,
+    D: FnOnce(&str) -> bool,
+{
+    if config.session_keys.is_empty() {
+        return (judge(config, value, now, is_dead), value);
+    }
+    match verify(&config.session_keys, value, authority) {
+        Ok(plain) => (judge(config, plain, now, is_dead), plain),
+        Err(plain) => {
+            let address = decode_session(plain).ok().map(|(_, address)| address);
+            let verdict = Verdict::Rejected {
+                rejection: Rejection::BadSignature,
+                address,
+            };
+            (verdict, plain)
+        }
+    }
+}
+
+/// The plain value if `value` carries a valid MAC for `authority`; `Err(plain part)` otherwise.
+pub fn verify<'v>(
+    keys: &SessionKeys,
+    value: &'v [u8],
+    authority: &[u8],
+) -> Result<&'v [u8], &'v [u8]> {
+    match signing::split(value, signing::COOKIE_SEPARATOR) {
+        (plain, Some(mac)) if keys.verify(plain, authority, mac) => Ok(plain),
+        (plain, _) => Err(plain),
+    }
+}
+
+/// Decodes a session value, through the allocation-free IPv4 reader when it can (nearly every
+/// session), else the general one; with the address as the filter state spells it.
+pub fn decode_session(value: &[u8]) -> Result<(SessionCookie, String), DecodeError> {
+    let mut buf = [0u8; codec::MAX_ENCODED_LEN];
+    if let Some(cookie) = codec::decode_ipv4(value, &mut buf) {
+        return Ok((cookie.session_cookie(), cookie.text.to_owned()));
+    }
+    let cookie = codec::decode(value)?;
+    let address = canonical_address(&cookie.address);
+    Ok((cookie, address))
+}
+
+/// The verdict on one plain session value. `now` (Unix seconds) is only asked for when the
+/// cookie carries a Unix-time `expires`; `is_dead` only for a cookie that passed every other
+/// check.
 pub fn judge<N, D>(config: &Config, value: &[u8], now: N, is_dead: D) -> Verdict
 where
     N: FnOnce() -> u64,
     D: FnOnce(&str) -> bool,
 {
-    let cookie = match codec::decode(value) {
-        Ok(cookie) => cookie,
+    let (cookie, address) = match decode_session(value) {
+        Ok(decoded) => decoded,
         Err(e) => {
             return Verdict::Rejected {
                 rejection: Rejection::Malformed(e),
@@ -156,7 +241,6 @@ where
             }
         }
     };
-    let address = canonical_address(&cookie.address);
     let expired = match cookie.expires {
         Some(at) if at >= codec::PLAUSIBLE_UNIX_TIME => cookie.expiry(now()),
         _ => Expiry::Never,
@@ -179,19 +263,38 @@ where
     }
 }
 
-/// Whether [`judge`] routes the request by a cookie [`codec::decode_ipv4`] read: the same checks
-/// in the same order, without allocating (the routing header's value is `cookie.text`). A
-/// `false` is some rejection; [`judge`] says which.
-pub fn routes_ipv4<N, D>(config: &Config, cookie: &Ipv4Cookie, now: N, is_dead: D) -> bool
-where
-    N: FnOnce() -> u64,
-    D: FnOnce(&str) -> bool,
-{
-    let expired = match cookie.expires {
-        Some(at) if at >= codec::PLAUSIBLE_UNIX_TIME => at < now(),
-        _ => false,
-    };
-    !expired && config.allows(&SocketAddr::V4(cookie.address)) && !is_dead(cookie.text)
+/// The filter state that steers PassthroughCluster (an ORIGINAL_DST cluster reads it before
+/// anything else: `OriginalDstCluster::LoadBalancer::filterStateOverrideHost`).
+pub const ORIGINAL_DST_FILTER_STATE: &str = "envoy.network.transport_socket.original_dst_address";
+/// `StreamInfo::FilterState::LifeSpan::DownstreamRequest` in `SetEnvoyFilterStateArguments`:
+/// the request only (`DownstreamConnection` would stick to a keep-alive connection's later
+/// requests).
+pub const LIFE_SPAN_DOWNSTREAM_REQUEST: u8 = 1;
+
+/// The argument of Envoy's foreign function `set_envoy_filter_state`: the serialized
+/// `envoy.source.extensions.common.wasm.SetEnvoyFilterStateArguments {string path = 1;
+/// string value = 2; LifeSpan span = 3}` (`source/extensions/common/wasm/ext/
+/// set_envoy_filter_state.proto`).
+pub fn set_filter_state_arguments(path: &str, value: &str, span: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len() + value.len() + 8);
+    for (tag, text) in [(0x0a, path), (0x12, value)] {
+        out.push(tag);
+        push_varint(&mut out, text.len() as u64);
+        out.extend_from_slice(text.as_bytes());
+    }
+    if span != 0 {
+        out.push(0x18);
+        out.push(span);
+    }
+    out
+}
+
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// Envoy's legacy response-flag bit for UF (upstream connection failure): `1 << 5`.
@@ -205,10 +308,10 @@ pub fn failed_to_connect(response_flags: u64) -> bool {
         != 0
 }
 
-/// A `Set-Cookie` value that makes the client drop the session cookie (the bundle's cookie path
-/// is `/`).
-pub fn expiring_cookie(cookie_name: &str) -> String {
-    format!("{cookie_name}=; Max-Age=0; Path=/; HttpOnly")
+/// A `Set-Cookie` value that makes the client drop the session cookie: same name and path as
+/// the one `stateful_session` wrote, or the browser keeps that one.
+pub fn expiring_cookie(cookie_name: &str, cookie_path: &str) -> String {
+    format!("{cookie_name}=; Max-Age=0; Path={cookie_path}; HttpOnly")
 }
 
 /// The cookie name and value a `set-cookie` header value sets.
@@ -231,6 +334,46 @@ where
     })
 }
 
+/// A `set-cookie` header that issues session cookie `cookie_name`, with the MAC for
+/// `authority` appended to its value (inside the quotes Envoy writes); `None` when the header
+/// sets another cookie, an empty value (kasi's own expiring cookie) or one already signed.
+pub fn sign_set_cookie(
+    header: &[u8],
+    cookie_name: &str,
+    keys: &SessionKeys,
+    authority: &[u8],
+) -> Option<Vec<u8>> {
+    let first_end = header
+        .iter()
+        .position(|&b| b == b';')
+        .unwrap_or(header.len());
+    let eq = header[..first_end].iter().position(|&b| b == b'=')?;
+    if codec::trim_ascii(&header[..eq]) != cookie_name.as_bytes() {
+        return None;
+    }
+    let (start, end) = (eq + 1, first_end);
+    let value = &header[start..end];
+    let (plain, quoted) = match value {
+        [b'"', inner @ .., b'"'] => (inner, true),
+        _ => (value, false),
+    };
+    if plain.is_empty() || signing::split(plain, signing::COOKIE_SEPARATOR).1.is_some() {
+        return None;
+    }
+    let signed = keys.sign(plain, authority, signing::COOKIE_SEPARATOR)?;
+    let mut out = Vec::with_capacity(header.len() + signing::MAC_TEXT_LEN + 1);
+    out.extend_from_slice(&header[..start]);
+    if quoted {
+        out.push(b'"');
+    }
+    out.extend_from_slice(&signed);
+    if quoted {
+        out.push(b'"');
+    }
+    out.extend_from_slice(&header[end..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,12 +386,15 @@ mod tests {
     }
 
     fn plan(headers: &[(&str, &str)], dead: bool) -> RequestPlan {
-        plan_request(
-            &config(),
-            headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
-            NOW,
-            |_| dead,
-        )
+        plan_with(&config(), headers, dead)
+    }
+
+    fn plan_with(config: &Config, headers: &[(&str, &str)], dead: bool) -> RequestPlan {
+        let headers: Vec<(&[u8], &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        plan_request(config, &headers, || NOW, |_| dead)
     }
 
     fn cookie_for(addr: &str, expires: Option<u64>) -> String {
@@ -263,16 +409,16 @@ mod tests {
         let c = cookie_for("10.0.0.7:8012", Some(NOW + 60));
         let p = plan(&[("cookie", "a=1"), ("cookie", &c)], false);
         assert!(!p.strip_header);
-        assert_eq!(p.header_value(), Some("10.0.0.7:8012"));
+        assert_eq!(p.steer_to(), Some("10.0.0.7:8012"));
         assert_eq!(p.cookie_rewrite, None);
     }
 
     #[test]
     fn the_incoming_header_is_always_stripped() {
-        let p = plan(&[("X-Envoy-Original-Dst-Host", "127.0.0.1:15000")], false);
+        let p = plan(&[("x-envoy-original-dst-host", "127.0.0.1:15000")], false);
         assert!(p.strip_header);
         assert_eq!(p.verdict, Verdict::NoCookie);
-        assert_eq!(p.header_value(), None);
+        assert_eq!(p.steer_to(), None);
     }
 
     #[test]
@@ -291,7 +437,7 @@ mod tests {
                 Verdict::Rejected { rejection, .. } => assert_eq!(rejection.reason(), reason),
                 other => panic!("{cookie}: {other:?}"),
             }
-            assert_eq!(p.header_value(), None);
+            assert_eq!(p.steer_to(), None);
             assert_eq!(
                 p.cookie_rewrite,
                 Some(Some(b"a=1; b=2".to_vec())),
@@ -304,7 +450,7 @@ mod tests {
     fn monotonic_expiry_is_not_expired() {
         let c = cookie_for("10.0.0.1:8012", Some(86_000));
         assert_eq!(
-            plan(&[("cookie", &c)], false).header_value(),
+            plan(&[("cookie", &c)], false).steer_to(),
             Some("10.0.0.1:8012")
         );
     }
@@ -313,11 +459,11 @@ mod tests {
     fn mapped_ipv6_is_judged_and_sent_as_ipv4() {
         let c = cookie_for("[::ffff:10.0.0.1]:8012", None);
         assert_eq!(
-            plan(&[("cookie", &c)], false).header_value(),
+            plan(&[("cookie", &c)], false).steer_to(),
             Some("10.0.0.1:8012")
         );
         let c = cookie_for("[::ffff:127.0.0.1]:8012", None);
-        assert_eq!(plan(&[("cookie", &c)], false).header_value(), None);
+        assert_eq!(plan(&[("cookie", &c)], false).steer_to(), None);
     }
 
     #[test]
@@ -347,8 +493,8 @@ mod tests {
 
     #[test]
     fn the_expiring_cookie_is_not_taken_for_an_issued_one() {
-        let expire = expiring_cookie("kasi-session");
-        assert_eq!(expire, "kasi-session=; Max-Age=0; Path=/; HttpOnly");
+        let expire = expiring_cookie("kasi-session", "/app");
+        assert_eq!(expire, "kasi-session=; Max-Age=0; Path=/app; HttpOnly");
         assert!(issued_cookie([expire.as_bytes()], "kasi-session").is_none());
     }
 
@@ -362,5 +508,142 @@ mod tests {
         let c = issued_cookie(headers.iter().map(Vec::as_slice), "kasi-session").unwrap();
         assert_eq!(c.address, "10.0.0.9:8012".parse().unwrap());
         assert!(issued_cookie(headers.iter().map(Vec::as_slice), "x").is_none());
+    }
+
+    const KEY: [u8; 32] = [3u8; 32];
+
+    fn signed_config() -> Config {
+        Config {
+            session_keys: SessionKeys::new([&KEY]),
+            ..Config::default()
+        }
+    }
+
+    fn signed_cookie(addr: &str, authority: &str) -> (String, String) {
+        let plain = encode_proto(addr.parse().unwrap(), None);
+        let signed = SessionKeys::new([&KEY])
+            .sign(
+                plain.as_bytes(),
+                authority.as_bytes(),
+                signing::COOKIE_SEPARATOR,
+            )
+            .unwrap();
+        (plain, String::from_utf8(signed).unwrap())
+    }
+
+    #[test]
+    fn a_signed_session_is_restored_for_stateful_session_and_routed() {
+        let (plain, signed) = signed_cookie("10.0.0.7:8012", "hello.example.com");
+        let header = format!("a=1; kasi-session=\"{signed}\"; kasi-session=evil");
+        let p = plan_with(
+            &signed_config(),
+            &[
+                (":authority", "Hello.Example.com"),
+                ("cookie", &header),
+                ("cookie", "b=2"),
+            ],
+            false,
+        );
+        assert_eq!(p.steer_to(), Some("10.0.0.7:8012"));
+        let rewritten = format!("a=1; kasi-session=\"{plain}\"; b=2");
+        assert_eq!(p.cookie_rewrite, Some(Some(rewritten.into_bytes())));
+        assert_eq!(p.cookie_headers, 2);
+    }
+
+    #[test]
+    fn unsigned_forged_and_replayed_sessions_are_bad_signatures() {
+        let (plain, signed) = signed_cookie("10.0.0.7:8012", "hello.example.com");
+        for (authority, value) in [
+            ("hello.example.com", plain.as_str()),
+            ("other.example.com", signed.as_str()),
+            (
+                "hello.example.com",
+                &format!("{plain}.AAAAAAAAAAAAAAAAAAAAAA"),
+            ),
+        ] {
+            let header = format!("kasi-session=\"{value}\"; a=1");
+            let p = plan_with(
+                &signed_config(),
+                &[(":authority", authority), ("cookie", &header)],
+                false,
+            );
+            assert_eq!(
+                p.verdict,
+                Verdict::Rejected {
+                    rejection: Rejection::BadSignature,
+                    address: Some("10.0.0.7:8012".into())
+                },
+                "{authority} {value}"
+            );
+            assert_eq!(p.cookie_rewrite, Some(Some(b"a=1".to_vec())));
+        }
+    }
+
+    #[test]
+    fn the_session_envoy_reads_is_the_one_judged() {
+        // A space before `=` is part of the name for Envoy: that piece is not the session.
+        let allowed = cookie_for("10.0.0.7:8012", None);
+        let outside = encode_proto("127.0.0.1:15000".parse().unwrap(), None);
+        let header = format!(
+            "kasi-session =\"{}\"; kasi-session=\"{outside}\"",
+            &allowed[14..allowed.len() - 1]
+        );
+        let p = plan(&[("cookie", &header)], false);
+        assert_eq!(p.steer_to(), None);
+        assert!(matches!(
+            p.verdict,
+            Verdict::Rejected {
+                rejection: Rejection::Disallowed,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn issued_cookies_are_signed_inside_their_quotes() {
+        let keys = SessionKeys::new([&KEY]);
+        let v = encode_proto("10.0.0.9:8012".parse().unwrap(), None);
+        let header = format!("kasi-session=\"{v}\"; Max-Age=60; Path=/; HttpOnly");
+        let signed =
+            sign_set_cookie(header.as_bytes(), "kasi-session", &keys, b"h.example.com").unwrap();
+        let mac = keys.mac(v.as_bytes(), b"h.example.com").unwrap();
+        let expected = format!(
+            "kasi-session=\"{v}.{}\"; Max-Age=60; Path=/; HttpOnly",
+            std::str::from_utf8(&mac).unwrap()
+        );
+        assert_eq!(String::from_utf8(signed.clone()).unwrap(), expected);
+        assert_eq!(
+            sign_set_cookie(&signed, "kasi-session", &keys, b"h.example.com"),
+            None
+        );
+        let expire = expiring_cookie("kasi-session", "/");
+        assert_eq!(
+            sign_set_cookie(expire.as_bytes(), "kasi-session", &keys, b"h"),
+            None
+        );
+        assert_eq!(
+            sign_set_cookie(b"other=1", "kasi-session", &keys, b"h"),
+            None
+        );
+        assert_eq!(
+            sign_set_cookie(
+                header.as_bytes(),
+                "kasi-session",
+                &SessionKeys::default(),
+                b"h"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_filter_state_argument_is_envoys_protobuf() {
+        let args = set_filter_state_arguments(ORIGINAL_DST_FILTER_STATE, "10.0.0.7:8012", 1);
+        let mut expected = vec![0x0a, 51];
+        expected.extend_from_slice(ORIGINAL_DST_FILTER_STATE.as_bytes());
+        expected.extend_from_slice(&[0x12, 13]);
+        expected.extend_from_slice(b"10.0.0.7:8012");
+        expected.extend_from_slice(&[0x18, 1]);
+        assert_eq!(args, expected);
     }
 }

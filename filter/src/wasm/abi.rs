@@ -18,8 +18,10 @@ pub const REQUEST_HEADERS: u32 = 0;
 pub const RESPONSE_HEADERS: u32 = 2;
 pub const PLUGIN_CONFIGURATION: u32 = 7;
 pub const LOG_INFO: u32 = 2;
+pub const LOG_WARN: u32 = 3;
 pub const LOG_ERROR: u32 = 4;
 pub const METRIC_COUNTER: u32 = 0;
+pub const METRIC_GAUGE: u32 = 1;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -66,6 +68,12 @@ extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> Status;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -87,6 +95,15 @@ extern "C" {
         return_id: *mut u32,
     ) -> Status;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> Status;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> Status;
 }
 
 fn result(status: Status) -> Result<(), Status> {
@@ -182,6 +199,13 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     fetch(|d, s| unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), d, s) })
 }
 
+/// Sets a top-level property (Envoy keeps it in the stream's filter state as `wasm.<name>`,
+/// where a later [`property`] call with `[name]` finds it).
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: `name` and `value` outlive the call.
+    result(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
 /// A shared-data value and its CAS token.
 pub fn shared_data(key: &str) -> Result<(Option<Vec<u8>>, u32), Status> {
     let mut cas = 0u32;
@@ -199,13 +223,46 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> 
 }
 
 pub fn define_counter(name: &str) -> Result<u32, Status> {
+    define_metric(METRIC_COUNTER, name)
+}
+
+pub fn define_gauge(name: &str) -> Result<u32, Status> {
+    define_metric(METRIC_GAUGE, name)
+}
+
+fn define_metric(kind: u32, name: &str) -> Result<u32, Status> {
     let mut id = 0u32;
     // SAFETY: `name` outlives the call; `id` is a valid out-pointer.
-    result(unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) })?;
+    result(unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) })?;
     Ok(id)
+}
+
+pub fn record(id: u32, value: u64) {
+    // SAFETY: plain values.
+    let _ = unsafe { proxy_record_metric(id, value) };
 }
 
 pub fn increment(id: u32) {
     // SAFETY: plain values.
     let _ = unsafe { proxy_increment_metric(id, 1) };
+}
+
+/// Calls one of the host's foreign functions (e.g. Envoy's `set_envoy_filter_state`); what it
+/// returns is dropped.
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<(), Status> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: `name` and `arguments` outlive the call; out-pointers are valid.
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    drop(owned(data, size));
+    result(status)
 }

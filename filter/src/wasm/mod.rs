@@ -3,43 +3,40 @@
 //!
 //! Each call between Envoy and the VM costs about as much as all of kasi's own logic, and a
 //! value the host hands over several times more than a plain call out: the host allocates it by
-//! calling into the VM's allocator (`./dev bench` measured them; see the README — Envoy calling
-//! a callback that reads nothing cost nothing measurable). So this layer implements the
-//! proxy-wasm ABI by hand rather than through the SDK:
+//! calling into the VM's allocator (`./dev bench` measured them; see the README). So this layer
+//! implements the proxy-wasm ABI by hand rather than through the SDK, and exports only the two
+//! callbacks it needs (an SDK filter is called seven times per request):
 //!
-//! - It exports only the callbacks it needs. Envoy calls a callback only if the module exports
-//!   it, and the SDK exports all of them, so an SDK filter pays for seven calls into the VM per
-//!   request (context create, request headers, response headers, response body, log, done,
-//!   delete). kasi is called twice: request headers and response headers.
-//! - A request with a session cookie for an IPv4 pod, nearly all of them, takes a path without
-//!   allocating ([`codec::decode_ipv4`], [`policy::routes_ipv4`]; property tests hold them to
-//!   the general path's results): four host calls and one copy in — is the routing header
-//!   there (a miss copies nothing), the first `cookie` header's value, the dead-host list (a
-//!   miss, or an empty value, until a pod fails), setting the header — and two counters. The
-//!   whole header map is read only when the first `cookie` header does not decide the request
-//!   (no session cookie in it, or one that is not honoured and must be removed from them all).
-//! - The clock is read only for a cookie with a Unix-time expiry or a non-empty dead-host list;
-//!   `:authority` only when a decision line may be written.
-//! - The response path reads the status, and Envoy's response flags only for a `5xx` (did the
-//!   upstream connect?), and counts.
+//! - Request headers: the whole header map in one copy (the routing header, every `cookie`
+//!   header and `:authority` for the signature are all needed, and one copy costs less than
+//!   three lookups), the dead-host list (empty until a pod fails), then at most: the foreign
+//!   function `set_envoy_filter_state` that steers PassthroughCluster, one `cookie` rewrite (a
+//!   signed session restored to the value `stateful_session` wrote), and two counters.
+//! - Response headers: the status, and Envoy's response flags only for a `5xx` (did the upstream
+//!   connect?). The response's headers and the request's host only when a session is issued
+//!   (to sign it) or has failed.
+//!
+//! Nothing a client sends is kept between the two: the pending table holds a verdict and an
+//! address of at most 47 bytes per stream, and is bounded in streams.
 //!
 //! Every host call goes through [`abi`], which returns errors instead of panicking (a panic
 //! kills the VM for every later request). A request the filter cannot read is let through
-//! with the routing header removed: the filter never fails a request because of itself.
+//! with the routing header removed and nothing steered: the filter never fails a request
+//! because of itself.
 
 // The `request-phase-only` benchmark build leaves the response phase's code unused.
 #![cfg_attr(feature = "request-phase-only", allow(dead_code))]
 
 mod abi;
 
-use crate::codec::{self, Ipv4Cookie, SessionCookie};
-use crate::config::{Config, LogDecisions};
+use crate::codec::SessionCookie;
+use crate::config::{Config, LogDecisions, ROUTING_HEADER};
 use crate::decision_log::{self, Decision};
 use crate::json::Json;
 use crate::metrics::{self, Counter};
 use crate::pending::PendingStreams;
 use crate::policy::{self, Rejection, RequestPlan, Verdict};
-use crate::{cookies, dead_hosts, header_map};
+use crate::{dead_hosts, header_map};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -47,63 +44,56 @@ use std::rc::Rc;
 const DEAD_HOSTS_KEY: &str = "kasi_affinity.dead_hosts";
 
 /// Streams in flight kept in the direct-mapped table, and at most in its overflow (see
-/// [`PendingStreams`]).
+/// [`PendingStreams`]). Each entry is a verdict and an address (≤ 47 bytes): the table is
+/// bounded in bytes whatever clients send or abandon.
 const PENDING_SLOTS: usize = 256;
-const MAX_SPILLED_STREAMS: usize = 16_384;
+const MAX_SPILLED_STREAMS: usize = 4_096;
+
+/// The stream property that carries `:authority` from the request phase to the response phase
+/// (kept by Envoy in the stream's filter state, freed with the stream; the request's headers
+/// are not readable in the response phase).
+const AUTHORITY_PROPERTY: &str = "kasi_authority";
 
 /// Action::Continue.
 const CONTINUE: u32 = 0;
+
+/// The session carrier of this layer's decision lines (MCP envelopes and header mode come with
+/// their own).
+const CARRIER: &str = "cookie";
 
 /// What the streams of this VM share: the last pluginConfig Envoy accepted.
 struct Plugin {
     config: Config,
     metric_ids: [u32; metrics::ALL.len()],
+    vm_memory_gauge: u32,
 }
 
-/// What the request phase leaves for the response phase.
+/// What the request phase leaves for the response phase: nothing a client sized.
 enum State {
     NoCookie,
-    /// Routed on the fast path: the IPv4 address, inline.
-    RoutedV4(Ipv4Text),
-    Routed(String),
+    Routed,
     Rejected(Rejection, Option<String>),
-}
-
-/// `255.255.255.255:65535` at most.
-#[derive(Clone, Copy)]
-struct Ipv4Text {
-    len: u8,
-    bytes: [u8; 21],
-}
-
-impl Ipv4Text {
-    fn new(text: &str) -> Ipv4Text {
-        let mut bytes = [0u8; 21];
-        let len = text.len().min(bytes.len());
-        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
-        Ipv4Text {
-            len: len as u8,
-            bytes,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        // Copied from a `&str` of ASCII digits, dots and a colon.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
-    }
-}
-
-struct Pending {
-    state: State,
-    /// `:authority`, when the request phase read it for a decision line.
-    authority: Option<String>,
+    /// Approved, but Envoy refused the filter state: the request went where the activator sent
+    /// it, and `stateful_session` re-pins the session there.
+    SteerFailed(String),
 }
 
 thread_local! {
     // One VM per Envoy worker thread, single-threaded: these are just the VM's globals.
     static PLUGIN: RefCell<Option<Rc<Plugin>>> = const { RefCell::new(None) };
-    static PENDING: RefCell<PendingStreams<Pending>> =
+    static PENDING: RefCell<PendingStreams<State>> =
         RefCell::new(PendingStreams::new(PENDING_SLOTS, MAX_SPILLED_STREAMS));
+    /// The linear memory size last recorded in the gauge.
+    static VM_MEMORY: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Records the VM's memory in its gauge when it has grown: one wasm instruction per request,
+/// a host call only on growth.
+fn record_vm_memory(plugin: &Plugin) {
+    let bytes = core::arch::wasm32::memory_size(0) * 65_536;
+    if VM_MEMORY.with(|m| m.replace(bytes)) != bytes {
+        abi::record(plugin.vm_memory_gauge, bytes as u64);
+    }
 }
 
 // ---- The exports Envoy calls (proxy-wasm ABI 0.2.1) ----
@@ -139,7 +129,9 @@ pub extern "C" fn proxy_on_configure(_root_context_id: u32, size: usize) -> u32 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: u32, _eos: u32) -> u32 {
     if let Some(plugin) = PLUGIN.with(|p| p.borrow().clone()) {
-        Request::new(&plugin).run(context_id);
+        let state = Request::new(&plugin).run();
+        remember(context_id, state);
+        record_vm_memory(&plugin);
     }
     CONTINUE
 }
@@ -152,8 +144,8 @@ pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: u32, _eos
     if cfg!(feature = "empty-response-phase") {
         return CONTINUE;
     }
-    if let (Some(pending), Some(plugin)) = (pending, PLUGIN.with(|p| p.borrow().clone())) {
-        Response::new(&plugin, pending.authority).run(pending.state);
+    if let Some(plugin) = PLUGIN.with(|p| p.borrow().clone()) {
+        Response::new(&plugin).run(pending);
     }
     CONTINUE
 }
@@ -179,6 +171,18 @@ fn configure(size: usize) -> Option<Plugin> {
             return None;
         }
     };
+    if config.deprecated_header {
+        abi::log(
+            abi::LOG_WARN,
+            "kasi_affinity: pluginConfig key \"header\" is obsolete and ignored (sessions are steered through filter state); remove it",
+        );
+    }
+    if config.session_keys.is_empty() {
+        abi::log(
+            abi::LOG_WARN,
+            "kasi_affinity runs unsigned: without pluginConfig \"session_keys\" a forged cookie can name any pod inside allowed_cidrs (kasi apply sets a key)",
+        );
+    }
     let mut metric_ids = [0u32; metrics::ALL.len()];
     for (id, name) in metric_ids.iter_mut().zip(metrics::ALL) {
         match abi::define_counter(name) {
@@ -192,7 +196,12 @@ fn configure(size: usize) -> Option<Plugin> {
             }
         }
     }
-    Some(Plugin { config, metric_ids })
+    let vm_memory_gauge = abi::define_gauge(metrics::VM_MEMORY_BYTES).unwrap_or(u32::MAX);
+    Some(Plugin {
+        config,
+        metric_ids,
+        vm_memory_gauge,
+    })
 }
 
 /// The wall clock, read at most once per callback and only if asked.
@@ -219,8 +228,6 @@ impl Clock {
 struct Request<'a> {
     plugin: &'a Plugin,
     clock: Clock,
-    /// `:authority`, once read (only for decision lines).
-    authority: Option<Option<String>>,
 }
 
 impl<'a> Request<'a> {
@@ -228,102 +235,22 @@ impl<'a> Request<'a> {
         Request {
             plugin,
             clock: Clock::new(),
-            authority: None,
         }
     }
 
-    fn run(mut self, context_id: u32) {
-        let config = &self.plugin.config;
-        let strip_header = matches!(
-            abi::header_value(abi::REQUEST_HEADERS, &config.header),
-            Ok(Some(_))
-        );
-        let first = abi::header_value(abi::REQUEST_HEADERS, "cookie");
-        if let Ok(Some(value)) = &first {
-            if let Some(cookie) = cookies::find([value.as_slice()], config.cookie_name.as_bytes()) {
-                let mut buf = [0u8; codec::MAX_ENCODED_LEN];
-                if let Some(cookie) = codec::decode_ipv4(cookie, &mut buf) {
-                    let now = || self.clock.now();
-                    if policy::routes_ipv4(config, &cookie, now, |a| self.is_dead(a)) {
-                        self.route_ipv4(context_id, strip_header, &cookie);
-                        return;
-                    }
-                }
-            }
-        }
-        let Some(plan) = self.plan(strip_header, first) else {
-            // Unreadable headers: let the request through, but never with a client's routing
-            // header.
-            let _ = abi::set_header(abi::REQUEST_HEADERS, &config.header, None);
-            return;
+    fn run(self) -> State {
+        let serialized = abi::header_map(abi::REQUEST_HEADERS);
+        let headers = serialized.as_deref().ok().and_then(header_map::pairs);
+        let Some(headers) = headers else {
+            // Unreadable headers: let the request through unsteered, and never with a client's
+            // routing header.
+            let _ = abi::set_header(abi::REQUEST_HEADERS, ROUTING_HEADER, None);
+            return State::NoCookie;
         };
-        let state = self.apply(plan);
-        remember(context_id, state, self.authority.flatten());
-    }
-
-    /// The fast path's routed request: the same effects as [`Request::apply`] for a routed
-    /// plan, with nothing allocated.
-    fn route_ipv4(&mut self, context_id: u32, strip_header: bool, cookie: &Ipv4Cookie) {
-        let plugin = self.plugin;
-        if strip_header {
-            count(plugin, Counter::HeaderStripped);
-            self.log(Decision::Stripped, None, "client_sent_header", &[]);
-        }
-        count(plugin, Counter::Requests);
-        // Replaces every copy of a client-sent header too.
-        let _ = abi::set_header(
-            abi::REQUEST_HEADERS,
-            &plugin.config.header,
-            Some(cookie.text.as_bytes()),
-        );
-        count(plugin, Counter::CookieRouted);
-        if plugin.config.log_decisions == LogDecisions::All {
-            self.log(
-                Decision::Routed,
-                Some(cookie.text),
-                "cookie",
-                &cookie_fields(&cookie.session_cookie()),
-            );
-        }
-        let state = State::RoutedV4(Ipv4Text::new(cookie.text));
-        remember(context_id, state, self.authority.take().flatten());
-    }
-
-    /// The request's plan from the first `cookie` header when that decides it (no cookie at all,
-    /// or a session cookie that is honoured), else from the whole header map.
-    fn plan(
-        &self,
-        strip_header: bool,
-        first: Result<Option<Vec<u8>>, abi::Status>,
-    ) -> Option<RequestPlan> {
         let config = &self.plugin.config;
-        let decided = match &first {
-            Ok(None) => Some(Verdict::NoCookie),
-            Ok(Some(value)) => cookies::find([value.as_slice()], config.cookie_name.as_bytes())
-                .map(|cookie| {
-                    policy::judge(config, cookie, || self.clock.now(), |a| self.is_dead(a))
-                })
-                .filter(|verdict| matches!(verdict, Verdict::Routed { .. })),
-            Err(_) => None,
-        };
-        if let Some(verdict) = decided {
-            return Some(RequestPlan {
-                strip_header,
-                verdict,
-                cookie_rewrite: None,
-            });
-        }
-        // The session cookie is in another `cookie` header, or it is not honoured and must be
-        // removed from all of them: the full map, and the policy over every header.
-        let serialized = abi::header_map(abi::REQUEST_HEADERS).ok()?;
-        let headers = header_map::pairs(&serialized)?;
-        let now = self.clock.now();
-        Some(policy::plan_request(
-            config,
-            headers.iter().copied(),
-            now,
-            |a| self.is_dead(a),
-        ))
+        let plan = policy::plan_request(config, &headers, || self.clock.now(), |a| self.is_dead(a));
+        let authority = String::from_utf8_lossy(policy::authority(&headers));
+        self.apply(plan, &authority)
     }
 
     fn is_dead(&self, address: &str) -> bool {
@@ -342,40 +269,66 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn apply(&mut self, plan: RequestPlan) -> State {
+    fn apply(&self, plan: RequestPlan, authority: &str) -> State {
         let plugin = self.plugin;
-        let header = plugin.config.header.as_str();
-        let routed = matches!(plan.verdict, Verdict::Routed { .. });
+        let config = &plugin.config;
         if plan.strip_header {
-            // A routed request's header is replaced below, every copy at once.
-            if !routed {
-                let _ = abi::set_header(abi::REQUEST_HEADERS, header, None);
-            }
+            let _ = abi::set_header(abi::REQUEST_HEADERS, ROUTING_HEADER, None);
             count(plugin, Counter::HeaderStripped);
-            self.log(Decision::Stripped, None, "client_sent_header", &[]);
+            self.log(
+                Decision::Stripped,
+                None,
+                authority,
+                "client_sent_header",
+                &[],
+            );
         }
         if let Some(rewrite) = &plan.cookie_rewrite {
-            let _ = abi::set_header(abi::REQUEST_HEADERS, "cookie", rewrite.as_deref());
+            rewrite_cookies(plan.cookie_headers, rewrite.as_deref());
         }
         count(plugin, Counter::Requests);
+        let routed = matches!(plan.verdict, Verdict::Routed { .. });
+        if !routed && (!config.session_keys.is_empty() || config.log_decisions != LogDecisions::Off)
+        {
+            // The response may issue a session to sign, or a line to write, for this host.
+            let _ = abi::set_property(AUTHORITY_PROPERTY, authority.as_bytes());
+        }
         match plan.verdict {
-            Verdict::NoCookie => {
-                // The response phase logs the new pin (or the dead pod) under this authority.
-                self.read_authority();
-                State::NoCookie
-            }
+            Verdict::NoCookie => State::NoCookie,
             Verdict::Routed { cookie, address } => {
-                let _ = abi::set_header(abi::REQUEST_HEADERS, header, Some(address.as_bytes()));
-                count(plugin, Counter::CookieRouted);
-                if plugin.config.log_decisions == LogDecisions::All {
-                    self.log(
-                        Decision::Routed,
-                        Some(&address),
-                        "cookie",
-                        &cookie_fields(&cookie),
-                    );
+                let arguments = policy::set_filter_state_arguments(
+                    policy::ORIGINAL_DST_FILTER_STATE,
+                    &address,
+                    policy::LIFE_SPAN_DOWNSTREAM_REQUEST,
+                );
+                match abi::call_foreign_function("set_envoy_filter_state", &arguments) {
+                    Ok(()) => {
+                        count(plugin, Counter::CookieRouted);
+                        if config.log_decisions == LogDecisions::All {
+                            self.log(
+                                Decision::Routed,
+                                Some(&address),
+                                authority,
+                                CARRIER,
+                                &cookie_fields(&cookie),
+                            );
+                        }
+                        State::Routed
+                    }
+                    Err(status) => {
+                        // Not steered: the request goes where the activator sent it, and the
+                        // response re-pins the session there (signed as any new pin).
+                        count(plugin, Counter::SteerFailed);
+                        self.log(
+                            Decision::Rejected,
+                            Some(&address),
+                            authority,
+                            "steer_failed",
+                            &[("status", number(status.into()))],
+                        );
+                        State::SteerFailed(address)
+                    }
                 }
-                State::Routed(address)
             }
             Verdict::Rejected { rejection, address } => {
                 count(plugin, Counter::rejected(&rejection));
@@ -387,40 +340,50 @@ impl<'a> Request<'a> {
                 self.log(
                     Decision::Rejected,
                     address.as_deref(),
+                    authority,
                     rejection.reason(),
                     &detail,
                 );
-                // The response phase logs the new pin under this request's authority.
-                self.read_authority();
-                State::Rejected(rejection, address)
+                // The decode error's text may quote client bytes: only the reason is kept.
+                let kept = match rejection {
+                    Rejection::Malformed(_) => {
+                        Rejection::Malformed(crate::codec::DecodeError::Empty)
+                    }
+                    other => other,
+                };
+                State::Rejected(kept, address)
             }
         }
     }
 
-    fn read_authority(&mut self) -> Option<&str> {
-        if self.plugin.config.log_decisions == LogDecisions::Off {
-            return None;
-        }
-        self.authority
-            .get_or_insert_with(|| {
-                abi::header_value(abi::REQUEST_HEADERS, ":authority")
-                    .ok()
-                    .flatten()
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
-            })
-            .as_deref()
-    }
-
     fn log(
-        &mut self,
+        &self,
         decision: Decision,
         address: Option<&str>,
+        authority: &str,
         reason: &str,
         extra: &[(&str, Json)],
     ) {
         if wanted(&self.plugin.config, decision) {
-            let authority = self.read_authority().map(str::to_owned);
-            write_line(decision, address, authority.as_deref(), reason, extra);
+            write_line(decision, address, Some(authority), reason, extra);
+        }
+    }
+}
+
+/// Puts the rewritten `cookie` value in place of every `cookie` header (or removes them all).
+/// With one header, one replace; with several, remove then add, so that the result does not
+/// depend on whether this Envoy's `setCopy` replaces the first header or all of them.
+fn rewrite_cookies(headers: usize, value: Option<&[u8]>) {
+    match value {
+        Some(value) if headers <= 1 => {
+            let _ = abi::set_header(abi::REQUEST_HEADERS, "cookie", Some(value));
+        }
+        Some(value) => {
+            let _ = abi::set_header(abi::REQUEST_HEADERS, "cookie", None);
+            let _ = abi::add_header(abi::REQUEST_HEADERS, "cookie", value);
+        }
+        None => {
+            let _ = abi::set_header(abi::REQUEST_HEADERS, "cookie", None);
         }
     }
 }
@@ -428,50 +391,48 @@ impl<'a> Request<'a> {
 /// The response phase of one stream.
 struct Response<'a> {
     plugin: &'a Plugin,
-    authority: Option<String>,
+    /// The request's `:authority`, read when first needed (to sign an issued session, or for a
+    /// decision line).
+    authority: RefCell<Option<Option<String>>>,
 }
 
 impl<'a> Response<'a> {
-    fn new(plugin: &'a Plugin, authority: Option<String>) -> Response<'a> {
-        Response { plugin, authority }
+    fn new(plugin: &'a Plugin) -> Response<'a> {
+        Response {
+            plugin,
+            authority: RefCell::new(None),
+        }
     }
 
-    fn run(mut self, state: State) {
+    fn run(self, state: Option<State>) {
         let plugin = self.plugin;
         let failed = failed_to_connect();
         match state {
-            State::RoutedV4(address) if failed => {
-                self.mark_dead(address.as_str());
-                self.drop_session_cookie();
-            }
-            State::Routed(address) if failed => {
-                self.mark_dead(&address);
-                self.drop_session_cookie();
-            }
-            State::RoutedV4(_) | State::Routed(_) => count(plugin, Counter::StickyHits),
-            // Not routed by a cookie, yet the pod the activator picked is gone (its endpoints
-            // not updated yet): stateful_session would pin the session to that dead pod.
-            State::NoCookie | State::Rejected(..) if failed => {
+            Some(State::Routed) if !failed => count(plugin, Counter::StickyHits),
+            // The attempt failed to connect: quarantine the host Envoy actually tried (never
+            // the cookie's address: a client must not be able to quarantine a pod that is
+            // alive), and make the client drop the session: its next request, on any
+            // activator replica, starts afresh instead of failing again.
+            _ if failed => {
                 if let Some(address) = abi::property(&["upstream", "address"]).ok().flatten() {
                     self.mark_dead(&String::from_utf8_lossy(&address));
                 }
                 self.drop_session_cookie();
             }
-            State::NoCookie => {
-                if plugin.config.log_decisions != LogDecisions::Off {
-                    if let Some(issued) = self.issued_cookie() {
-                        let address = policy::canonical_address(&issued.address);
-                        self.log(
-                            Decision::Pin,
-                            Some(&address),
-                            "new_session",
-                            &cookie_fields(&issued),
-                        );
-                    }
+            Some(State::Routed) => {}
+            Some(State::NoCookie) => {
+                if let Some(issued) = self.sign_issued() {
+                    let address = policy::canonical_address(&issued.address);
+                    self.log(
+                        Decision::Pin,
+                        Some(&address),
+                        "new_session",
+                        &cookie_fields(&issued),
+                    );
                 }
             }
-            State::Rejected(rejection, previous) => {
-                if let Some(issued) = self.issued_cookie() {
+            Some(State::Rejected(rejection, previous)) => {
+                if let Some(issued) = self.sign_issued() {
                     count(plugin, Counter::Rebinds);
                     let address = policy::canonical_address(&issued.address);
                     let mut fields = cookie_fields(&issued);
@@ -484,7 +445,75 @@ impl<'a> Response<'a> {
                     );
                 }
             }
+            Some(State::SteerFailed(previous)) => {
+                if let Some(issued) = self.sign_issued() {
+                    let address = policy::canonical_address(&issued.address);
+                    let mut fields = cookie_fields(&issued);
+                    fields.push(("previous", Json::String(previous)));
+                    self.log(Decision::Rebind, Some(&address), "steer_failed", &fields);
+                }
+            }
+            // A stream the table no longer held: a session issued on it must still be signed,
+            // or its next request would be refused.
+            None => {
+                if !plugin.config.session_keys.is_empty() {
+                    self.sign_issued();
+                }
+            }
         }
+    }
+
+    /// The request's `:authority`, as the request phase left it for this response; `None`
+    /// for a routed request (it costs every routed request a host call, and only a rare dead
+    /// line would use it).
+    fn authority(&self) -> Option<String> {
+        self.authority
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                abi::property(&[AUTHORITY_PROPERTY])
+                    .ok()
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+            })
+            .clone()
+    }
+
+    /// The session `stateful_session` issued on this response, if any, with its MAC appended
+    /// when sessions are signed.
+    fn sign_issued(&self) -> Option<SessionCookie> {
+        let config = &self.plugin.config;
+        let serialized = abi::header_map(abi::RESPONSE_HEADERS).ok()?;
+        let headers = header_map::pairs(&serialized)?;
+        let set_cookies: Vec<&[u8]> = headers
+            .iter()
+            .filter(|(n, _)| *n == b"set-cookie")
+            .map(|(_, v)| *v)
+            .collect();
+        let issued = policy::issued_cookie(set_cookies.iter().copied(), &config.cookie_name)?;
+        if !config.session_keys.is_empty() {
+            // No authority, no signature: an unsigned session is refused on its next request,
+            // which then starts afresh.
+            let authority = self.authority().unwrap_or_default();
+            let signed: Vec<Option<Vec<u8>>> = set_cookies
+                .iter()
+                .map(|v| {
+                    policy::sign_set_cookie(
+                        v,
+                        &config.cookie_name,
+                        &config.session_keys,
+                        authority.as_bytes(),
+                    )
+                })
+                .collect();
+            if signed.iter().any(Option::is_some) {
+                let _ = abi::set_header(abi::RESPONSE_HEADERS, "set-cookie", None);
+                for (original, signed) in set_cookies.iter().zip(&signed) {
+                    let value = signed.as_deref().unwrap_or(original);
+                    let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", value);
+                }
+            }
+        }
+        Some(issued)
     }
 
     /// Makes a failed response delete the session cookie: the client's next request may reach
@@ -492,7 +521,8 @@ impl<'a> Response<'a> {
     /// session rather than fail a second time. A cookie `stateful_session` just wrote for the
     /// dead pod is taken out.
     fn drop_session_cookie(&self) {
-        let name = self.plugin.config.cookie_name.as_bytes();
+        let config = &self.plugin.config;
+        let name = config.cookie_name.as_bytes();
         if let Ok(serialized) = abi::header_map(abi::RESPONSE_HEADERS) {
             let set_cookies: Vec<&[u8]> = header_map::pairs(&serialized)
                 .unwrap_or_default()
@@ -512,12 +542,12 @@ impl<'a> Response<'a> {
                 }
             }
         }
-        let expire = policy::expiring_cookie(&self.plugin.config.cookie_name);
+        let expire = policy::expiring_cookie(&config.cookie_name, &config.cookie_path);
         let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", expire.as_bytes());
     }
 
     /// Quarantines `address` for every worker; retried on a concurrent write (CAS mismatch).
-    fn mark_dead(&mut self, address: &str) {
+    fn mark_dead(&self, address: &str) {
         let now = abi::now_unix_s();
         let ttl = self.plugin.config.dead_host_ttl_s;
         for _ in 0..8 {
@@ -543,37 +573,20 @@ impl<'a> Response<'a> {
         );
     }
 
-    fn issued_cookie(&self) -> Option<SessionCookie> {
-        let serialized = abi::header_map(abi::RESPONSE_HEADERS).ok()?;
-        let headers = header_map::pairs(&serialized)?;
-        policy::issued_cookie(
-            headers
-                .iter()
-                .filter(|(n, _)| *n == b"set-cookie")
-                .map(|(_, v)| *v),
-            &self.plugin.config.cookie_name,
-        )
-    }
-
-    /// The authority is the one the request phase read: Envoy gives a filter the request's
-    /// headers in the request phase only. A routed request's is not read (it would cost every
-    /// routed request a host call), so its `dead` line, if it fails, says `null`.
     fn log(&self, decision: Decision, address: Option<&str>, reason: &str, extra: &[(&str, Json)]) {
         if wanted(&self.plugin.config, decision) {
-            write_line(decision, address, self.authority.as_deref(), reason, extra);
+            let authority = self.authority();
+            write_line(decision, address, authority.as_deref(), reason, extra);
         }
     }
 }
 
-fn remember(context_id: u32, state: State, authority: Option<String>) {
+fn remember(context_id: u32, state: State) {
     if cfg!(feature = "request-phase-only") {
         // No response phase will take it.
         return;
     }
-    PENDING.with(|p| {
-        p.borrow_mut()
-            .insert(context_id, Pending { state, authority })
-    });
+    PENDING.with(|p| p.borrow_mut().insert(context_id, state));
 }
 
 fn count(plugin: &Plugin, counter: Counter) {
@@ -595,7 +608,7 @@ fn write_line(
     reason: &str,
     extra: &[(&str, Json)],
 ) {
-    let line = decision_log::line(decision, address, authority, reason, extra);
+    let line = decision_log::line(decision, address, authority, reason, CARRIER, extra);
     abi::log(abi::LOG_INFO, &line);
 }
 
