@@ -169,6 +169,11 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
                     }
                 }
                 fill_plugin_config(&mut spec["pluginConfig"], options);
+                // The filter's own parser: a bad flag fails here, not in the sidecar.
+                let config = spec["pluginConfig"].to_string();
+                if let Err(e) = kasi_filter::config::Config::parse(config.as_bytes()) {
+                    bail!("{e}");
+                }
                 if let Some(rotated_at) = options
                     .session_keys
                     .as_ref()
@@ -221,15 +226,9 @@ fn fill_plugin_config(config: &mut Value, options: &RenderOptions) {
     }
 }
 
+/// The flags the filter's parser does not see (the filter source), and the cookie path's most
+/// common mistake said plainly; the pluginConfig itself is checked by that parser once rendered.
 fn validate(options: &RenderOptions) -> anyhow::Result<()> {
-    // The same rules the filter applies to its pluginConfig, so a bad flag fails here, not in the sidecar.
-    let mut config = json!({"cookie_name": options.cookie_name});
-    if let Some(cidrs) = &options.allowed_cidrs {
-        config["allowed_cidrs"] = json!(cidrs);
-    }
-    if let Err(e) = kasi_filter::config::Config::parse(config.to_string().as_bytes()) {
-        bail!("{e}");
-    }
     if let FilterSource::Url { url, sha256 } = &options.filter {
         if !(url.starts_with("oci://") || url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -350,6 +349,13 @@ mod tests {
             plugin["metadata"]["labels"]["app.kubernetes.io/managed-by"],
             "kasi"
         );
+        // What kasi renders is a pluginConfig the filter accepts, with the keys kasi rendered.
+        let parsed = kasi_filter::config::Config::parse(
+            plugin["spec"]["pluginConfig"].to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(parsed.session_keys.len(), 2);
+        assert_eq!(parsed.cookie_path, "/");
     }
 
     #[test]
@@ -413,6 +419,9 @@ mod tests {
             sha256: "a".repeat(64),
         });
         assert!(render(&o).unwrap_err().to_string().contains("oci://"));
+        let mut o = options();
+        o.cookie_path = "/a;b".into();
+        assert!(render(&o).unwrap_err().to_string().contains("cookie_path"));
     }
 
     #[test]
