@@ -171,7 +171,8 @@ pub async fn pieces(
     let skeleton = render(&options).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
     let live_keys = match apply::live_keys(client, &skeleton).await {
         Ok(keys) => keys,
-        // No WasmPlugin CRD, say: the loop below reports the piece as missing.
+        // No WasmPlugin CRD, or live keys that do not parse: the loop below reports the piece as
+        // missing or drifted, which is the answer status owes.
         Err(InstallError::Cluster(_)) => None,
         Err(e) => return Err(e),
     };
