@@ -44,7 +44,14 @@ pub enum Command {
     /// and run until Ctrl-C; prints its kubeconfig path and ingress URL.
     Lab(LabArgs),
     /// Print the install bundle as multi-document YAML.
-    Manifests(ManifestArgs),
+    Manifests {
+        #[command(flatten)]
+        manifest: ManifestArgs,
+        /// Sign sessions with this key (base64 of 32 bytes) instead of a freshly generated one.
+        /// It is visible in the process list; `kasi apply` generates and keeps keys by itself.
+        #[arg(long, value_name = "BASE64")]
+        session_key: Option<String>,
+    },
     /// Check prerequisites, show the diff against the cluster, ask, then server-side apply the bundle.
     Apply(ApplyArgs),
     /// Restore what `kasi apply` changed and delete what it created.
@@ -76,11 +83,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Decode a session cookie: a raw value, name=value, or a whole Cookie:/Set-Cookie: line.
+    /// Decode a session cookie, signed or not: a raw value, name=value, or a whole
+    /// Cookie:/Set-Cookie: line.
     Decode {
         /// The cookie, as copied from a browser, curl -v or an Envoy log.
         value: String,
-        /// Print {"format","address","expires","expired"} as JSON.
+        /// Print {"carrier","format","address","expires","expired","signed"} as JSON.
         #[arg(long)]
         json: bool,
         /// The cookie's name, when the line holds several cookies.
@@ -102,6 +110,10 @@ pub struct ApplyArgs {
     /// Take over fields other field managers own instead of stopping.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Sign sessions with a new key; the cluster's current keys keep verifying for one cookie TTL
+    /// (one day for cookies without a TTL), then a later apply drops them.
+    #[arg(long)]
+    pub rotate_key: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -4,6 +4,7 @@ use kasi::cli::{ApplyArgs, Cli, Command, FilterSourceArg, LabArgs, ManifestArgs}
 use kasi::cluster::{self, ClusterTarget};
 use kasi::install::apply::{self, ApplyOptions};
 use kasi::install::render::{self, FilterSource, RenderOptions};
+use kasi::install::session_keys::KeyRing;
 use kasi::install::{revert, status, InstallError, FILTER_WASM};
 use kasi::lab::{Lab, LabOptions};
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -60,7 +61,10 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_INPUT)
             }
         },
-        Some(Command::Manifests(args)) => match manifests(&args, &namespace) {
+        Some(Command::Manifests {
+            manifest,
+            session_key,
+        }) => match manifests(&manifest, session_key.as_deref(), &namespace) {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -83,8 +87,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn manifests(args: &ManifestArgs, namespace: &str) -> anyhow::Result<String> {
-    render::to_yaml(&render::render(&render_options(args, namespace))?)
+/// `kasi manifests`: without a cluster to read keys from, a fresh session key unless one is given.
+fn manifests(
+    args: &ManifestArgs,
+    session_key: Option<&str>,
+    namespace: &str,
+) -> anyhow::Result<String> {
+    let mut options = render_options(args, namespace);
+    let keys = match session_key {
+        Some(text) => KeyRing::pinned(text).map_err(anyhow::Error::msg)?,
+        None => KeyRing::generate(),
+    };
+    options.session_keys = Some(keys);
+    let yaml = render::to_yaml(&render::render(&options)?)?;
+    if session_key.is_none() {
+        eprintln!("kasi: generated a new session key; `kasi apply` keeps the cluster's");
+    }
+    Ok(yaml)
 }
 
 /// The render options the manifest flags describe (`allowed_cidrs: None` when none were given).
@@ -153,6 +172,7 @@ async fn run_apply(
         detect_cidrs: true,
         dry_run: args.dry_run,
         force_conflicts: args.force_conflicts,
+        rotate_key: args.rotate_key,
     };
     apply::apply(&client, options, &mut ask(args.yes, "apply"), out)
         .await

@@ -48,3 +48,35 @@ fn bad_input_exits_2_with_one_line() {
         assert!(err.starts_with("kasi decode: "), "{err}");
     }
 }
+
+#[test]
+fn a_signed_cookie_decodes_and_says_it_is_signed() {
+    let value = encode_proto("10.4.0.17:8012".parse().unwrap(), None);
+    let keys = kasi_filter::signing::SessionKeys::new([&[3u8; 32]]);
+    let signed = keys
+        .sign(
+            value.as_bytes(),
+            b"hello.example.com",
+            kasi_filter::signing::COOKIE_SEPARATOR,
+        )
+        .unwrap();
+    let line = format!(
+        "Cookie: kasi-session=\"{}\"",
+        String::from_utf8(signed).unwrap()
+    );
+    let out = kasi(&["decode", "--json", &line]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["carrier"], "cookie");
+    assert_eq!(json["address"], "10.4.0.17:8012");
+    assert_eq!(json["signed"], true);
+    let unsigned = kasi(&["decode", "--json", &value]);
+    let json: serde_json::Value = serde_json::from_slice(&unsigned.stdout).unwrap();
+    assert_eq!(json["signed"], false);
+    let text = kasi(&["decode", &line]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("signed   yes"));
+}

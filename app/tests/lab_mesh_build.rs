@@ -71,12 +71,16 @@ fn the_bundle_gives_istios_names_and_filter_order() {
         .unwrap();
     assert_eq!(passthrough["type"], "ORIGINAL_DST");
     assert_eq!(
-        passthrough["original_dst_lb_config"],
-        json!({"use_http_header": true})
+        passthrough["common_lb_config"],
+        json!({"override_host_status": {"statuses": ["DRAINING"]}})
     );
     assert!(
-        passthrough.get("originalDstLbConfig").is_none(),
+        passthrough.get("commonLbConfig").is_none(),
         "patch keys were converted to snake_case"
+    );
+    assert!(
+        passthrough.get("original_dst_lb_config").is_none(),
+        "no header can route: {passthrough}"
     );
 
     // The stateful_session value arrived in snake_case too, its cookie intact.

@@ -110,7 +110,8 @@ fn requests_reach_the_pinned_pod_through_virtual_outbound() {
         revision("default", "hello-00001", 0, &[&pod_ips[0], &pod_ips[1]]),
         bundle(
             true,
-            json!({"allowed_cidrs": ["127.0.0.0/8"], "log_decisions": "all"}),
+            json!({"allowed_cidrs": ["127.0.0.0/8"], "log_decisions": "all",
+                   "session_keys": [kasi_filter::signing::key_text(&[9u8; 32])]}),
         ),
     ]
     .concat();
@@ -126,18 +127,46 @@ fn requests_reach_the_pinned_pod_through_virtual_outbound() {
     let set_cookie = header(&first, "set-cookie").expect("stateful_session issues a cookie");
     let cookie = set_cookie.split(';').next().unwrap().to_string();
     assert!(cookie.starts_with("kasi-session="), "{set_cookie}");
+    let value = cookie.trim_start_matches("kasi-session=");
+    let (session, signed) = kasi::affinity::decode::decode_value(value).unwrap();
+    assert!(
+        signed,
+        "the filter signed stateful_session's cookie: {set_cookie}"
+    );
+    assert_eq!(session.address, pod_a.address);
 
-    // The activator now picks pod B, but the session goes to pod A: the filter turned the cookie
-    // into x-envoy-original-dst-host, which PassthroughCluster honours.
+    // The activator now picks pod B, but the session goes to pod A: the filter verified the
+    // cookie and steered PassthroughCluster there through filter state.
     let cookie_header = [("cookie", cookie.as_str())];
     for _ in 0..3 {
         let pinned =
             http_get_via_proxy_protocol(outbound, pod_b.address, host, &cookie_header).unwrap();
         assert_eq!(header(&pinned, "x-kasi-pod"), Some("hello-a"), "{pinned:?}");
     }
-    // Without a cookie, the original destination decides.
+    // Without a cookie, the original destination decides; a client's header routes nowhere.
     let fresh = http_get_via_proxy_protocol(outbound, pod_b.address, host, &[]).unwrap();
     assert_eq!(header(&fresh, "x-kasi-pod"), Some("hello-b"));
+    let pod_a_text = pod_a.address.to_string();
+    let by_header = [("x-envoy-original-dst-host", pod_a_text.as_str())];
+    let ignored = http_get_via_proxy_protocol(outbound, pod_b.address, host, &by_header).unwrap();
+    assert_eq!(
+        header(&ignored, "x-kasi-pod"),
+        Some("hello-b"),
+        "{ignored:?}"
+    );
+    // An unsigned cookie for pod A (well-formed, allowed address) is not honoured either.
+    let forged = format!(
+        "kasi-session=\"{}\"",
+        kasi_filter::codec::encode_proto(pod_a.address, None)
+    );
+    let forged_header = [("cookie", forged.as_str())];
+    let refused =
+        http_get_via_proxy_protocol(outbound, pod_b.address, host, &forged_header).unwrap();
+    assert_eq!(
+        header(&refused, "x-kasi-pod"),
+        Some("hello-b"),
+        "{refused:?}"
+    );
 
     // The requests went through the handed-off HTTP listener and the allow_any route.
     let stats = envoy.admin_get("/stats");
@@ -155,7 +184,7 @@ fn requests_reach_the_pinned_pod_through_virtual_outbound() {
     };
     assert_eq!(
         counter("http.outbound_0.0.0.0_8012.downstream_rq_total"),
-        5,
+        7,
         "{stats}"
     );
     assert!(

@@ -3,6 +3,7 @@
 //! with values Knative permits. Fixtures: `tests/fixtures/README.md`.
 
 use kasi::install::render::{render, FilterSource, Piece, RenderOptions};
+use kasi::install::session_keys::{self, KeyRing};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -82,6 +83,15 @@ fn variants() -> Vec<RenderOptions> {
     let mut with_ttl = configmap.clone();
     with_ttl.cookie_ttl = Some(Duration::from_secs(1800));
     with_ttl.cookie_name = "sticky".into();
+    with_ttl.cookie_path = "/app".into();
+    // Keys after a rotation: a list and the rotation annotation.
+    let (rotated, _) = session_keys::next(
+        Some(KeyRing::generate()),
+        true,
+        Duration::from_secs(1800),
+        std::time::SystemTime::now(),
+    );
+    with_ttl.session_keys = Some(rotated);
     let hosted = RenderOptions::new(FilterSource::Url {
         url: "oci://ghcr.io/example/kasi:1.0".into(),
         sha256: "ab".repeat(32),

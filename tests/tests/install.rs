@@ -6,6 +6,7 @@ use kasi::cluster::{self, ClusterTarget};
 use kasi::install::apply::{apply, ApplyOptions, ApplyOutcome};
 use kasi::install::render::{FilterSource, RenderOptions};
 use kasi::install::revert::{revert, RevertOutcome};
+use kasi::install::session_keys::ROTATED_AT_ANNOTATION;
 use kasi::install::status::{self, PieceState};
 use kasi::install::{InstallError, FILTER_WASM};
 use kasi::lab::{Lab, LabOptions};
@@ -46,6 +47,7 @@ fn options(dry_run: bool, force_conflicts: bool) -> ApplyOptions {
         detect_cidrs: true,
         dry_run,
         force_conflicts,
+        rotate_key: false,
     }
 }
 
@@ -142,6 +144,27 @@ async fn contents(api: &Api<DynamicObject>, name: &str) -> Value {
     })
 }
 
+/// The live WasmPlugin's `session_keys` and its rotation annotation.
+async fn session_keys(client: &Client) -> (Vec<String>, Option<String>) {
+    let plugins = api(
+        client,
+        "extensions.istio.io/v1alpha1",
+        "WasmPlugin",
+        "wasmplugins",
+    );
+    let object = contents(&plugins, "kasi-affinity").await;
+    let keys = object["spec"]["pluginConfig"]["session_keys"]
+        .as_array()
+        .expect("session_keys is a list")
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let rotated_at = object["annotations"][ROTATED_AT_ANNOTATION]
+        .as_str()
+        .map(str::to_owned);
+    (keys, rotated_at)
+}
+
 async fn pre_existing(client: &Client) -> Vec<Value> {
     let mut out = Vec::new();
     for (api, name) in all_objects(client) {
@@ -152,7 +175,8 @@ async fn pre_existing(client: &Client) -> Vec<Value> {
     out
 }
 
-/// Waits until every activator's sidecar has the filter and `use_http_header` (istiod pushes).
+/// Waits until every activator's sidecar has the filter and the PassthroughCluster patch
+/// (`override_host_status`; istiod pushes).
 async fn wait_for_sidecars(client: &Client) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -165,7 +189,8 @@ async fn wait_for_sidecars(client: &Client) {
             let dump = cluster::http_get(client, NS, &activator.pod, 15000, "/config_dump")
                 .await
                 .expect("config_dump through a port-forward");
-            ready &= String::from_utf8_lossy(&dump.body).contains("use_http_header");
+            let dump = String::from_utf8_lossy(&dump.body);
+            ready &= dump.contains("override_host_status") && !dump.contains("use_http_header");
         }
         if ready {
             return;
@@ -257,8 +282,46 @@ async fn apply_status_reapply_revert() {
     assert_eq!(
         versions(&client).await,
         applied_versions,
-        "the second apply changed something"
+        "the second apply changed something (a new session key would)"
     );
+
+    // Rotation: a new key signs, the old one still verifies; no output ever shows a key.
+    let (keys, rotated_at) = session_keys(&client).await;
+    assert_eq!((keys.len(), rotated_at), (1, None));
+    let mut rotate = options(true, false);
+    rotate.rotate_key = true;
+    let mut out = Vec::new();
+    let outcome = apply(&client, rotate.clone(), &mut yes(), &mut out)
+        .await
+        .expect("dry run of a rotation");
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(outcome, ApplyOutcome::DryRun { changes: 1 }, "{text}");
+    assert!(
+        text.contains("session_keys: (1 key(s), not shown) → (2 key(s), not shown)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&keys[0]),
+        "the dry run printed a key: {text}"
+    );
+    assert_eq!(session_keys(&client).await.0, keys, "the dry run rotated");
+    rotate.dry_run = false;
+    let mut out = Vec::new();
+    let outcome = apply(&client, rotate, &mut yes(), &mut out)
+        .await
+        .expect("rotation");
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(outcome, ApplyOutcome::Applied { changed: 1 }, "{text}");
+    assert!(text.contains("rotated"), "{text}");
+    let (rotated, rotated_at) = session_keys(&client).await;
+    assert_eq!(rotated.len(), 2);
+    assert_ne!(rotated[0], keys[0], "a new key signs");
+    assert_eq!(rotated[1], keys[0], "the old key still verifies");
+    assert!(rotated_at.is_some(), "the rotation time is recorded");
+    let found = status::collect(&client, NS).await.expect("status");
+    assert!(found.installed, "{:?}", found.pieces);
+    let (rate, _) = hit_rate(ingress_addr(&lab)).await;
+    assert_eq!(rate, 1.0, "client-side hit rate after the rotation");
 
     // Revert: what existed is byte-identical, what kasi created is gone.
     let mut out = Vec::new();

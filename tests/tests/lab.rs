@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use kasi::install::render::{render, FilterSource, RenderOptions};
+use kasi::install::session_keys::KeyRing;
 use kasi::lab::{Lab, LabOptions};
 use kasi_e2e::lab_client::{activator_pods, hit_rate, kube_client};
 use kasi_e2e::{envoy_binary, filter_wasm, Response, Session};
@@ -66,6 +67,8 @@ async fn apply_pieces(client: &Client, cidr: String, wanted: impl Fn(&str) -> bo
     let wasm = std::fs::read(filter_wasm()).expect("compiled filter");
     let mut options = RenderOptions::new(FilterSource::ConfigMap { wasm });
     options.allowed_cidrs = Some(vec![cidr]);
+    // Signed sessions, as `kasi apply` renders them.
+    options.session_keys = Some(KeyRing::generate());
     let pieces: Vec<_> = render(&options)
         .expect("bundle renders")
         .into_iter()
@@ -152,7 +155,7 @@ async fn affinity_breaks_without_the_bundle_and_heals_with_it() {
         let text = String::from_utf8_lossy(&body);
         if dump_before >= 10 * body.len()
             && text.contains("kasi-affinity")
-            && text.contains("use_http_header")
+            && text.contains("override_host_status")
         {
             break body.len();
         }

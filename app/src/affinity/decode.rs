@@ -1,7 +1,8 @@
-//! `kasi decode`: what a pasted cookie says, whatever shape it was pasted in.
+//! `kasi decode`: what a pasted cookie says, whatever shape it was pasted in, signed or not.
 
-use kasi_filter::codec::{self, Expiry, SessionCookie};
+use kasi_filter::codec::{self, DecodeError, Expiry, SessionCookie};
 use kasi_filter::config::DEFAULT_COOKIE_NAME;
+use kasi_filter::signing::{self, COOKIE_SEPARATOR};
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -69,15 +70,38 @@ fn is_cookie_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// A bare base64 value such as `MS4yLjMuNDo4MA==`: its only '=' are trailing padding.
+/// A bare base64 value such as `MS4yLjMuNDo4MA==` (or a signed one, `MS4yLjMuNDo4MA==.<MAC>`):
+/// its only '=' are the padding at the end of Envoy's value.
 fn looks_like_base64(s: &str) -> bool {
-    let body = s.trim().trim_matches('"').trim_end_matches('=');
-    !body.contains('=')
+    let (value, _) = split_signed(s);
+    !value.trim_end_matches('=').contains('=')
+}
+
+/// A cookie value without its quotes, split into Envoy's value and kasi's MAC (DESIGN.md, "Signed
+/// sessions": `value + "." + MAC`), the way the filter splits it.
+pub fn split_signed(value: &str) -> (&str, Option<&str>) {
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let (envoy_value, mac) = signing::split(value.as_bytes(), COOKIE_SEPARATOR);
+    // `split` cuts at a byte offset of ASCII separators, so both halves are still UTF-8.
+    let mac = mac.map(|_| &value[envoy_value.len() + COOKIE_SEPARATOR.len()..]);
+    (&value[..envoy_value.len()], mac)
+}
+
+/// Decodes a session cookie's value, signed or not: the session, and whether it carried a MAC.
+pub fn decode_value(value: &str) -> Result<(SessionCookie, bool), DecodeError> {
+    let (envoy_value, mac) = split_signed(value);
+    Ok((codec::decode(envoy_value.as_bytes())?, mac.is_some()))
 }
 
 /// A decoded cookie with the time it was judged at.
 pub struct Decoded {
     pub cookie: SessionCookie,
+    /// Whether the value carried kasi's MAC (checked by the sidecar, which holds the key).
+    pub signed: bool,
     pub now_unix_s: u64,
 }
 
@@ -86,16 +110,20 @@ impl Decoded {
     pub fn to_json(&self) -> String {
         #[derive(Serialize)]
         struct Out {
+            carrier: &'static str,
             format: &'static str,
             address: String,
             expires: Option<u64>,
             expired: bool,
+            signed: bool,
         }
         let out = Out {
+            carrier: "cookie",
             format: self.cookie.format.as_str(),
             address: self.cookie.address.to_string(),
             expires: self.cookie.expires,
             expired: self.cookie.is_expired(self.now_unix_s),
+            signed: self.signed,
         };
         serde_json::to_string(&out).unwrap_or_default()
     }
@@ -116,8 +144,13 @@ impl Decoded {
                 "unknown: {t} is Envoy's monotonic clock, not a Unix time (envoyproxy/envoy#44111)"
             ),
         };
+        let signed = if self.signed {
+            "yes (kasi's MAC for one host; only the sidecar's key can check it)"
+        } else {
+            "no (a filter with session_keys rejects it: bad_signature)"
+        };
         format!(
-            "address  {}\nformat   {format}\nexpires  {expires}\n",
+            "address  {}\nformat   {format}\nexpires  {expires}\nsigned   {signed}\n",
             self.cookie.address
         )
     }
@@ -135,14 +168,18 @@ fn span(seconds: u64) -> String {
 pub fn decode(input: &str, cookie_name: Option<&str>) -> Result<Decoded, String> {
     let cookie_name = cookie_name.unwrap_or(DEFAULT_COOKIE_NAME);
     let found = find_value(input, cookie_name)?;
-    let cookie = codec::decode(found.value.as_bytes()).map_err(|e| match found.name {
+    let (cookie, signed) = decode_value(found.value).map_err(|e| match found.name {
         Some(name) => format!("cookie {name:?}: {e}"),
         None => e.to_string(),
     })?;
     let now_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    Ok(Decoded { cookie, now_unix_s })
+    Ok(Decoded {
+        cookie,
+        signed,
+        now_unix_s,
+    })
 }
 
 #[cfg(test)]
@@ -194,7 +231,53 @@ mod tests {
         let d = decode(V, None).unwrap();
         assert_eq!(
             d.to_json(),
-            r#"{"format":"proto","address":"127.0.0.2:18012","expires":null,"expired":false}"#
+            r#"{"carrier":"cookie","format":"proto","address":"127.0.0.2:18012","expires":null,"expired":false,"signed":false}"#
         );
+        assert!(d.to_text().contains("signed   no"), "{}", d.to_text());
+    }
+
+    /// What the filter puts on the wire: `"<Envoy's value>.<MAC>"`, signed by the filter's code.
+    fn signed(value: &str) -> String {
+        let keys = signing::SessionKeys::new([&[7u8; 32]]);
+        let signed = keys
+            .sign(
+                value.as_bytes(),
+                b"hello.default.example.com",
+                COOKIE_SEPARATOR,
+            )
+            .unwrap();
+        String::from_utf8(signed).unwrap()
+    }
+
+    #[test]
+    fn signed_values_decode_in_every_shape_and_say_so() {
+        let value = signed(V);
+        let legacy = signed("MS4yLjMuNDo4MA==");
+        let shapes = [
+            value.clone(),
+            format!("\"{value}\""),
+            format!("kasi-session=\"{value}\""),
+            format!("Cookie: a=1; kasi-session=\"{value}\"; b=2"),
+            format!("Set-Cookie: kasi-session=\"{value}\"; Max-Age=120; Path=/; HttpOnly"),
+            legacy.clone(),
+            format!("\"{legacy}\""),
+        ];
+        for s in &shapes {
+            let d = decode(s, None).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert!(d.signed, "{s}");
+            assert!(d.to_json().contains(r#""signed":true"#), "{s}");
+            assert!(d.to_text().contains("signed   yes"), "{s}");
+        }
+        assert_eq!(
+            decode(&value, None).unwrap().cookie.address.to_string(),
+            "127.0.0.2:18012"
+        );
+        assert_eq!(
+            decode(&legacy, None).unwrap().cookie.address.to_string(),
+            "1.2.3.4:80"
+        );
+        // A MAC-shaped tail after something that is not a cookie is still bad input.
+        let bad = format!("%%%.{}", "A".repeat(signing::MAC_TEXT_LEN));
+        assert!(decode(&bad, None).is_err());
     }
 }

@@ -102,4 +102,22 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn steering_failures_and_mcp_404s_are_listed_but_not_in_the_hit_rate() {
+        let body = br#"{"stats":[
+            {"name":"wasmcustom.kasi_affinity.sticky_hits","value":4},
+            {"name":"wasmcustom.kasi_affinity.cookie_routed","value":4},
+            {"name":"wasmcustom.kasi_affinity.steer_failed","value":2},
+            {"name":"wasmcustom.kasi_affinity.mcp_not_found","value":3}]}"#;
+        let counters = KasiCounters::parse(body).unwrap();
+        assert_eq!(counters.counters[metrics::STEER_FAILED], 2);
+        assert_eq!(counters.counters[metrics::MCP_NOT_FOUND], 3);
+        assert_eq!(counters.get("steer_failed"), 2);
+        assert_eq!(counters.hit_rate(), Some(1.0));
+        // `kasi status --json` lists every counter, zero or not.
+        let none = KasiCounters::parse(br#"{"stats":[]}"#).unwrap();
+        assert_eq!(none.counters.get(metrics::STEER_FAILED), Some(&0));
+        assert_eq!(none.counters.get(metrics::MCP_NOT_FOUND), Some(&0));
+    }
 }

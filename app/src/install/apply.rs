@@ -8,15 +8,21 @@ use super::objects::{self, ApplyMode, FieldConflict, ObjectRef};
 use super::prereqs;
 use super::record::{self, SavedOptions};
 use super::render::{render, Piece, RenderOptions};
+use super::session_keys::{self, KeyRing};
 use super::{InstallError, Result};
 use kube::Client;
 use serde_json::Value;
 use std::io::Write;
+use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// What to render; `allowed_cidrs: None` means "detect from the cluster" (see `detect_cidrs`).
+    /// `session_keys` is replaced by the cluster's keys (see [`session_keys`]): an apply never
+    /// changes the key live sessions were signed with unless `rotate_key` asks.
     pub render: RenderOptions,
+    /// Put a new session key first; the old ones keep verifying for one cookie TTL.
+    pub rotate_key: bool,
     /// Detect `allowed_cidrs` from the pod IPs when `render.allowed_cidrs` is `None`.
     pub detect_cidrs: bool,
     /// Send every object with `dryRun=All`; change nothing.
@@ -129,10 +135,18 @@ pub async fn apply(
         say(out, &detected.describe());
         options.render.allowed_cidrs = detected.as_option();
     }
+    let (keys, key_change) = session_keys::next(
+        live_keys(client, &skeleton).await?,
+        options.rotate_key,
+        session_keys::retention(options.render.cookie_ttl),
+        SystemTime::now(),
+    );
+    options.render.session_keys = Some(keys);
     let pieces = render(&options.render).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
     let plan = plan(client, pieces).await?;
     say(out, &format!("kasi bundle against {ns}:"));
     say(out, &filter_line(&options.render.filter));
+    say(out, &key_change.describe());
     let _ = write!(out, "{}", plan.to_text());
 
     if plan.changes() == 0 {
@@ -231,6 +245,17 @@ pub async fn apply(
         );
     }
     Ok(ApplyOutcome::Applied { changed })
+}
+
+/// The session keys the live WasmPlugin carries (`None`: no WasmPlugin, or one without keys).
+pub async fn live_keys(client: &Client, pieces: &[Piece]) -> Result<Option<KeyRing>> {
+    let Some(plugin) = pieces.iter().find(|p| p.id == "wasmplugin") else {
+        return Ok(None);
+    };
+    match objects::get(client, &ObjectRef::of(&plugin.object)).await? {
+        Some(live) => KeyRing::from_wasm_plugin(&live).map_err(InstallError::Cluster),
+        None => Ok(None),
+    }
 }
 
 fn say(out: &mut dyn Write, line: &str) {

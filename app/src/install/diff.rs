@@ -16,12 +16,20 @@ pub struct FieldChange {
 }
 
 impl FieldChange {
+    /// One line; key material is never shown (`kasi apply --dry-run` output ends up in CI logs).
     pub fn describe(&self) -> String {
+        let show = |value: &Value| {
+            if is_secret(&self.path) {
+                masked(value)
+            } else {
+                display_value(value)
+            }
+        };
         format!(
             "{}: {} → {}",
             display_path(&self.path),
-            self.live.as_ref().map_or("(absent)".into(), display_value),
-            display_value(&self.wanted)
+            self.live.as_ref().map_or("(absent)".into(), show),
+            show(&self.wanted)
         )
     }
 }
@@ -139,6 +147,19 @@ pub fn display_path(path: &[String]) -> String {
         }
     }
     out
+}
+
+/// Fields whose values are secrets: the WasmPlugin's session keys.
+fn is_secret(path: &[String]) -> bool {
+    path.last().is_some_and(|key| key == "session_keys")
+}
+
+/// A secret by its shape only: how many keys, never their bytes.
+fn masked(value: &Value) -> String {
+    match value.as_array() {
+        Some(keys) => format!("({} key(s), not shown)", keys.len()),
+        None => "(not shown)".into(),
+    }
 }
 
 /// A value short enough for one line: long ones (the filter's bytes) by their size.
@@ -261,6 +282,21 @@ mod tests {
             "spec.labels[\"sidecar.istio.io/inject\"]"
         );
         assert!(display_value(&json!("x".repeat(500))).contains("bytes"));
+    }
+
+    #[test]
+    fn session_keys_are_never_shown() {
+        let rendered = json!({"kind": "WasmPlugin", "metadata": {"name": "w"},
+            "spec": {"pluginConfig": {"session_keys": ["bmV3LWtleQ==", "b2xkLWtleQ=="]}}});
+        let live = json!({"kind": "WasmPlugin", "metadata": {"name": "w"},
+            "spec": {"pluginConfig": {"session_keys": ["b2xkLWtleQ=="]}}});
+        let Change::Update(changes) = diff(&rendered, Some(&live)) else {
+            panic!()
+        };
+        assert_eq!(
+            changes[0].describe(),
+            "spec.pluginConfig.session_keys: (1 key(s), not shown) → (2 key(s), not shown)"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod prereqs;
 pub mod record;
 pub mod render;
 pub mod revert;
+pub mod session_keys;
 pub mod status;
 
 /// The filter module, compiled to wasm32-wasip1 and embedded at build time (see build.rs).

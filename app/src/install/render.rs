@@ -1,6 +1,7 @@
 //! Renders the bundle in `manifests/`: every piece as a Kubernetes object, flags applied field by
 //! field (never by text substitution), in the order it is safe to apply.
 
+use super::session_keys::{KeyRing, ROTATED_AT_ANNOTATION};
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -26,7 +27,7 @@ const TEMPLATES: [(&str, &str, &str); 9] = [
     ),
     (
         "wasmplugin",
-        "WasmPlugin (cookie → x-envoy-original-dst-host)",
+        "WasmPlugin (signed cookie → filter state)",
         include_str!("../../../manifests/wasmplugin.yaml"),
     ),
     (
@@ -36,7 +37,7 @@ const TEMPLATES: [(&str, &str, &str); 9] = [
     ),
     (
         "passthrough",
-        "EnvoyFilter: PassthroughCluster use_http_header",
+        "EnvoyFilter: PassthroughCluster, no override host",
         include_str!("../../../manifests/envoyfilter-passthrough.yaml"),
     ),
     (
@@ -80,6 +81,9 @@ pub struct RenderOptions {
     /// `None`: the filter's defaults (RFC 1918, CGNAT, ULA).
     pub allowed_cidrs: Option<Vec<String>>,
     pub filter: FilterSource,
+    /// The keys that sign sessions; `None` renders no `session_keys` (the filter then runs
+    /// unsigned). `kasi apply` fills it from the cluster, `kasi manifests` with a fresh key.
+    pub session_keys: Option<KeyRing>,
 }
 
 impl RenderOptions {
@@ -91,6 +95,7 @@ impl RenderOptions {
             cookie_path: "/".into(),
             allowed_cidrs: None,
             filter,
+            session_keys: None,
         }
     }
 }
@@ -125,8 +130,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The bundle, in apply order: the filter is in place before `use_http_header` is switched on
-/// (or the header would be an open relay meanwhile), and the Sidecar comes last of the Istio
+/// The bundle, in apply order: the filter is in place before `stateful_session` starts issuing
+/// cookies (so the first cookies are already signed), and the Sidecar comes last of the Istio
 /// pieces so the listeners it keeps already carry the filters.
 pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
     validate(options)?;
@@ -163,9 +168,18 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
                         spec["sha256"] = json!(sha256);
                     }
                 }
-                spec["pluginConfig"]["cookie_name"] = json!(options.cookie_name);
-                if let Some(cidrs) = &options.allowed_cidrs {
-                    spec["pluginConfig"]["allowed_cidrs"] = json!(cidrs);
+                fill_plugin_config(&mut spec["pluginConfig"], options);
+                // The filter's own parser: a bad flag fails here, not in the sidecar.
+                let config = spec["pluginConfig"].to_string();
+                if let Err(e) = kasi_filter::config::Config::parse(config.as_bytes()) {
+                    bail!("{e}");
+                }
+                if let Some(rotated_at) = options
+                    .session_keys
+                    .as_ref()
+                    .and_then(KeyRing::rotated_at_text)
+                {
+                    object["metadata"]["annotations"][ROTATED_AT_ANNOTATION] = json!(rotated_at);
                 }
             }
             "stateful-session" => {
@@ -198,15 +212,23 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
     Ok(pieces)
 }
 
-fn validate(options: &RenderOptions) -> anyhow::Result<()> {
-    // The same rules the filter applies to its pluginConfig, so a bad flag fails here, not in the sidecar.
-    let mut config = json!({"cookie_name": options.cookie_name});
+/// The WasmPlugin's `pluginConfig` over the template's values: cookie name and path from the same
+/// options that render `stateful_session`'s cookie (one source, so the filter reads the cookie
+/// Envoy writes and drops a dead session's cookie on the path it was set on), and the keys.
+fn fill_plugin_config(config: &mut Value, options: &RenderOptions) {
+    config["cookie_name"] = json!(options.cookie_name);
+    config["cookie_path"] = json!(options.cookie_path);
     if let Some(cidrs) = &options.allowed_cidrs {
         config["allowed_cidrs"] = json!(cidrs);
     }
-    if let Err(e) = kasi_filter::config::Config::parse(config.to_string().as_bytes()) {
-        bail!("{e}");
+    if let Some(keys) = &options.session_keys {
+        config["session_keys"] = json!(keys.texts());
     }
+}
+
+/// The flags the filter's parser does not see (the filter source), and the cookie path's most
+/// common mistake said plainly; the pluginConfig itself is checked by that parser once rendered.
+fn validate(options: &RenderOptions) -> anyhow::Result<()> {
     if let FilterSource::Url { url, sha256 } = &options.filter {
         if !(url.starts_with("oci://") || url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -278,9 +300,69 @@ mod tests {
     }
 
     #[test]
+    fn passthrough_ignores_override_hosts_and_honours_no_header() {
+        let pieces = render(&options()).unwrap();
+        let passthrough = pieces.iter().find(|p| p.id == "passthrough").unwrap();
+        assert_eq!(passthrough.name(), "kasi-passthrough-original-dst");
+        let patch = &passthrough.object["spec"]["configPatches"][0];
+        assert_eq!(patch["match"]["cluster"]["name"], "PassthroughCluster");
+        assert_eq!(patch["patch"]["operation"], "MERGE");
+        assert_eq!(
+            patch["patch"]["value"],
+            json!({"common_lb_config": {"override_host_status": {"statuses": ["DRAINING"]}}})
+        );
+        let yaml = to_yaml(&pieces).unwrap();
+        assert!(!yaml.contains("use_http_header"), "{yaml}");
+        assert!(!yaml.contains("x-envoy-original-dst-host"), "{yaml}");
+    }
+
+    #[test]
+    fn plugin_config_follows_the_filter_contract() {
+        let mut o = options();
+        let pieces = render(&o).unwrap();
+        let config = &pieces[2].object["spec"]["pluginConfig"];
+        assert!(config.get("header").is_none(), "{config}");
+        assert!(
+            config.get("session_keys").is_none(),
+            "no keys given: {config}"
+        );
+        assert_eq!(config["cookie_path"], "/");
+
+        let (keys, _) = crate::install::session_keys::next(
+            Some(KeyRing::generate()),
+            true,
+            Duration::from_secs(60),
+            std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        o.session_keys = Some(keys.clone());
+        let pieces = render(&o).unwrap();
+        let plugin = &pieces[2].object;
+        assert_eq!(
+            plugin["spec"]["pluginConfig"]["session_keys"],
+            json!(keys.texts())
+        );
+        assert_eq!(
+            plugin["metadata"]["annotations"][ROTATED_AT_ANNOTATION],
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            plugin["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "kasi"
+        );
+        // What kasi renders is a pluginConfig the filter accepts, with the keys kasi rendered.
+        let parsed = kasi_filter::config::Config::parse(
+            plugin["spec"]["pluginConfig"].to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(parsed.session_keys.len(), 2);
+        assert_eq!(parsed.cookie_path, "/");
+    }
+
+    #[test]
     fn flags_reach_their_fields() {
         let mut o = options();
         o.cookie_name = "sticky".into();
+        o.cookie_path = "/app".into();
         o.cookie_ttl = Some(Duration::from_secs(3600));
         o.allowed_cidrs = Some(vec!["10.244.0.0/16".into()]);
         o.system_namespace = "kn".into();
@@ -288,10 +370,16 @@ mod tests {
         let session = &pieces[3].object["spec"]["configPatches"][0]["patch"]["value"];
         let cookie = &session["typed_config"]["session_state"]["typed_config"]["cookie"];
         assert_eq!(cookie["name"], "sticky");
+        assert_eq!(cookie["path"], "/app");
         assert_eq!(cookie["ttl"], "3600s");
+        // One source: the filter reads the cookie stateful_session writes, on the same path.
         assert_eq!(
             pieces[2].object["spec"]["pluginConfig"]["cookie_name"],
             "sticky"
+        );
+        assert_eq!(
+            pieces[2].object["spec"]["pluginConfig"]["cookie_path"],
+            "/app"
         );
         assert_eq!(
             pieces[2].object["spec"]["pluginConfig"]["allowed_cidrs"][0],
@@ -331,6 +419,9 @@ mod tests {
             sha256: "a".repeat(64),
         });
         assert!(render(&o).unwrap_err().to_string().contains("oci://"));
+        let mut o = options();
+        o.cookie_path = "/a;b".into();
+        assert!(render(&o).unwrap_err().to_string().contains("cookie_path"));
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //! null), `hit_rate` (0..1 or null), `counters` ({name: value} or null), `error` (or null)},
 //! `hit_rate` (over all activators, or null), `options_source` ("last apply" | "defaults").
 
+use super::apply;
 use super::detect;
 use super::diff::{diff, kasi_fields, value_at, Change};
 use super::objects::{self, ObjectRef};
 use super::record;
 use super::render::{render, FilterSource, RenderOptions};
+use super::session_keys::KeyRing;
 use super::{InstallError, Result, FILTER_WASM};
 use crate::envoy::admin::Sidecar;
 use crate::envoy::config_dump::ConfigSizes;
@@ -163,7 +165,18 @@ pub async fn pieces(
     ns: &str,
     ips: PodIps<'_>,
 ) -> Result<(Vec<PieceStatus>, &'static str)> {
-    let (options, options_source) = expected_options(client, ns, ips).await?;
+    let (mut options, options_source) = expected_options(client, ns, ips).await?;
+    // The keys are compared as `kasi apply` would keep them: the live ones. With none live, any
+    // fresh key shows the WasmPlugin as lacking `session_keys` (never the key itself).
+    let skeleton = render(&options).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
+    let live_keys = match apply::live_keys(client, &skeleton).await {
+        Ok(keys) => keys,
+        // No WasmPlugin CRD, or live keys that do not parse: the loop below reports the piece as
+        // missing or drifted, which is the answer status owes.
+        Err(InstallError::Cluster(_)) => None,
+        Err(e) => return Err(e),
+    };
+    options.session_keys = Some(live_keys.unwrap_or_else(KeyRing::generate));
     let pieces = render(&options).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
     let mut piece_states = Vec::new();
     for piece in &pieces {

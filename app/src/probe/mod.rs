@@ -161,10 +161,11 @@ pub async fn run(
     Ok(report)
 }
 
+/// The pod a session cookie names, signed or not.
 fn cookie_address(value: &str) -> Option<String> {
-    kasi_filter::codec::decode(value.as_bytes())
+    crate::affinity::decode::decode_value(value)
         .ok()
-        .map(|c| c.address.to_string())
+        .map(|(c, _)| c.address.to_string())
 }
 
 struct Response {

@@ -45,7 +45,7 @@ pub fn lab_state(view: View) -> AppState {
         ),
         (
             "wasmplugin",
-            "WasmPlugin (cookie → header)",
+            "WasmPlugin (cookie → filter state)",
             "WasmPlugin",
             "kasi-affinity",
             PieceStatus::Present,
@@ -59,7 +59,7 @@ pub fn lab_state(view: View) -> AppState {
         ),
         (
             "passthrough",
-            "EnvoyFilter: use_http_header",
+            "EnvoyFilter: no override host",
             "EnvoyFilter",
             "kasi-passthrough-original-dst",
             PieceStatus::Present,
@@ -182,6 +182,8 @@ pub fn lab_state(view: View) -> AppState {
                     rebinds: if t > 8 { 3 } else { 0 },
                     header_stripped: 2,
                     rejected: before * 2 / 3,
+                    steer_failed: 0,
+                    mcp_not_found: if i == 1 { 1 } else { 0 },
                 };
                 (at, counters)
             })

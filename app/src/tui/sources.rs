@@ -488,6 +488,8 @@ async fn poll_sidecars(
                         rebinds: stats.get("rebinds"),
                         header_stripped: stats.get("header_stripped"),
                         rejected: stats.rejected_total(),
+                        steer_failed: stats.get("steer_failed"),
+                        mcp_not_found: stats.get("mcp_not_found"),
                     };
                     let _ = tx
                         .send(Event::Counters {

@@ -127,6 +127,10 @@ pub struct Counters {
     pub rebinds: u64,
     pub header_stripped: u64,
     pub rejected: u64,
+    /// Approved sessions Envoy's foreign call could not steer (should stay 0).
+    pub steer_failed: u64,
+    /// MCP sessions answered 404 so the client re-initializes.
+    pub mcp_not_found: u64,
 }
 
 impl Counters {

@@ -157,17 +157,20 @@ pub fn stateful_session_filter(port: u16) -> Value {
     })
 }
 
-pub fn use_http_header_filter() -> Value {
+/// kasi's PassthroughCluster patch, spelled in camelCase as users often write it (istiod accepts
+/// both): `stateful_session`'s override host is never honoured (no host is DRAINING).
+pub fn passthrough_filter() -> Value {
     json!({
         "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
-        "metadata": {"name": "kasi-passthrough-header", "namespace": "knative-serving",
+        "metadata": {"name": "kasi-passthrough-original-dst", "namespace": "knative-serving",
                      "creationTimestamp": "2026-01-01T00:00:01Z"},
         "spec": {
             "workloadSelector": {"labels": {"app": "activator"}},
             "configPatches": [{
                 "applyTo": "CLUSTER",
                 "match": {"context": "SIDECAR_OUTBOUND", "cluster": {"name": "PassthroughCluster"}},
-                "patch": {"operation": "MERGE", "value": {"originalDstLbConfig": {"useHttpHeader": true}}},
+                "patch": {"operation": "MERGE", "value": {
+                    "commonLbConfig": {"overrideHostStatus": {"statuses": ["DRAINING"]}}}},
             }],
         },
     })
@@ -194,7 +197,7 @@ pub fn bundle(with_sidecar: bool, plugin_config: Value) -> Vec<Value> {
     let mut objects = vec![
         placeholder_service(),
         stateful_session_filter(8012),
-        use_http_header_filter(),
+        passthrough_filter(),
         wasm_plugin(plugin_config),
     ];
     if with_sidecar {
@@ -255,12 +258,18 @@ pub fn envoy_binary() -> PathBuf {
         .unwrap_or_else(|| panic!("{ENVOY_MISSING}"))
 }
 
+/// `KASI_FILTER_WASM` (as the e2e tests read it; a shared CARGO_TARGET_DIR puts the module
+/// elsewhere), else the workspace's `wasm`-profile build of the filter.
 pub fn filter_wasm() -> PathBuf {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip1/wasm/kasi_filter.wasm");
+    let path = match std::env::var_os("KASI_FILTER_WASM") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/wasm32-wasip1/wasm/kasi_filter.wasm"),
+    };
     assert!(
         path.is_file(),
-        "filter module not built: run `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm`"
+        "filter module not built at {}: run `cargo build -p kasi-filter --target wasm32-wasip1 --profile wasm` (or set KASI_FILTER_WASM)",
+        path.display()
     );
     path
 }

@@ -43,7 +43,8 @@ pub(crate) fn build(
 }
 
 /// `ORIGINAL_DST`, no `original_dst_lb_config`: Envoy connects to the socket's original
-/// destination. (kasi's EnvoyFilter merges `use_http_header: true` into it.)
+/// destination, or to the filter-state address kasi's filter sets. (kasi's EnvoyFilter merges
+/// `common_lb_config.override_host_status` into it so `stateful_session` cannot pick a host.)
 fn passthrough() -> Value {
     json!({
         "name": PASSTHROUGH_CLUSTER,

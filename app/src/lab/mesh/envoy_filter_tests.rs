@@ -164,7 +164,7 @@ fn patches_that_match_nothing_change_nothing_and_warn() {
 fn cluster_listener_and_route_operations() {
     let config = patched(json!([
         {"applyTo": "CLUSTER", "match": {"context": "ANY", "cluster": {"name": "PassthroughCluster"}},
-         "patch": {"operation": "MERGE", "value": {"originalDstLbConfig": {"useHttpHeader": true}}}},
+         "patch": {"operation": "MERGE", "value": {"commonLbConfig": {"overrideHostStatus": {"statuses": ["DRAINING"]}}}}},
         {"applyTo": "CLUSTER", "match": {"cluster": {"service": "*.knative-serving.svc.cluster.local", "portNumber": 8012}},
          "patch": {"operation": "REMOVE"}},
         {"applyTo": "CLUSTER", "patch": {"operation": "ADD", "value": {"name": "extra"}}},
@@ -189,8 +189,8 @@ fn cluster_listener_and_route_operations() {
         .collect();
     assert_eq!(names, ["PassthroughCluster", "extra"]);
     assert_eq!(
-        config.clusters[0]["original_dst_lb_config"]["use_http_header"],
-        true
+        config.clusters[0]["common_lb_config"]["override_host_status"]["statuses"],
+        json!(["DRAINING"])
     );
     assert_eq!(
         config.listeners[0]["per_connection_buffer_limit_bytes"],

@@ -73,7 +73,7 @@ fn is_free_form_map(snake_key: &str) -> bool {
     )
 }
 
-/// `useHttpHeader` → `use_http_header`; `@type` and snake_case keys are unchanged.
+/// `overrideHostStatus` → `override_host_status`; `@type` and snake_case keys are unchanged.
 fn snake_case(key: &str) -> String {
     if key.starts_with('@') || !key.chars().any(|c| c.is_ascii_uppercase()) {
         return key.to_string();
@@ -108,7 +108,7 @@ mod tests {
             &mut cluster,
             &json!({
                 "connect_timeout": "1s",
-                "original_dst_lb_config": {"use_http_header": true},
+                "common_lb_config": {"override_host_status": {"statuses": ["DRAINING"]}},
                 "circuit_breakers": {"thresholds": [{"max_connections": 2}]},
             }),
         );
@@ -117,7 +117,7 @@ mod tests {
             json!({
                 "name": "PassthroughCluster",
                 "connect_timeout": "1s",
-                "original_dst_lb_config": {"use_http_header": true},
+                "common_lb_config": {"override_host_status": {"statuses": ["DRAINING"]}},
                 "circuit_breakers": {"thresholds": [{"max_connections": 1}, {"max_connections": 2}]},
             })
         );
@@ -145,6 +145,7 @@ mod tests {
     #[test]
     fn camel_case_becomes_snake_case_except_in_free_form_maps() {
         let patch = json!({
+            "commonLbConfig": {"overrideHostStatus": {"statuses": ["DRAINING"]}},
             "originalDstLbConfig": {"useHttpHeader": true, "httpHeaderName": "x-Dst"},
             "metadata": {"filterMetadata": {"myCorp": {"someKey": 1}}},
             "typedConfig": {
@@ -157,6 +158,7 @@ mod tests {
         assert_eq!(
             to_proto_field_names(&patch),
             json!({
+                "common_lb_config": {"override_host_status": {"statuses": ["DRAINING"]}},
                 "original_dst_lb_config": {"use_http_header": true, "http_header_name": "x-Dst"},
                 "metadata": {"filter_metadata": {"myCorp": {"someKey": 1}}},
                 "typed_config": {

@@ -342,8 +342,15 @@ mod tests {
         insta::assert_snapshot!("confirm_apply", render(&confirm));
 
         let mut paste = lab_state(View::Sessions);
+        // What a browser holds once kasi signs sessions: Envoy's value, a dot, kasi's MAC.
         let value = kasi_filter::codec::encode_proto("127.42.1.12:8012".parse().unwrap(), None);
-        let input = format!("Cookie: kasi-session=\"{value}\"");
+        let signed = kasi_filter::signing::SessionKeys::new([&[1u8; 32]])
+            .sign(value.as_bytes(), b"hello.default.example.com", b".")
+            .unwrap();
+        let input = format!(
+            "Cookie: kasi-session=\"{}\"",
+            String::from_utf8(signed).unwrap()
+        );
         let result = Some(crate::affinity::decode::decode(&input, None).map(|d| d.to_text()));
         paste.ui.paste = Some(PasteBox { input, result });
         insta::assert_snapshot!("paste_dead_pod", render(&paste));

@@ -16,13 +16,13 @@ const RECENT_SECONDS: f64 = 10.0;
 const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
-    let [chart_area, lower] = Layout::vertical([
+    // The counters table spans the width (ten columns); the probe's summary fits in two lines.
+    let [chart_area, table_area, probe_area] = Layout::vertical([
         Constraint::Min(8),
-        Constraint::Length(state.counters.len() as u16 + 4),
+        Constraint::Length(state.counters.len() as u16 + 3),
+        Constraint::Length(4),
     ])
     .areas(area);
-    let [table_area, probe_area] =
-        Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(lower);
     let series: Vec<(String, Vec<(f64, f64)>)> = state
         .counters
         .keys()
@@ -88,10 +88,21 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
             last.rebinds.to_string().into(),
             last.rejected.to_string().into(),
             last.header_stripped.to_string().into(),
+            warn_if_any(last.steer_failed),
+            warn_if_any(last.mcp_not_found),
         ])
     });
     let header = Row::new([
-        "SIDECAR", "LAST 10s", "REQUESTS", "ROUTED", "STICKY", "REBINDS", "REJECTED", "STRIPPED",
+        "SIDECAR",
+        "LAST 10s",
+        "REQUESTS",
+        "ROUTED",
+        "STICKY",
+        "REBINDS",
+        "REJECTED",
+        "STRIPPED",
+        "STEER FAILED",
+        "MCP 404",
     ])
     .style(theme::header());
     let table = Table::new(
@@ -105,6 +116,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
             Constraint::Length(8),
             Constraint::Length(9),
             Constraint::Length(9),
+            Constraint::Length(13),
+            Constraint::Length(8),
         ],
     )
     .header(header)
@@ -118,11 +131,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         ))],
         Some(p) => vec![
             Line::from(vec![
-                Span::styled("url      ", theme::dim()),
+                Span::styled("url ", theme::dim()),
                 Span::raw(&p.url),
-            ]),
-            Line::from(vec![
-                Span::styled("state    ", theme::dim()),
+                Span::raw("  "),
                 Span::styled(
                     if p.running {
                         "running (s stops)"
@@ -132,11 +143,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
                     theme::good(p.running),
                 ),
             ]),
-            Line::from(format!(
-                "sessions {} · requests {} · failures {}",
-                p.sessions, p.requests, p.failures
-            )),
             Line::from(vec![
+                Span::raw(format!(
+                    "sessions {} · requests {} · failures {} · ",
+                    p.sessions, p.requests, p.failures
+                )),
                 Span::styled("hit rate ", theme::dim()),
                 match p.hit_rate {
                     Some(r) => Span::styled(theme::percent(Some(r)), theme::rate(r)),
@@ -149,4 +160,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         Paragraph::new(probe).block(table_block("Probe (client side)")),
         probe_area,
     );
+}
+
+/// A counter that should stay 0: shown as a warning when it is not.
+fn warn_if_any(value: u64) -> Text<'static> {
+    if value == 0 {
+        Text::raw("0")
+    } else {
+        Text::styled(value.to_string(), theme::good(false))
+    }
 }
