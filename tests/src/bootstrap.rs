@@ -20,6 +20,12 @@ pub struct EnvoyOptions {
     pub cookie_ttl: Option<String>,
     /// `original_dst_lb_config.use_http_header` on PassthroughCluster.
     pub use_http_header: bool,
+    /// PassthroughCluster's `common_lb_config.override_host_status: {statuses: [DRAINING]}`, as
+    /// kasi's bundle merges it. ORIGINAL_DST hosts are never DRAINING, so `stateful_session`'s
+    /// override host is never honoured (Envoy's `HostUtility::selectOverrideHost` checks the
+    /// host's status against this set; unset it allows UNKNOWN and HEALTHY, i.e. every host in
+    /// the cluster's host map). `false`: Istio's own PassthroughCluster, before kasi's patch.
+    pub ignore_override_host: bool,
     /// Envoy worker threads (`--concurrency`).
     pub concurrency: u32,
     /// HTTP filters (Envoy JSON, each `{"name": …, "typed_config": …}`) placed first in the
@@ -36,6 +42,7 @@ impl Default for EnvoyOptions {
             cookie_name: crate::COOKIE_NAME.to_string(),
             cookie_ttl: None,
             use_http_header: true,
+            ignore_override_host: false,
             concurrency: 2,
             extra_http_filters: Vec::new(),
         }
@@ -104,7 +111,7 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
         },
     }));
 
-    json!({
+    let mut bootstrap = json!({
         "admin": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
         },
@@ -150,5 +157,10 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
                 "original_dst_lb_config": {"use_http_header": options.use_http_header},
             }],
         },
-    })
+    });
+    if options.ignore_override_host {
+        bootstrap["static_resources"]["clusters"][0]["common_lb_config"] =
+            json!({"override_host_status": {"statuses": ["DRAINING"]}});
+    }
+    bootstrap
 }
