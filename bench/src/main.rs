@@ -19,9 +19,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Throughput and latency through Envoy (1 worker): no filter, the floor wasm filter, kasi,
-    /// Lua, kasi's request phase alone, Lua as usually written, kasi with a response phase that
-    /// reads nothing; one at a time in short slices, round after round, under the same closed-loop
-    /// load.
+    /// Lua (steering by header), kasi's request phase alone, Lua as usually written, kasi with a
+    /// response phase that reads nothing, kasi unsigned; one at a time in short slices, round
+    /// after round, under the same closed-loop load.
     Filter {
         /// Measured rounds; each gives every variant one slice.
         #[arg(long, default_value_t = 80)]

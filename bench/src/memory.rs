@@ -122,7 +122,7 @@ pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<Me
                 let warm = load::run(
                     &[Target {
                         addr: envoy.listener_addr(),
-                        original_dst: Some(decoy.addr()),
+                        original_dst: Some(variant.original_dst(upstream.addr(), decoy.addr())),
                         headers: variant.request_headers(upstream.addr()),
                         expect_pod: upstream.name().to_string(),
                     }],
