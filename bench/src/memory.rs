@@ -7,7 +7,11 @@
 //! then `server.memory_allocated` (bytes tcmalloc handed out, from the admin API) and the
 //! process's `VmRSS` are read. Each is the median over `repeats` fresh starts, the
 //! configurations interleaved.
+//!
+//! Then (issue 12, point 5) Envoy with kasi under streams that clients abandon with a 50 KB
+//! `Host` ([`crate::abandoned`]): its memory and kasi's VM memory before and after.
 
+use crate::abandoned::{self, AbandonedOptions, AbandonedReport};
 use crate::load::{self, Plan, Probe, Target};
 use crate::stats::median;
 use crate::system::{self, Machine};
@@ -25,6 +29,8 @@ pub struct MemoryOptions {
     pub repeats: usize,
     pub warmup: Duration,
     pub floor_wasm: PathBuf,
+    /// The abandoned-stream run; `None` skips it.
+    pub abandoned: Option<AbandonedOptions>,
 }
 
 struct NoProbe;
@@ -86,6 +92,7 @@ pub struct MemoryReport {
     pub warmup_seconds: f64,
     pub rows: Vec<Row>,
     pub samples: Vec<Measurement>,
+    pub abandoned: Option<AbandonedReport>,
 }
 
 pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<MemoryReport> {
@@ -204,12 +211,17 @@ pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<Me
             }
         })
         .collect();
+    let abandoned = match &options.abandoned {
+        Some(abandoned) => Some(abandoned::run(abandoned, progress)?),
+        None => None,
+    };
     Ok(MemoryReport {
         machine,
         repeats: options.repeats,
         warmup_seconds: options.warmup.as_secs_f64(),
         rows,
         samples,
+        abandoned,
     })
 }
 
@@ -255,6 +267,10 @@ pub fn markdown(report: &MemoryReport) -> String {
             mib(rss),
         ));
     }
+    if let Some(abandoned) = &report.abandoned {
+        out.push('\n');
+        out.push_str(&abandoned::markdown(abandoned));
+    }
     out
 }
 
@@ -284,6 +300,9 @@ pub fn table(report: &MemoryReport) -> String {
             mib(falloc),
             mib(frss),
         ));
+    }
+    if let Some(abandoned) = &report.abandoned {
+        out.push_str(&abandoned::table(abandoned));
     }
     out
 }
