@@ -4,7 +4,8 @@
 //!
 //! Each configuration is a fresh Envoy, warmed with traffic over enough connections to reach
 //! every worker (counted from the listener's per-worker stats), then left alone for a second;
-//! then `server.memory_allocated` (bytes tcmalloc handed out, from the admin API) and the
+//! then `server.memory_allocated` (bytes tcmalloc handed out, read live from the admin API's
+//! `/memory`: the stat of that name is only refreshed when Envoy flushes its stats, every 5 s) and the
 //! process's `VmRSS` are read. Each is the median over `repeats` fresh starts, the
 //! configurations interleaved.
 //!
@@ -164,8 +165,10 @@ pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<Me
                 let sample = Measurement {
                     workers,
                     variant: variant.key().to_string(),
-                    memory_allocated: gauge("server.memory_allocated"),
-                    memory_heap_size: gauge("server.memory_heap_size"),
+                    memory_allocated: tcmalloc(&envoy, "allocated")
+                        .unwrap_or_else(|| gauge("server.memory_allocated")),
+                    memory_heap_size: tcmalloc(&envoy, "heap_size")
+                        .unwrap_or_else(|| gauge("server.memory_heap_size")),
                     rss: system::rss_bytes(envoy.pid()).unwrap_or(0),
                     workers_with_traffic,
                     warmup_requests,
@@ -223,6 +226,17 @@ pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<Me
         samples,
         abandoned,
     })
+}
+
+/// One of tcmalloc's figures from Envoy's admin `/memory`, read now (`allocated`: what
+/// `server.memory_allocated` shows after the next stats flush).
+pub fn tcmalloc(envoy: &Envoy, field: &str) -> Option<u64> {
+    let response = kasi_e2e::admin_get(envoy.admin_addr(), "/memory").ok()?;
+    let memory: serde_json::Value = serde_json::from_str(&response.body).ok()?;
+    match &memory[field] {
+        serde_json::Value::String(text) => text.parse().ok(),
+        value => value.as_u64(),
+    }
 }
 
 pub fn mib(bytes: i64) -> f64 {
