@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use kasi_bench::abandoned::AbandonedOptions;
 use kasi_bench::filter_bench::{self, FilterOptions};
 use kasi_bench::memory::{self, MemoryOptions};
 use kasi_bench::variants::{Modules, Setup, Variant};
@@ -19,9 +20,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Throughput and latency through Envoy (1 worker): no filter, the floor wasm filter, kasi,
-    /// Lua, kasi's request phase alone, Lua as usually written, kasi with a response phase that
-    /// reads nothing; one at a time in short slices, round after round, under the same closed-loop
-    /// load.
+    /// Lua (steering by header), kasi's request phase alone, Lua as usually written, kasi with a
+    /// response phase that reads nothing, kasi unsigned; one at a time in short slices, round
+    /// after round, under the same closed-loop load.
     Filter {
         /// Measured rounds; each gives every variant one slice.
         #[arg(long, default_value_t = 80)]
@@ -56,7 +57,8 @@ enum Command {
         out: PathBuf,
     },
     /// Envoy's memory (server.memory_allocated and RSS) without a filter, with the floor module
-    /// and with kasi's filter, at 1, 2 and 4 workers.
+    /// and with kasi's filter, at 1, 2 and 4 workers; then Envoy's and kasi's VM memory before
+    /// and after streams that clients abandon with a 50 KB Host.
     Memory {
         /// Worker thread counts, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
@@ -70,6 +72,12 @@ enum Command {
         /// The floor module (default: the workspace's wasm build, or KASI_FLOOR_WASM).
         #[arg(long)]
         floor_wasm: Option<PathBuf>,
+        /// Streams abandoned before their response, measured (0 skips the run).
+        #[arg(long, default_value_t = 5_000)]
+        abandoned_streams: usize,
+        /// The abandoned streams' Host header, in KiB (Envoy accepts 60 KiB of headers).
+        #[arg(long, default_value_t = 50)]
+        host_kib: usize,
         /// Where memory.json and memory.md go.
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
@@ -147,6 +155,8 @@ fn run() -> Result<()> {
             repeats,
             warmup,
             floor_wasm,
+            abandoned_streams,
+            host_kib,
             out,
         } => {
             let options = MemoryOptions {
@@ -154,6 +164,12 @@ fn run() -> Result<()> {
                 repeats,
                 warmup,
                 floor_wasm: modules(floor_wasm).floor,
+                abandoned: (abandoned_streams > 0).then(|| AbandonedOptions {
+                    streams: abandoned_streams,
+                    warmup_streams: (abandoned_streams / 10).max(1),
+                    host_bytes: host_kib * 1024,
+                    ..AbandonedOptions::default()
+                }),
             };
             memory::run(&options, &mut progress).and_then(|report| {
                 memory::write(&report, &out)?;

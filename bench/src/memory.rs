@@ -4,10 +4,15 @@
 //!
 //! Each configuration is a fresh Envoy, warmed with traffic over enough connections to reach
 //! every worker (counted from the listener's per-worker stats), then left alone for a second;
-//! then `server.memory_allocated` (bytes tcmalloc handed out, from the admin API) and the
+//! then `server.memory_allocated` (bytes tcmalloc handed out, read live from the admin API's
+//! `/memory`: the stat of that name is only refreshed when Envoy flushes its stats, every 5 s) and the
 //! process's `VmRSS` are read. Each is the median over `repeats` fresh starts, the
 //! configurations interleaved.
+//!
+//! Then (issue 12, point 5) Envoy with kasi under streams that clients abandon with a 50 KB
+//! `Host` ([`crate::abandoned`]): its memory and kasi's VM memory before and after.
 
+use crate::abandoned::{self, AbandonedOptions, AbandonedReport};
 use crate::load::{self, Plan, Probe, Target};
 use crate::stats::median;
 use crate::system::{self, Machine};
@@ -25,6 +30,8 @@ pub struct MemoryOptions {
     pub repeats: usize,
     pub warmup: Duration,
     pub floor_wasm: PathBuf,
+    /// The abandoned-stream run; `None` skips it.
+    pub abandoned: Option<AbandonedOptions>,
 }
 
 struct NoProbe;
@@ -86,6 +93,7 @@ pub struct MemoryReport {
     pub warmup_seconds: f64,
     pub rows: Vec<Row>,
     pub samples: Vec<Measurement>,
+    pub abandoned: Option<AbandonedReport>,
 }
 
 pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<MemoryReport> {
@@ -122,7 +130,7 @@ pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<Me
                 let warm = load::run(
                     &[Target {
                         addr: envoy.listener_addr(),
-                        original_dst: Some(decoy.addr()),
+                        original_dst: Some(variant.original_dst(upstream.addr(), decoy.addr())),
                         headers: variant.request_headers(upstream.addr()),
                         expect_pod: upstream.name().to_string(),
                     }],
@@ -157,8 +165,10 @@ pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<Me
                 let sample = Measurement {
                     workers,
                     variant: variant.key().to_string(),
-                    memory_allocated: gauge("server.memory_allocated"),
-                    memory_heap_size: gauge("server.memory_heap_size"),
+                    memory_allocated: tcmalloc(&envoy, "allocated")
+                        .unwrap_or_else(|| gauge("server.memory_allocated")),
+                    memory_heap_size: tcmalloc(&envoy, "heap_size")
+                        .unwrap_or_else(|| gauge("server.memory_heap_size")),
                     rss: system::rss_bytes(envoy.pid()).unwrap_or(0),
                     workers_with_traffic,
                     warmup_requests,
@@ -204,13 +214,29 @@ pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<Me
             }
         })
         .collect();
+    let abandoned = match &options.abandoned {
+        Some(abandoned) => Some(abandoned::run(abandoned, progress)?),
+        None => None,
+    };
     Ok(MemoryReport {
         machine,
         repeats: options.repeats,
         warmup_seconds: options.warmup.as_secs_f64(),
         rows,
         samples,
+        abandoned,
     })
+}
+
+/// One of tcmalloc's figures from Envoy's admin `/memory`, read now (`allocated`: what
+/// `server.memory_allocated` shows after the next stats flush).
+pub fn tcmalloc(envoy: &Envoy, field: &str) -> Option<u64> {
+    let response = kasi_e2e::admin_get(envoy.admin_addr(), "/memory").ok()?;
+    let memory: serde_json::Value = serde_json::from_str(&response.body).ok()?;
+    match &memory[field] {
+        serde_json::Value::String(text) => text.parse().ok(),
+        value => value.as_u64(),
+    }
 }
 
 pub fn mib(bytes: i64) -> f64 {
@@ -255,6 +281,10 @@ pub fn markdown(report: &MemoryReport) -> String {
             mib(rss),
         ));
     }
+    if let Some(abandoned) = &report.abandoned {
+        out.push('\n');
+        out.push_str(&abandoned::markdown(abandoned));
+    }
     out
 }
 
@@ -284,6 +314,9 @@ pub fn table(report: &MemoryReport) -> String {
             mib(falloc),
             mib(frss),
         ));
+    }
+    if let Some(abandoned) = &report.abandoned {
+        out.push_str(&abandoned::table(abandoned));
     }
     out
 }

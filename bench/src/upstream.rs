@@ -6,6 +6,9 @@
 //!
 //! It only understands requests without a body (the benchmark sends `GET`s): a request is
 //! complete at its head's blank line.
+//!
+//! A silent upstream ([`Upstream::start_silent`]) answers nothing: it reads and drops whatever
+//! arrives until the peer closes, so that a client always leaves before its response.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +33,16 @@ pub struct Upstream {
 impl Upstream {
     /// Listens on `ip` (a free port) and serves until dropped.
     pub fn start(name: &str, ip: IpAddr) -> io::Result<Upstream> {
+        Upstream::start_with(name, ip, false)
+    }
+
+    /// Listens on `ip` (a free port), reads every connection until its peer closes and never
+    /// answers; [`Upstream::requests`] counts the connections it accepted.
+    pub fn start_silent(name: &str, ip: IpAddr) -> io::Result<Upstream> {
+        Upstream::start_with(name, ip, true)
+    }
+
+    fn start_with(name: &str, ip: IpAddr, silent: bool) -> io::Result<Upstream> {
         let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -54,7 +67,7 @@ impl Upstream {
                         };
                         tokio::select! {
                             _ = stopped => {}
-                            _ = accept_loop(listener, response, requests) => {}
+                            _ = accept_loop(listener, response, requests, silent) => {}
                         }
                     });
                     // Dropping the runtime drops every connection task.
@@ -94,9 +107,18 @@ impl Drop for Upstream {
     }
 }
 
-async fn accept_loop(listener: TcpListener, response: Arc<[u8]>, requests: Arc<AtomicU64>) {
+async fn accept_loop(
+    listener: TcpListener,
+    response: Arc<[u8]>,
+    requests: Arc<AtomicU64>,
+    silent: bool,
+) {
     loop {
         match listener.accept().await {
+            Ok((stream, _)) if silent => {
+                requests.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(drain(stream));
+            }
             Ok((stream, _)) => {
                 tokio::spawn(serve(stream, response.clone(), requests.clone()));
             }
@@ -141,6 +163,12 @@ async fn serve(mut stream: TcpStream, response: Arc<[u8]>, requests: Arc<AtomicU
             return;
         }
     }
+}
+
+/// Reads and drops until the peer closes.
+async fn drain(mut stream: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(1..) = stream.read(&mut buf).await {}
 }
 
 /// How many complete request heads `bytes` starts with, and how many bytes they take.

@@ -1,18 +1,38 @@
 //! The ways the benchmark runs Envoy, and the request each one is loaded with: the issue's four
-//! (no filter, the floor, kasi, Lua) and three that explain them (kasi's request phase alone; the
-//! Lua as it is usually written; kasi with a response phase that is called but reads nothing).
+//! (no filter, the floor, kasi, Lua) and four that explain them (kasi's request phase alone; the
+//! Lua as it is usually written; kasi with a response phase that is called but reads nothing;
+//! kasi without signing keys).
 //!
 //! Every variant is the activator sidecar's bootstrap from the e2e harness (the PROXY protocol
-//! listener standing in for iptables, `stateful_session`, the router, PassthroughCluster with
-//! `use_http_header: true`) with one worker; only the first HTTP filter differs. All of them get
-//! the same request: the same `Host`, the same `Cookie` header (several ordinary cookies and a
-//! valid kasi session cookie pinning the upstream pod), so Envoy parses the same bytes in each,
-//! and the same original destination, a decoy pod, as the activator's choice. Only the routing
-//! header can send a request to the pod rather than the decoy: the baseline's client sets it,
-//! the three filters write it.
+//! listener standing in for iptables, `stateful_session`, the router) with one worker and
+//! PassthroughCluster as kasi's bundle patches it: no `use_http_header`, and
+//! `override_host_status: [DRAINING]` so that `stateful_session`'s override host is never
+//! honoured. Only the first HTTP filter differs, and how it steers:
+//!
+//! - the wasm filters (the floor and every kasi build) steer as kasi does, through the filter
+//!   state `envoy.network.transport_socket.original_dst_address` (Envoy's foreign function
+//!   `set_envoy_filter_state`);
+//! - the Lua filters cannot: Lua's `streamInfo():filterState()` is read-only, so they keep the
+//!   old header steering (`x-envoy-original-dst-host`), and their PassthroughCluster alone has
+//!   `use_http_header: true` — the open relay kasi no longer needs;
+//! - the baseline has no filter: its requests go to their original destination, which is
+//!   therefore the pod itself.
+//!
+//! Every filter variant's original destination is a decoy pod (the activator's choice): only
+//! the filter's steering can send its requests to the pod, so every `200` from the pod proves
+//! the variant did its job. Envoy's work does not depend on which address ORIGINAL_DST ends up
+//! with (one lookup in its host map either way).
+//!
+//! All get the same `Host` and the same `Cookie` header (several ordinary cookies around a kasi
+//! session cookie pinning the pod), so Envoy parses the same bytes in each, with one difference:
+//! kasi with `session_keys` (as `kasi apply` installs it) gets the session signed for that Host
+//! (`value.MAC`, 23 bytes more), and removes the MAC before `stateful_session` reads the cookie;
+//! every other variant gets Envoy's plain value. So `stateful_session` reads a valid session for
+//! the pod in every variant and issues no `Set-Cookie` (it would for a value it cannot decode).
 
 use kasi_e2e::EnvoyOptions;
 use kasi_filter::codec::encode_proto;
+use kasi_filter::signing::{self, SessionKeys};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,29 +42,36 @@ pub const LUA_SOURCE: &str = include_str!("cookie_to_header.lua");
 /// The same, as it is usually written (the base64 decoder a search finds first).
 pub const LUA_COMMON_SOURCE: &str = include_str!("cookie_to_header_common.lua");
 
+/// The benchmark's session key (what `kasi apply` generates at random; fixed here so that runs
+/// send the same bytes).
+pub const SESSION_KEY: [u8; signing::KEY_LEN] = *b"kasi-bench-session-key-32-bytes!";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Variant {
-    /// (a) No filter: the client sets `x-envoy-original-dst-host` itself.
+    /// (a) No filter: the request goes to its original destination, the pod.
     Baseline,
-    /// (b) The cheapest proxy-wasm filter: reads the cookie header, writes the routing header.
+    /// (b) The cheapest proxy-wasm filter: reads the cookie header, sets the filter state.
     Floor,
-    /// (c) kasi's filter, configured as `kasi apply` installs it.
+    /// (c) kasi's filter, configured as `kasi apply` installs it (signed sessions).
     Kasi,
-    /// (d) The same job in `envoy.filters.http.lua`.
+    /// (d) The same job (unsigned) in `envoy.filters.http.lua`, steering by header.
     Lua,
     /// (e) kasi's module built without its response phase (`request-phase-only`): what its
     /// request phase costs against the floor, and by difference what fail-over costs.
     KasiRequestPhase,
-    /// (f) The Lua job with the base64 decoder most Lua code copies.
+    /// (f) The Lua job with the base64 decoder most Lua code copies (steering by header).
     LuaCommon,
     /// (g) kasi's module built with a response phase that is called but reads and counts nothing
     /// (`empty-response-phase`): against (e), what Envoy's call into the VM for the response
     /// costs; against (c), what reading the response (and counting the hit) costs.
     KasiEmptyResponse,
+    /// (h) kasi's filter without `session_keys` (unsigned sessions): against (c), what signing
+    /// costs (verifying the MAC and rewriting the cookie header).
+    KasiUnsigned,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Baseline,
         Variant::Floor,
         Variant::Kasi,
@@ -52,6 +79,7 @@ impl Variant {
         Variant::KasiRequestPhase,
         Variant::LuaCommon,
         Variant::KasiEmptyResponse,
+        Variant::KasiUnsigned,
     ];
 
     /// Short name used in JSON and on the command line.
@@ -64,18 +92,20 @@ impl Variant {
             Variant::KasiRequestPhase => "kasi-request-phase",
             Variant::LuaCommon => "lua-common",
             Variant::KasiEmptyResponse => "kasi-empty-response",
+            Variant::KasiUnsigned => "kasi-unsigned",
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
-            Variant::Baseline => "(a) baseline: client sets the header, no filter",
-            Variant::Floor => "(b) floor: wasm reads 1 header, writes 1",
-            Variant::Kasi => "(c) kasi filter: cookie among others",
-            Variant::Lua => "(d) Lua filter: same job in Lua",
+            Variant::Baseline => "(a) baseline: no filter, sent to the pod",
+            Variant::Floor => "(b) floor: wasm reads 1 header, sets filter state",
+            Variant::Kasi => "(c) kasi filter: signed cookie among others",
+            Variant::Lua => "(d) Lua, unsigned, steers by header",
             Variant::KasiRequestPhase => "(e) kasi, request phase only (no fail-over)",
-            Variant::LuaCommon => "(f) Lua, base64 as usually copied",
+            Variant::LuaCommon => "(f) Lua, base64 as usually copied, by header",
             Variant::KasiEmptyResponse => "(g) kasi, response phase reads nothing",
+            Variant::KasiUnsigned => "(h) kasi unsigned: no session_keys",
         }
     }
 
@@ -83,13 +113,27 @@ impl Variant {
     pub fn is_kasi(self) -> bool {
         matches!(
             self,
-            Variant::Kasi | Variant::KasiRequestPhase | Variant::KasiEmptyResponse
+            Variant::Kasi
+                | Variant::KasiRequestPhase
+                | Variant::KasiEmptyResponse
+                | Variant::KasiUnsigned
         )
     }
 
-    /// Whether this build counts sticky hits: only the one with the whole response phase.
+    /// kasi with `session_keys`, loaded with a signed session cookie.
+    pub fn is_signed(self) -> bool {
+        self.is_kasi() && self != Variant::KasiUnsigned
+    }
+
+    /// The Lua filters: Lua cannot set Envoy filter state (`filterState()` is read-only), so they
+    /// steer with `x-envoy-original-dst-host` and need `use_http_header: true`.
+    pub fn steers_by_header(self) -> bool {
+        matches!(self, Variant::Lua | Variant::LuaCommon)
+    }
+
+    /// Whether this build counts sticky hits: only the ones with the whole response phase.
     pub fn counts_sticky_hits(self) -> bool {
-        self == Variant::Kasi
+        matches!(self, Variant::Kasi | Variant::KasiUnsigned)
     }
 
     /// The Envoy configuration of this variant for an upstream at `upstream`. `module` is the
@@ -99,12 +143,15 @@ impl Variant {
         let mut options = if self.is_kasi() {
             EnvoyOptions {
                 filter_wasm: module.map(Path::to_path_buf),
-                ..EnvoyOptions::with_filter(&kasi_plugin_config(upstream))
+                ..EnvoyOptions::with_filter(&kasi_plugin_config(upstream, self.is_signed()))
             }
         } else {
             EnvoyOptions::default()
         };
         options.concurrency = 1;
+        // PassthroughCluster as kasi's bundle patches it; the header only for the Lua filters.
+        options.ignore_override_host = true;
+        options.use_http_header = self.steers_by_header();
         match self {
             Variant::Floor => options.extra_http_filters.push(json!({
                 "name": "envoy.filters.http.wasm",
@@ -141,24 +188,35 @@ impl Variant {
             Variant::Baseline
             | Variant::Kasi
             | Variant::KasiRequestPhase
-            | Variant::KasiEmptyResponse => {}
+            | Variant::KasiEmptyResponse
+            | Variant::KasiUnsigned => {}
         }
         options
     }
 
-    /// The request headers the load sends.
+    /// The request headers the load sends: the same for every variant but the session cookie's
+    /// MAC, which only kasi with `session_keys` gets (see the module's comment).
     pub fn request_headers(self, upstream: SocketAddr) -> Vec<(String, String)> {
-        let mut headers = vec![
+        let session = if self.is_signed() {
+            signed_session(upstream, kasi_e2e::AUTHORITY)
+        } else {
+            encode_proto(upstream, None)
+        };
+        vec![
             ("Host".to_string(), kasi_e2e::AUTHORITY.to_string()),
-            ("Cookie".to_string(), cookie_header(upstream)),
-        ];
+            ("Cookie".to_string(), cookie_header(&session)),
+        ]
+    }
+
+    /// The connection's original destination (the activator's choice): the pod for the
+    /// baseline, which has nothing else to send it there; `decoy` for every filter, so that only
+    /// its steering reaches the pod.
+    pub fn original_dst(self, upstream: SocketAddr, decoy: SocketAddr) -> SocketAddr {
         if self == Variant::Baseline {
-            headers.push((
-                "x-envoy-original-dst-host".to_string(),
-                upstream.to_string(),
-            ));
+            upstream
+        } else {
+            decoy
         }
-        headers
     }
 }
 
@@ -171,7 +229,7 @@ pub struct Setup {
     pub key: String,
     pub label: String,
     pub module: Option<PathBuf>,
-    /// One of the seven the figures and ratios are about (not an `--extra-*` build).
+    /// One of the eight the figures and ratios are about (not an `--extra-*` build).
     pub standard: bool,
 }
 
@@ -181,7 +239,11 @@ impl Setup {
             Variant::Floor => Some(modules.floor.clone()),
             Variant::KasiRequestPhase => Some(modules.kasi_request_phase.clone()),
             Variant::KasiEmptyResponse => Some(modules.kasi_empty_response.clone()),
-            _ => None,
+            Variant::Baseline
+            | Variant::Kasi
+            | Variant::Lua
+            | Variant::LuaCommon
+            | Variant::KasiUnsigned => None,
         };
         Setup {
             variant,
@@ -212,6 +274,10 @@ impl Setup {
 
     pub fn request_headers(&self, upstream: SocketAddr) -> Vec<(String, String)> {
         self.variant.request_headers(upstream)
+    }
+
+    pub fn original_dst(&self, upstream: SocketAddr, decoy: SocketAddr) -> SocketAddr {
+        self.variant.original_dst(upstream, decoy)
     }
 }
 
@@ -273,25 +339,48 @@ impl Modules {
     }
 }
 
-/// kasi's pluginConfig: only the upstream's address range and port are allowed (as `kasi apply`
-/// allows the pods' CIDRs and ports 8012/8013); decision logging at its default, `changes`.
-pub fn kasi_plugin_config(upstream: SocketAddr) -> String {
-    json!({
+/// kasi's pluginConfig as `kasi apply` renders it (the bundle's `wasmplugin.yaml` plus the
+/// session key), except that only the upstream's address and port are allowed (`kasi apply`
+/// allows the pod network and ports 8012/8013; the loopback pod is in neither). `signed`: with
+/// `session_keys`; without, the filter runs unsigned.
+pub fn kasi_plugin_config(upstream: SocketAddr, signed: bool) -> String {
+    let mut config = json!({
+        "cookie_name": kasi_e2e::COOKIE_NAME,
+        "cookie_path": "/",
         "allowed_cidrs": [format!("{}/32", upstream.ip())],
         "allowed_ports": [upstream.port()],
-    })
-    .to_string()
+        "dead_host_ttl_s": 30,
+        "log_decisions": "changes",
+    });
+    if signed {
+        config["session_keys"] = json!([signing::key_text(&SESSION_KEY)]);
+    }
+    config.to_string()
+}
+
+/// The session cookie's value (without quotes) pinning `upstream`, signed with
+/// [`SESSION_KEY`] for `authority`, as kasi issues it: Envoy's value (what Envoy 1.40 writes
+/// without a TTL, `kasi apply`'s default: base64 of the protobuf), `.`, the MAC.
+pub fn signed_session(upstream: SocketAddr, authority: &str) -> String {
+    let value = encode_proto(upstream, None);
+    let signed = SessionKeys::new([&SESSION_KEY])
+        .sign(
+            value.as_bytes(),
+            authority.to_ascii_lowercase().as_bytes(),
+            signing::COOKIE_SEPARATOR,
+        )
+        .expect("a key to sign with");
+    String::from_utf8(signed).expect("base64 and a base64url MAC")
 }
 
 /// A browser's `Cookie` header on an app behind Knative: analytics, preferences and a CSRF token
-/// around the session cookie, which is neither first nor last. The session cookie is what
-/// Envoy 1.40 writes without a TTL (`kasi apply`'s default): quoted base64 of the protobuf.
-pub fn cookie_header(upstream: SocketAddr) -> String {
+/// around the session cookie (value `session`, quoted as Envoy writes it), which is neither
+/// first nor last.
+pub fn cookie_header(session: &str) -> String {
     format!(
         "_ga=GA1.1.1543327129.1761900000; _gid=GA1.1.906412273.1761900000; theme=dark; \
-         csrftoken=Hq8Xb2kQ6JZ1vNwq3oEeTq9m2Yl0cR4s; {}=\"{}\"; lang=en-GB",
+         csrftoken=Hq8Xb2kQ6JZ1vNwq3oEeTq9m2Yl0cR4s; {}=\"{session}\"; lang=en-GB",
         kasi_e2e::COOKIE_NAME,
-        encode_proto(upstream, None)
     )
 }
 
@@ -299,26 +388,64 @@ pub fn cookie_header(upstream: SocketAddr) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_cookie_header_carries_a_valid_session_cookie_among_others() {
-        let upstream: SocketAddr = "127.0.0.2:18012".parse().unwrap();
-        let header = cookie_header(upstream);
-        let value = kasi_filter::cookies::find([header.as_bytes()], b"kasi-session").unwrap();
-        let cookie = kasi_filter::codec::decode(value).unwrap();
-        assert_eq!(cookie.address, upstream);
-        assert_eq!(cookie.expires, None);
-        assert!(header.starts_with("_ga=") && header.ends_with("lang=en-GB"));
+    fn session_of(variant: Variant, upstream: SocketAddr) -> (String, Vec<u8>) {
+        let headers = variant.request_headers(upstream);
+        let header = headers
+            .iter()
+            .find(|(n, _)| n == "Cookie")
+            .unwrap()
+            .1
+            .clone();
+        let value = kasi_filter::cookies::find([header.as_bytes()], b"kasi-session")
+            .unwrap()
+            .to_vec();
+        (header, value)
     }
 
     #[test]
-    fn only_the_baseline_sends_the_routing_header() {
+    fn every_variant_carries_a_session_for_the_pod_among_other_cookies() {
+        let upstream: SocketAddr = "127.0.0.2:18012".parse().unwrap();
+        let keys = SessionKeys::new([&SESSION_KEY]);
+        for variant in Variant::ALL {
+            let (header, value) = session_of(variant, upstream);
+            assert!(header.starts_with("_ga=") && header.ends_with("lang=en-GB"));
+            let (plain, mac) = signing::split(&value, signing::COOKIE_SEPARATOR);
+            assert_eq!(mac.is_some(), variant.is_signed(), "{variant:?}");
+            if let Some(mac) = mac {
+                assert!(keys.verify(plain, kasi_e2e::AUTHORITY.as_bytes(), mac));
+                assert!(!keys.verify(plain, b"other.example.com", mac));
+            }
+            let cookie = kasi_filter::codec::decode(plain).unwrap();
+            assert_eq!(cookie.address, upstream, "{variant:?}");
+            assert_eq!(cookie.expires, None);
+        }
+    }
+
+    #[test]
+    fn no_variant_sends_the_routing_header_and_only_lua_steers_by_it() {
         let upstream: SocketAddr = "127.0.0.2:18012".parse().unwrap();
         for variant in Variant::ALL {
-            let sends = variant
+            assert!(!variant
                 .request_headers(upstream)
                 .iter()
-                .any(|(n, _)| n == "x-envoy-original-dst-host");
-            assert_eq!(sends, variant == Variant::Baseline, "{variant:?}");
+                .any(|(n, _)| n.eq_ignore_ascii_case("x-envoy-original-dst-host")));
+            let options = variant.envoy_options(upstream, Some(Path::new("m.wasm")));
+            assert_eq!(
+                options.use_http_header,
+                matches!(variant, Variant::Lua | Variant::LuaCommon),
+                "{variant:?}"
+            );
+            assert!(options.ignore_override_host, "{variant:?}");
+        }
+    }
+
+    #[test]
+    fn kasi_is_configured_as_kasi_apply_renders_it() {
+        let upstream: SocketAddr = "127.0.0.2:18012".parse().unwrap();
+        for signed in [true, false] {
+            let text = kasi_plugin_config(upstream, signed);
+            let config = kasi_filter::config::Config::parse(text.as_bytes()).unwrap();
+            assert_eq!(config.session_keys.is_empty(), !signed, "{text}");
         }
     }
 }

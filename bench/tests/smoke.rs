@@ -1,12 +1,14 @@
-//! The benchmark, briefly, on every `./dev test`: all seven variants for about a second each and
-//! one Envoy's memory. It checks that they run and route — the benchmark itself refuses a run in
-//! which any response was not a 200 from the upstream pod (rather than the decoy the requests
-//! are addressed to) or kasi's counters show a request it did not route — and that the figures
-//! exist. Nothing about speed: that is `./dev bench`'s job, on a quiet machine.
+//! The benchmark, briefly, on every `./dev test`: all eight variants for about a second each,
+//! one Envoy's memory and a few hundred abandoned streams with a 50 KB Host. It checks that they
+//! run and route — the benchmark itself refuses a run in which any response was not a 200 from
+//! the upstream pod (rather than the decoy the filters' requests are addressed to) or kasi's
+//! counters show a request it did not route — and that the figures exist. Nothing about speed or
+//! memory growth: that is `./dev bench`'s job (and the e2e tests'), on a quiet machine.
 
+use kasi_bench::abandoned::AbandonedOptions;
 use kasi_bench::filter_bench::{self, FilterOptions};
 use kasi_bench::memory::{self, MemoryOptions};
-use kasi_bench::variants::Modules;
+use kasi_bench::variants::{Modules, Variant};
 use std::time::Duration;
 
 fn modules() -> Modules {
@@ -33,6 +35,7 @@ fn every_variant_routes_to_the_pod_and_is_measured() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     eprint!("{}", filter_bench::table(&report));
 
+    assert_eq!(report.variants.len(), Variant::ALL.len());
     for key in [
         "baseline",
         "floor",
@@ -41,6 +44,7 @@ fn every_variant_routes_to_the_pod_and_is_measured() {
         "kasi-request-phase",
         "lua-common",
         "kasi-empty-response",
+        "kasi-unsigned",
     ] {
         let v = report
             .variant(key)
@@ -60,10 +64,29 @@ fn every_variant_routes_to_the_pod_and_is_measured() {
         ("kasi", "lua-common"),
         ("kasi-empty-response", "kasi-request-phase"),
         ("kasi", "kasi-empty-response"),
+        ("kasi", "kasi-unsigned"),
+        ("kasi-unsigned", "floor"),
     ] {
         let r = report.ratio(of, over).expect("ratio reported");
         assert!(r.ratio.is_finite() && r.ratio > 0.0, "{r:?}");
     }
+    let targets: Vec<_> = report
+        .ratios
+        .iter()
+        .filter_map(|r| Some((r.of.as_str(), r.over.as_str(), r.target?, r.target_runs?)))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("kasi-request-phase", "floor", 0.92, 1),
+            ("kasi", "floor", 0.88, 3)
+        ]
+    );
+    let table = filter_bench::table(&report);
+    assert!(
+        table.contains("target ≥ 0.92") && table.contains("target ≥ 0.88 (median of 3 runs"),
+        "{table}"
+    );
     let routed = report
         .kasi_counters
         .iter()
@@ -97,6 +120,11 @@ fn envoy_memory_is_read_with_and_without_the_filter() {
         repeats: 1,
         warmup: Duration::from_millis(500),
         floor_wasm: modules().floor,
+        abandoned: Some(AbandonedOptions {
+            streams: 300,
+            warmup_streams: 60,
+            ..AbandonedOptions::default()
+        }),
     };
     let report =
         memory::run(&options, &mut |line| eprintln!("{line}")).unwrap_or_else(|e| panic!("{e:#}"));
@@ -105,5 +133,25 @@ fn envoy_memory_is_read_with_and_without_the_filter() {
     for (allocated, rss) in [row.without, row.floor, row.kasi] {
         assert!(allocated > 1024 * 1024 && rss > 1024 * 1024, "{row:?}");
     }
-    assert!(memory::markdown(&report).contains("| 1 |"));
+    let markdown = memory::markdown(&report);
+    assert!(markdown.contains("| 1 |"), "{markdown}");
+
+    let abandoned = report.abandoned.as_ref().expect("the abandoned-stream run");
+    assert_eq!((abandoned.streams, abandoned.host_bytes), (300, 50 * 1024));
+    for point in [abandoned.fresh, abandoned.before, abandoned.after] {
+        assert!(
+            point.rss > 1024 * 1024 && point.memory_allocated > 1024 * 1024,
+            "{abandoned:?}"
+        );
+    }
+    assert!(
+        abandoned.after.vm_memory_bytes >= 64 * 1024,
+        "{abandoned:?}"
+    );
+    assert!(abandoned.seen_by_filter >= 285, "{abandoned:?}");
+    assert!(
+        markdown.contains("kasi_affinity.vm_memory_bytes"),
+        "{markdown}"
+    );
+    assert!(memory::table(&report).contains("kasi VM memory"));
 }

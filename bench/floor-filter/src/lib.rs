@@ -1,13 +1,18 @@
 //! The benchmark's floor: the cheapest proxy-wasm filter that does the I/O of kasi's job. It
-//! reads the request's `cookie` header (the bytes kasi must look at) and writes
-//! `x-envoy-original-dst-host` (the address given as its plugin configuration, verbatim), and
-//! nothing else: no parsing, no counters, no logging, no response phase.
+//! reads the request's `cookie` header (the bytes kasi must look at) and steers the request as
+//! kasi does: one call of Envoy's foreign function `set_envoy_filter_state`, which sets the
+//! filter-state object `envoy.network.transport_socket.original_dst_address` (read by the
+//! ORIGINAL_DST PassthroughCluster before anything else) to the address given as its plugin
+//! configuration, verbatim, for the request's lifetime. Nothing else: no parsing, no counters, no
+//! logging, no response phase.
 //!
 //! Cheapest also means no SDK: Envoy calls into the VM only for the callbacks a module exports,
 //! and an SDK exports them all (context create, response headers and body, log, done, delete:
 //! six more calls into the VM per request). This module exports the request-headers callback
-//! and what the ABI requires, so it measures what any proxy-wasm filter that touches a request
+//! and what the ABI requires, so it measures what any proxy-wasm filter that steers a request
 //! must pay: one call into the VM and two host calls, one of which copies a header into it.
+//! The foreign function's argument (a serialized `SetEnvoyFilterStateArguments`) is built once,
+//! when the plugin is configured.
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
@@ -30,12 +35,13 @@ mod wasm {
             return_data: *mut *mut u8,
             return_size: *mut usize,
         ) -> u32;
-        fn proxy_replace_header_map_value(
-            map_type: u32,
-            key_data: *const u8,
-            key_size: usize,
-            value_data: *const u8,
-            value_size: usize,
+        fn proxy_call_foreign_function(
+            function_name_data: *const u8,
+            function_name_size: usize,
+            arguments_data: *const u8,
+            arguments_size: usize,
+            results_data: *mut *mut u8,
+            results_size: *mut usize,
         ) -> u32;
     }
 
@@ -43,10 +49,11 @@ mod wasm {
     const REQUEST_HEADERS: u32 = 0;
     const PLUGIN_CONFIGURATION: u32 = 7;
     const READ: &[u8] = b"cookie";
-    const WRITE: &[u8] = b"x-envoy-original-dst-host";
+    const SET_FILTER_STATE: &[u8] = b"set_envoy_filter_state";
 
     thread_local! {
-        static ADDRESS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        /// The serialized `SetEnvoyFilterStateArguments` for the configured address.
+        static ARGUMENTS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
 
     #[no_mangle]
@@ -82,11 +89,11 @@ mod wasm {
             }
             owned(data, len)
         };
-        let address = config.trim_ascii().to_vec();
-        if address.is_empty() {
+        let address = config.trim_ascii();
+        if address.is_empty() || address.len() > 127 {
             return 0;
         }
-        ADDRESS.with(|a| *a.borrow_mut() = address);
+        ARGUMENTS.with(|a| *a.borrow_mut() = crate::set_filter_state_arguments(address));
         1
     }
 
@@ -106,20 +113,63 @@ mod wasm {
         if found {
             // SAFETY: returned by the host call above.
             drop(unsafe { owned(data, len) });
-            ADDRESS.with(|a| {
+            ARGUMENTS.with(|a| {
                 let a = a.borrow();
-                // SAFETY: key and value outlive the call.
-                unsafe {
-                    proxy_replace_header_map_value(
-                        REQUEST_HEADERS,
-                        WRITE.as_ptr(),
-                        WRITE.len(),
+                let (mut results, mut results_len) = (null_mut(), 0);
+                // SAFETY: name and arguments outlive the call; out-pointers are valid.
+                let status = unsafe {
+                    proxy_call_foreign_function(
+                        SET_FILTER_STATE.as_ptr(),
+                        SET_FILTER_STATE.len(),
                         a.as_ptr(),
                         a.len(),
+                        &mut results,
+                        &mut results_len,
                     )
                 };
+                if status == OK {
+                    // SAFETY: returned by the host call above (nothing, for this function).
+                    drop(unsafe { owned(results, results_len) });
+                }
             });
         }
         0 // Continue
+    }
+}
+
+/// Envoy's filter-state object that the ORIGINAL_DST cluster reads first.
+pub const ORIGINAL_DST_FILTER_STATE: &[u8] = b"envoy.network.transport_socket.original_dst_address";
+
+/// `SetEnvoyFilterStateArguments { path = 1; value = 2; span = 3 }` (Envoy's
+/// `source/extensions/common/wasm/foreign.cc`) for `address` (shorter than 128 bytes: one-byte
+/// lengths), span `DownstreamRequest` (1): the bytes kasi's filter sends
+/// (`kasi_filter::policy::set_filter_state_arguments`; the floor has no dependencies).
+pub fn set_filter_state_arguments(address: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ORIGINAL_DST_FILTER_STATE.len() + address.len() + 6);
+    for (tag, text) in [(0x0a, ORIGINAL_DST_FILTER_STATE), (0x12, address)] {
+        out.push(tag);
+        out.push(text.len() as u8);
+        out.extend_from_slice(text);
+    }
+    out.extend_from_slice(&[0x18, 1]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_the_same_bytes_as_kasi() {
+        for address in ["127.0.0.2:18012", "[fc00::1:2]:8013"] {
+            assert_eq!(
+                set_filter_state_arguments(address.as_bytes()),
+                kasi_filter::policy::set_filter_state_arguments(
+                    kasi_filter::policy::ORIGINAL_DST_FILTER_STATE,
+                    address,
+                    kasi_filter::policy::LIFE_SPAN_DOWNSTREAM_REQUEST,
+                )
+            );
+        }
     }
 }
