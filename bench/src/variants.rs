@@ -99,7 +99,7 @@ impl Variant {
     pub fn label(self) -> &'static str {
         match self {
             Variant::Baseline => "(a) baseline: no filter, sent to the pod",
-            Variant::Floor => "(b) floor: wasm reads 1 header, sets filter state",
+            Variant::Floor => "(b) floor: reads 1 header, writes it, sets filter state",
             Variant::Kasi => "(c) kasi filter: signed cookie among others",
             Variant::Lua => "(d) Lua, unsigned, steers by header",
             Variant::KasiRequestPhase => "(e) kasi, request phase only (no fail-over)",

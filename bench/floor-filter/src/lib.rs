@@ -1,16 +1,18 @@
 //! The benchmark's floor: the cheapest proxy-wasm filter that does the I/O of kasi's job. It
-//! reads the request's `cookie` header (the bytes kasi must look at) and steers the request as
-//! kasi does: one call of Envoy's foreign function `set_envoy_filter_state`, which sets the
-//! filter-state object `envoy.network.transport_socket.original_dst_address` (read by the
-//! ORIGINAL_DST PassthroughCluster before anything else) to the address given as its plugin
-//! configuration, verbatim, for the request's lifetime. Nothing else: no parsing, no counters, no
-//! logging, no response phase.
+//! reads the request's `cookie` header (the bytes kasi must look at), writes it back (kasi
+//! restores a signed session to the plain value `stateful_session` wrote: one request-header
+//! write, which also makes Envoy clear the route cache) and steers the request as kasi does: one
+//! call of Envoy's foreign function `set_envoy_filter_state`, which sets the filter-state object
+//! `envoy.network.transport_socket.original_dst_address` (read by the ORIGINAL_DST
+//! PassthroughCluster before anything else) to the address given as its plugin configuration,
+//! verbatim, for the request's lifetime. Nothing else: no parsing, no counters, no logging, no
+//! response phase.
 //!
 //! Cheapest also means no SDK: Envoy calls into the VM only for the callbacks a module exports,
 //! and an SDK exports them all (context create, response headers and body, log, done, delete:
 //! six more calls into the VM per request). This module exports the request-headers callback
-//! and what the ABI requires, so it measures what any proxy-wasm filter that steers a request
-//! must pay: one call into the VM and two host calls, one of which copies a header into it.
+//! and what the ABI requires, so it measures what any proxy-wasm filter that does this job must
+//! pay: one call into the VM and three host calls, one of which copies a header into it.
 //! The foreign function's argument (a serialized `SetEnvoyFilterStateArguments`) is built once,
 //! when the plugin is configured.
 
@@ -34,6 +36,13 @@ mod wasm {
             key_size: usize,
             return_data: *mut *mut u8,
             return_size: *mut usize,
+        ) -> u32;
+        fn proxy_replace_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
         ) -> u32;
         fn proxy_call_foreign_function(
             function_name_data: *const u8,
@@ -112,7 +121,20 @@ mod wasm {
         };
         if found {
             // SAFETY: returned by the host call above.
-            drop(unsafe { owned(data, len) });
+            let cookie = unsafe { owned(data, len) };
+            // The job writes the `cookie` header back (a signed session restored to the value
+            // `stateful_session` wrote): the same write, of the same bytes. A request-header
+            // write is what makes Envoy clear the route cache, so the floor must pay it too.
+            // SAFETY: key and value outlive the call.
+            unsafe {
+                proxy_replace_header_map_value(
+                    REQUEST_HEADERS,
+                    READ.as_ptr(),
+                    READ.len(),
+                    cookie.as_ptr(),
+                    cookie.len(),
+                );
+            }
             ARGUMENTS.with(|a| {
                 let a = a.borrow();
                 let (mut results, mut results_len) = (null_mut(), 0);
