@@ -2,18 +2,18 @@
 //! and requests handed from virtualOutbound to the HTTP listener by a PROXY v1 header, through
 //! the real compiled filter and `stateful_session` to the pinned pod.
 
-#[path = "support/mesh.rs"]
+#[path = "support/istiod.rs"]
 mod support;
 
-use kasi::lab::mesh;
+use kasi_lab::istiod;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
 
-fn start_envoy(dir: &std::path::Path, config: &mesh::SidecarConfig) -> Envoy {
-    mesh::write_files(dir, config).unwrap();
-    Envoy::start(&mesh::bootstrap(
+fn start_envoy(dir: &std::path::Path, config: &istiod::SidecarConfig) -> Envoy {
+    istiod::write_files(dir, config).unwrap();
+    Envoy::start(&istiod::bootstrap(
         dir,
         "127.0.0.1:0".parse().unwrap(),
         "activator",
@@ -53,7 +53,7 @@ fn envoy_reloads_the_files_live_and_the_sidecar_shrinks_config_dump() {
 
     let scoped_objects = [many_revisions(150), bundle(true, plugin_config)].concat();
     let scoped = build(&scoped_objects, outbound);
-    mesh::write_files(dir.path(), &scoped).unwrap();
+    istiod::write_files(dir.path(), &scoped).unwrap();
     let mut size = full;
     let shrank = eventually(Duration::from_secs(10), || {
         size = envoy.admin_get("/config_dump").len();
@@ -74,7 +74,7 @@ fn envoy_reloads_the_files_live_and_the_sidecar_shrinks_config_dump() {
     eprintln!("config_dump: {full} bytes without the Sidecar, {size} with it");
 
     // And back: the files may grow again, still without a restart.
-    mesh::write_files(dir.path(), &unscoped).unwrap();
+    istiod::write_files(dir.path(), &unscoped).unwrap();
     assert!(eventually(Duration::from_secs(10), || envoy
         .admin_get("/clusters")
         .contains(last_cluster)));

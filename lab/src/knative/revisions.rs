@@ -1,8 +1,10 @@
 //! How the lab's Kubernetes and Knative stand-ins change objects when pods come and go: pod
 //! readiness, and the revision's private Endpoints and EndpointSlice that the activator reads.
+//! A pod that is not Ready moves to `notReadyAddresses`, as Kubernetes' endpoints controller puts
+//! it (`pkg/controller/endpoint/endpoints_controller.go` `syncService`, `addEndpointSubset`).
 
-use super::api::{find_by_kind, Store};
 use super::seed::{self, APP_NAMESPACE, HELLO_REVISION};
+use crate::kube_api::{find_by_kind, Store};
 use anyhow::Context as _;
 use serde_json::{json, Value};
 use std::net::IpAddr;

@@ -1,7 +1,7 @@
 //! The lab API against the real kubectl: discovery (aggregated first, then the classic documents),
 //! get with selectors and tables, -o json, describe, apply --server-side, get --watch.
 
-use kasi::lab::api::{find_by_kind, kubeconfig_yaml, serve, LabHooks, Store};
+use kasi_lab::kube_api::{find_by_kind, kubeconfig_yaml, serve, LabHooks, Store};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

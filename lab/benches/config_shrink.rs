@@ -1,5 +1,5 @@
 //! Config shrink: what the `Sidecar` does to an activator's istio-proxy as the mesh grows.
-//! `cargo bench -p kasi --bench config_shrink [-- COUNTS]` (part of `./dev bench`); COUNTS is a
+//! `cargo bench -p kasi-lab --bench config_shrink [-- COUNTS]` (part of `./dev bench`); COUNTS is a
 //! comma-separated list of Service counts (default 50,150,500). Writes
 //! `bench/results/config-shrink.{json,md}`.
 //!
@@ -14,8 +14,8 @@ use anyhow::{bail, Context};
 use kasi::envoy::config_dump::ConfigDump;
 use kasi::install::objects::{self, ApplyMode};
 use kasi::install::render::{render, FilterSource, RenderOptions};
-use kasi::lab::envoy::admin_get;
-use kasi::lab::{Lab, LabOptions};
+use kasi_lab::data_plane::envoy::admin_get;
+use kasi_lab::{Lab, LabOptions};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     println!("activator sidecar config, unscoped → with the Sidecar (fresh Envoy each):\n{table}");
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .context("the app crate sits in the workspace")?;
+        .context("the lab crate sits in the workspace")?;
     let out = workspace.join("bench/results");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("config-shrink.md"), &table)?;

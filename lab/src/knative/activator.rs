@@ -1,13 +1,16 @@
 //! The activator emulator: what Knative's activator does to a request, in front of a real Envoy.
 //!
-//! It picks a ready pod round robin (Knative's policy above containerConcurrency 3), then connects
-//! to its own sidecar's outbound capture port with a PROXY v1 header naming the pod — exactly what
-//! the activator's `connect(podIP:8012)` becomes after iptables — and forwards the client's
-//! request with `K-Proxy-Request: activator` added and Knative's revision headers removed.
+//! It picks a ready pod round robin (Knative's policy above containerConcurrency 3:
+//! `pkg/activator/net/throttler.go` `newRevisionThrottler`, `lb_policy.go`
+//! `newRoundRobinPolicy`), then connects to its own sidecar's outbound capture port with a PROXY
+//! v1 header naming the pod — exactly what the activator's `connect(podIP:8012)` becomes after
+//! iptables — and forwards the client's request with `K-Proxy-Request: activator` added and
+//! Knative's revision headers removed (`pkg/activator/handler/handler.go`
+//! `activationHandler.proxyRequest`, `pkg/activator/activator.go` `RevisionHeaders`).
 
-use super::forward::{forward, proxy_v1_header, text_response, Body};
 use super::routing::{MeshMode, Routing};
-use super::serve::serve_http;
+use crate::data_plane::forward::{forward, proxy_v1_header, text_response, Body};
+use crate::data_plane::serve::serve_http;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
@@ -74,7 +77,8 @@ impl Activator {
                 );
             };
             if target.ready_pods.is_empty() {
-                // Knative would queue until a pod is ready; the lab answers at once.
+                // Knative would queue until a pod is ready (`throttler.go`
+                // `revisionThrottler.try`); the lab answers at once.
                 return text_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "activator: no ready pods\n",
@@ -82,6 +86,11 @@ impl Activator {
             }
             let pod = target.ready_pods
                 [self.next.fetch_add(1, Ordering::Relaxed) % target.ready_pods.len()];
+            // Pod IPs or the private Service's ClusterIP (`pkg/activator/net/revision_backends.go`
+            // `revisionWatcher.checkDests`): `disabled` never falls back to the ClusterIP;
+            // `enabled` always uses it. Knative's `auto` probes the pod IPs first and falls back
+            // only when the probes fail as a mesh makes them; the lab's `auto` takes the ClusterIP
+            // at once (a difference from Knative).
             match (routing.mesh_mode, &target.private_service) {
                 (MeshMode::Disabled, _) | (_, None) => (pod, None),
                 (_, Some((cluster_ip, fqdn))) => (*cluster_ip, Some(fqdn.clone())),

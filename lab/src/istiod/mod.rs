@@ -1,4 +1,5 @@
-//! istiod for the lab: one sidecar's Envoy config from the cluster objects.
+//! istiod for the lab: one sidecar's Envoy config from the cluster objects, pushed on every change
+//! ([`push`]).
 //!
 //! [`build`] is a pure function from the objects a Kubernetes API returns (Services, Endpoints,
 //! Sidecars, EnvoyFilters, WasmPlugins, as `serde_json::Value`) to the outbound Envoy config istiod
@@ -28,6 +29,7 @@ mod files;
 mod inputs;
 mod listeners;
 mod proto_merge;
+pub mod push;
 mod routes;
 mod scope;
 mod wasm_plugins;

@@ -1,8 +1,8 @@
-//! Shared by the `lab_mesh_*` tests (included with `#[path]`): cluster objects as a Knative +
+//! Shared by the `istiod_*` tests (included with `#[path]`): cluster objects as a Knative +
 //! Istio cluster has them, kasi's affinity bundle, and a real Envoy to run the config on.
 #![allow(dead_code)]
 
-use kasi::lab::mesh::{self, MeshInputs, ProxyIdentity, SidecarConfig};
+use kasi_lab::istiod::{self, MeshInputs, ProxyIdentity, SidecarConfig};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -220,7 +220,7 @@ pub fn build(objects: &[Value], outbound: SocketAddr) -> SidecarConfig {
         resolve_wasm: &resolve_wasm,
         cluster_domain: "cluster.local",
     };
-    mesh::build(&inputs).expect("build the sidecar config")
+    istiod::build(&inputs).expect("build the sidecar config")
 }
 
 pub fn http_filter_names(config: &SidecarConfig, listener: &str) -> Vec<String> {

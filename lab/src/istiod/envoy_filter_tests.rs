@@ -2,7 +2,7 @@
 //! `8012` with one service vhost, PassthroughCluster and one service cluster.
 
 use super::*;
-use crate::lab::mesh::SidecarConfig;
+use crate::istiod::SidecarConfig;
 use serde_json::json;
 use std::collections::BTreeMap;
 

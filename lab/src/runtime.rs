@@ -1,16 +1,20 @@
 //! Starting, running and stopping one lab: the API server, the activators with their real Envoy
-//! sidecars, the `hello` pods, the ingress, and the controller that plays istiod and Knative.
+//! sidecars, the `hello` pods, the ingress, and the control plane (istiod's push, the activators'
+//! informers).
 
-use super::activator::Activator;
-use super::api::{self, LabHooks, Store};
-use super::controller::{self, SidecarSlot};
-use super::envoy::{find_envoy, EnvoyProcess, LogFeed};
-use super::ingress::Ingress;
-use super::layout::{Layout, POD_PORT, SIDECAR_ADMIN_PORT, SIDECAR_OUTBOUND_PORT};
-use super::pods::PodServer;
-use super::routing::Routing;
-use super::seed::{self, SeedSpec, APP_NAMESPACE, HELLO_HOST, HELLO_REVISION, SYSTEM_NAMESPACE};
-use super::{kube_proxy, mesh, objects};
+use crate::data_plane::envoy::{self, find_envoy, EnvoyProcess, LogFeed};
+use crate::data_plane::ingress::Ingress;
+use crate::data_plane::kube_proxy;
+use crate::data_plane::layout::{Layout, POD_PORT, SIDECAR_ADMIN_PORT, SIDECAR_OUTBOUND_PORT};
+use crate::data_plane::pods::PodServer;
+use crate::istiod::{self, push, push::SidecarSlot};
+use crate::knative::revisions;
+use crate::knative::routing::Routing;
+use crate::knative::seed::{
+    self, SeedSpec, APP_NAMESPACE, HELLO_HOST, HELLO_REVISION, SYSTEM_NAMESPACE,
+};
+use crate::knative::{self, activator::Activator};
+use crate::kube_api::{self, LabHooks, Store};
 use anyhow::{bail, Context as _};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -188,11 +192,11 @@ impl Lab {
             std::fs::create_dir_all(&config_dir)?;
             let slot = SidecarSlot::new(&pod_name, ip, outbound, config_dir.clone());
             // The first config is written before Envoy starts, so it comes up already configured.
-            controller::configure_sidecar(&store, &slot, state.path())?;
+            push::configure_sidecar(&store, &slot, state.path())?;
             let node_id = format!(
                 "sidecar~{ip}~{pod_name}.{SYSTEM_NAMESPACE}~{SYSTEM_NAMESPACE}.svc.cluster.local"
             );
-            let bootstrap = mesh::bootstrap(&config_dir, admin, &node_id);
+            let bootstrap = istiod::bootstrap(&config_dir, admin, &node_id);
             let bootstrap_path = config_dir.join("bootstrap.json");
             std::fs::write(&bootstrap_path, serde_json::to_vec_pretty(&bootstrap)?)?;
             let sidecar_log = LogFeed::new();
@@ -223,14 +227,11 @@ impl Lab {
             });
         }
 
-        // The controller: istiod and Knative, reacting to every change in the API.
-        *routing.write().unwrap_or_else(|e| e.into_inner()) = controller::routing(&store);
-        tasks.push(controller::spawn(
-            store.clone(),
-            slots,
-            state.path().to_owned(),
-            Arc::clone(&routing),
-        ));
+        // The control plane, reacting to every change in the API: istiod pushes each sidecar's
+        // config, and the activators' informers refresh what Knative routes by.
+        *routing.write().unwrap_or_else(|e| e.into_inner()) = knative::routing::from_store(&store);
+        tasks.push(knative::routing::spawn(store.clone(), Arc::clone(&routing)));
+        tasks.push(push::spawn(store.clone(), slots, state.path().to_owned()));
 
         // kube-proxy for the hello revision's private ClusterIP.
         if let Some((cluster_ip, _)) = routing.read().ok().and_then(|r| {
@@ -270,12 +271,12 @@ impl Lab {
         let api_url = format!("http://{}", api_listener.local_addr()?);
         let api_store = store.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = api::serve(api_listener, api_store, hooks).await {
+            if let Err(e) = kube_api::serve(api_listener, api_store, hooks).await {
                 tracing::error!("lab API server stopped: {e}");
             }
         }));
         let kubeconfig = state.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, api::kubeconfig_yaml(&api_url, "kasi-lab"))?;
+        std::fs::write(&kubeconfig, kube_api::kubeconfig_yaml(&api_url, "kasi-lab"))?;
 
         // Ingress.
         let ingress = Ingress::new(
@@ -350,7 +351,7 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr: SocketAddr = self.ingress_url.trim_start_matches("http://").parse()?;
         loop {
-            if let Ok((200, _)) = super::envoy::admin_get(addr, "/").await {
+            if let Ok((200, _)) = envoy::admin_get(addr, "/").await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -368,15 +369,15 @@ impl Lab {
             .get_mut(name)
             .with_context(|| format!("no lab pod {name:?}"))?;
         pod.stop();
-        objects::set_pod_ready(&self.store, APP_NAMESPACE, name, false)?;
+        revisions::set_pod_ready(&self.store, APP_NAMESPACE, name, false)?;
         self.refresh_routing();
         Ok(())
     }
 
-    /// The data plane's view follows at once (the controller would within its debounce), so
+    /// The data plane's view follows at once (the activators' informers would within their debounce), so
     /// code that stops a pod can rely on the endpoint being out of rotation when this returns.
     fn refresh_routing(&self) {
-        let next = controller::routing(&self.store);
+        let next = knative::routing::from_store(&self.store);
         *self.routing.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
@@ -387,7 +388,7 @@ impl Lab {
             .get_mut(name)
             .with_context(|| format!("no lab pod {name:?}"))?;
         pod.restore().await?;
-        objects::set_pod_ready(&self.store, APP_NAMESPACE, name, true)?;
+        revisions::set_pod_ready(&self.store, APP_NAMESPACE, name, true)?;
         self.refresh_routing();
         Ok(())
     }
@@ -415,7 +416,7 @@ impl Lab {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(name.clone(), addr);
-                objects::add_hello_pod(&self.store, &name, addr.ip())?;
+                revisions::add_hello_pod(&self.store, &name, addr.ip())?;
             }
             index += 1;
         }
@@ -430,7 +431,7 @@ impl Lab {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&name);
-            objects::remove_hello_pod(&self.store, &name)?;
+            revisions::remove_hello_pod(&self.store, &name)?;
         }
         self.refresh_routing();
         Ok(())

@@ -2,11 +2,20 @@
 //! Knative ingress does: through the activators (round robin over replicas) while the activator
 //! is in the path, and — with `target-burst-capacity` other than -1 — part of the traffic
 //! straight to the pods, where no activator sidecar (and so no affinity) sees it.
+//!
+//! In Knative the revision's public Endpoints hold the activators (SKS proxy mode) or the pods
+//! (serve mode): `pkg/reconciler/serverlessservice/serverlessservice.go`
+//! `reconcilePublicEndpoints`. The KPA switches to serve mode when the revision has excess burst
+//! capacity (`pkg/reconciler/autoscaling/kpa/kpa.go` `ReconcileKind`;
+//! `pkg/autoscaler/scaling/autoscaler.go` `autoscaler.Scale` computes it from
+//! `target-burst-capacity`, and -1 keeps it negative, so the activator stays in the path). The
+//! lab stands for a revision that flips between the two by sending every other request straight
+//! to a pod.
 
-use super::activator::{NAMESPACE_HEADER, REVISION_HEADER};
 use super::forward::{forward, text_response, Body};
-use super::routing::Routing;
 use super::serve::serve_http;
+use crate::knative::activator::{NAMESPACE_HEADER, REVISION_HEADER};
+use crate::knative::routing::Routing;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;

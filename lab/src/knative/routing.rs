@@ -2,11 +2,41 @@
 //! derived from the API objects exactly where Knative derives it: private Endpoints for the
 //! revision's pods, `config-network` and `config-autoscaler` for how traffic flows.
 
+use super::seed::SYSTEM_NAMESPACE;
+use crate::kube_api::{self, Store};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
 
-/// `config-network` `mesh-compatibility-mode` (case-insensitive; anything else means auto).
+/// The kinds the activator's informers read.
+const WATCHED: [(&str, &str); 3] = [("v1", "Service"), ("v1", "Endpoints"), ("v1", "ConfigMap")];
+
+/// Changes arriving within this window are folded into one refresh (an apply brings several).
+const DEBOUNCE: Duration = Duration::from_millis(30);
+
+/// What the activators route by, from the objects in the API now.
+pub fn from_store(store: &Store) -> Routing {
+    Routing::from_objects(&kube_api::list_kinds(store, &WATCHED), SYSTEM_NAMESPACE)
+}
+
+/// Runs until aborted: every API change (debounced) refreshes `routing`.
+pub fn spawn(store: Store, routing: Arc<RwLock<Routing>>) -> JoinHandle<()> {
+    let mut events = store.subscribe();
+    tokio::spawn(async move {
+        while kube_api::next_change(&mut events, DEBOUNCE).await {
+            let next = from_store(&store);
+            if let Ok(mut current) = routing.write() {
+                *current = next;
+            }
+        }
+    })
+}
+
+/// `config-network` `mesh-compatibility-mode` (case-insensitive; anything else means auto:
+/// knative/networking `pkg/config/config.go` `asMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MeshMode {
     Auto,
@@ -14,7 +44,7 @@ pub enum MeshMode {
     Disabled,
 }
 
-/// Knative's default `target-burst-capacity`.
+/// Knative's default `target-burst-capacity` (`pkg/autoscaler/config/config.go`).
 pub const DEFAULT_TARGET_BURST_CAPACITY: f64 = 211.0;
 
 /// One revision as the activator sees it.
@@ -126,7 +156,7 @@ impl Routing {
 }
 
 /// Ready `ip:port` of an Endpoints object, the port taken from the named endpoint port as the
-/// activator does (`endpointsToDests`).
+/// activator does (`pkg/activator/net/helpers.go` `endpointsToDests`).
 fn ready_addresses(endpoints: &Value, port_name: &str) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for subset in endpoints["subsets"].as_array().into_iter().flatten() {
@@ -153,8 +183,8 @@ fn ready_addresses(endpoints: &Value, port_name: &str) -> Vec<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::layout::Layout;
-    use crate::lab::seed::{objects, SeedSpec};
+    use crate::data_plane::layout::Layout;
+    use crate::knative::seed::{objects, SeedSpec};
 
     #[test]
     fn reads_what_knative_reads() {

@@ -1,21 +1,20 @@
-//! The lab's control plane: istiod (each sidecar's Envoy config, rewritten live on every change)
-//! and Knative (the activator's view of revisions and settings), both driven by API watch events.
+//! istiod's push: every change in the API rebuilds each sidecar's config ([`super::build`]) and
+//! writes it where that sidecar's Envoy reloads it, as istiod's debounced push sends xDS
+//! (`pilot/pkg/xds/discovery.go` `debounce`).
 
-use super::api::{find_by_kind, Store};
-use super::mesh::{self, MeshInputs, ProxyIdentity, SidecarConfig};
-use super::routing::Routing;
-use super::seed::SYSTEM_NAMESPACE;
+use super::{MeshInputs, ProxyIdentity, SidecarConfig};
+use crate::knative::seed::SYSTEM_NAMESPACE;
+use crate::kube_api::{self, Store};
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
-/// The kinds istiod and Knative read.
+/// The kinds istiod reads (ConfigMaps and Deployments for the sidecar's mounts, see [`Mounts`]).
 const WATCHED: [(&str, &str); 8] = [
     ("v1", "Service"),
     ("v1", "Endpoints"),
@@ -28,9 +27,11 @@ const WATCHED: [(&str, &str); 8] = [
 ];
 
 /// Changes arriving within this window are folded into one rebuild (an apply brings several).
+/// istiod waits `PILOT_DEBOUNCE_AFTER` (100 ms, `pilot/pkg/features/tuning.go` `DebounceAfter`);
+/// the lab is quicker so tests settle sooner.
 const DEBOUNCE: Duration = Duration::from_millis(30);
 
-/// One activator's sidecar as the controller configures it.
+/// One activator's sidecar, as istiod knows its proxy.
 pub struct SidecarSlot {
     pub pod_name: String,
     pub ip: IpAddr,
@@ -56,27 +57,9 @@ impl SidecarSlot {
     }
 }
 
-/// Every object of the watched kinds (a kind the API does not serve, such as Istio's without
-/// its CRDs, contributes nothing).
+/// Every object istiod reads.
 pub fn snapshot(store: &Store) -> Vec<Value> {
-    let mut out = Vec::new();
-    for (api_version, kind) in WATCHED {
-        if let Some(rt) = find_by_kind(api_version, kind) {
-            if let Ok((items, _)) = store.list(rt, None, None) {
-                out.extend(items.into_iter().map(|mut item| {
-                    // Lists carry kind on the list, not the items; istiod's inputs need both.
-                    item["apiVersion"] = api_version.into();
-                    item["kind"] = kind.into();
-                    item
-                }));
-            }
-        }
-    }
-    out
-}
-
-pub fn routing(store: &Store) -> Routing {
-    Routing::from_objects(&snapshot(store), SYSTEM_NAMESPACE)
+    kube_api::list_kinds(store, &WATCHED)
 }
 
 /// Builds one sidecar's config from the current objects and writes it if it changed.
@@ -108,7 +91,7 @@ fn configure_from(objects: &[Value], slot: &SidecarSlot, state_dir: &Path) -> an
     };
     let mounts = Mounts::from_objects(objects, state_dir);
     let resolve = |url: &str| mounts.resolve(url);
-    let config = mesh::build(&MeshInputs {
+    let config = super::build(&MeshInputs {
         objects,
         proxy: &proxy,
         outbound_listener: slot.outbound,
@@ -120,35 +103,18 @@ fn configure_from(objects: &[Value], slot: &SidecarSlot, state_dir: &Path) -> an
         for warning in &config.warnings {
             tracing::warn!(sidecar = %slot.pod_name, "{warning}");
         }
-        mesh::write_files(&slot.config_dir, &config)?;
+        super::write_files(&slot.config_dir, &config)?;
         *last = Some(config);
     }
     Ok(())
 }
 
-/// Runs until aborted: every API change rebuilds the routing view and each sidecar's config.
-pub fn spawn(
-    store: Store,
-    slots: Vec<SidecarSlot>,
-    state_dir: PathBuf,
-    routing: Arc<RwLock<Routing>>,
-) -> JoinHandle<()> {
+/// Runs until aborted: every API change (debounced) rebuilds each sidecar's config.
+pub fn spawn(store: Store, slots: Vec<SidecarSlot>, state_dir: PathBuf) -> JoinHandle<()> {
     let mut events = store.subscribe();
     tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            }
-            tokio::time::sleep(DEBOUNCE).await;
-            while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-                events.try_recv()
-            {}
+        while kube_api::next_change(&mut events, DEBOUNCE).await {
             let objects = snapshot(&store);
-            let next = Routing::from_objects(&objects, SYSTEM_NAMESPACE);
-            if let Ok(mut current) = routing.write() {
-                *current = next;
-            }
             for slot in &slots {
                 if let Err(e) = configure_from(&objects, slot, &state_dir) {
                     tracing::error!(sidecar = %slot.pod_name, "cannot configure the sidecar: {e:#}");
@@ -159,8 +125,11 @@ pub fn spawn(
 }
 
 /// ConfigMaps mounted into the activator's istio-proxy through the
-/// `sidecar.istio.io/userVolume`/`userVolumeMount` pod-template annotations, materialised as
-/// files under the lab's state directory so `file://` WasmPlugin URLs resolve as in the pod.
+/// `sidecar.istio.io/userVolume`/`userVolumeMount` pod-template annotations (the injector's
+/// `manifests/charts/istio-control/istio-discovery/files/injection-template.yaml` turns them into
+/// the istio-proxy container's volumes), materialised as files under the lab's state directory so
+/// `file://` WasmPlugin URLs resolve as in the pod. Unlike a cluster, they are read from the
+/// Deployment's template, not the pod: a real pod's volumes are fixed when it is created.
 struct Mounts {
     /// (mountPath, directory holding the ConfigMap's keys)
     mounts: Vec<(String, PathBuf)>,

@@ -1,7 +1,7 @@
-//! `kasi::lab::mesh::build` on a realistic cluster: the activator's sidecar config with and
+//! `kasi_lab::istiod::build` on a realistic cluster: the activator's sidecar config with and
 //! without kasi's bundle, checked for istiod's names and order, and by real Envoy's validator.
 
-#[path = "support/mesh.rs"]
+#[path = "support/istiod.rs"]
 mod support;
 
 use serde_json::{json, Value};
@@ -208,7 +208,7 @@ fn envoy_validates_every_config() {
     for (label, objects) in variants {
         let config = build(&objects, outbound());
         eprintln!("validating {label}");
-        assert_envoy_accepts(&kasi::lab::mesh::static_bootstrap(
+        assert_envoy_accepts(&kasi_lab::istiod::static_bootstrap(
             &config,
             admin,
             "activator",
@@ -224,8 +224,8 @@ fn envoy_validates_the_file_based_bootstrap() {
     let dir = tempfile::tempdir().unwrap();
     let objects = [many_revisions(5), bundle(true, plugin_config())].concat();
     let config = build(&objects, outbound());
-    kasi::lab::mesh::write_files(dir.path(), &config).unwrap();
+    kasi_lab::istiod::write_files(dir.path(), &config).unwrap();
     let bootstrap =
-        kasi::lab::mesh::bootstrap(dir.path(), "127.0.0.1:0".parse().unwrap(), "activator");
+        kasi_lab::istiod::bootstrap(dir.path(), "127.0.0.1:0".parse().unwrap(), "activator");
     assert_envoy_accepts(&bootstrap);
 }

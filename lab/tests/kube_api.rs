@@ -8,7 +8,7 @@ use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kasi::lab::api::{kubeconfig_yaml, serve, LabHooks, Store};
+use kasi_lab::kube_api::{kubeconfig_yaml, serve, LabHooks, Store};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
 };
@@ -895,7 +895,7 @@ async fn discovery_documents_tables_and_errors() {
         (code, content_type.as_str(), status["kind"].as_str()),
         (404, "application/json", Some("Status"))
     );
-    // Just enough OpenAPI for kubectl's field-validation check (see the lab_api_kubectl tests).
+    // Just enough OpenAPI for kubectl's field-validation check (see the kube_api_kubectl tests).
     let (_, _, openapi) = get("/openapi/v3", "application/json").await;
     let openapi: Value = serde_json::from_str(&openapi).unwrap();
     let url = openapi["paths"]["api/v1"]["serverRelativeURL"]

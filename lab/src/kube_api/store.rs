@@ -1,6 +1,6 @@
 //! The object store behind the lab API: every object as JSON (like `unstructured`), one global
 //! resourceVersion counter, a bounded history of changes for watches to resume from, and a
-//! broadcast of every change for watchers and the lab's controller.
+//! broadcast of every change for watchers and the lab's in-process controllers.
 
 use super::crds::crd_object;
 use super::managed_fields;

@@ -28,6 +28,41 @@ pub use server::{kubeconfig_yaml, serve};
 pub use status::FieldConflict;
 pub use store::{ApiError, EventType, Store, StoreEvent};
 
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+
+/// Every object of the given kinds, each with its `apiVersion` and `kind` (a list carries the kind
+/// on the list, not the items): what the informer caches of an in-process controller hold. A kind
+/// the API does not serve (Istio's, without their CRDs) contributes nothing.
+pub fn list_kinds(store: &Store, kinds: &[(&str, &str)]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for &(api_version, kind) in kinds {
+        if let Some(rt) = find_by_kind(api_version, kind) {
+            if let Ok((items, _)) = store.list(rt, None, None) {
+                out.extend(items.into_iter().map(|mut item| {
+                    item["apiVersion"] = api_version.into();
+                    item["kind"] = kind.into();
+                    item
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// Waits for the next change to the store, then for `debounce`, and folds every change that
+/// arrived meanwhile into that one (an apply brings several). `false` once the store is gone.
+pub async fn next_change(events: &mut broadcast::Receiver<StoreEvent>, debounce: Duration) -> bool {
+    match events.recv().await {
+        Ok(_) | Err(RecvError::Lagged(_)) => {}
+        Err(RecvError::Closed) => return false,
+    }
+    tokio::time::sleep(debounce).await;
+    while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
+    true
+}
+
 /// What the API server asks the rest of the lab for: the things that are not objects.
 pub trait LabHooks: Send + Sync + 'static {
     /// Everything the container logged so far, and (when following) a receiver of later lines.

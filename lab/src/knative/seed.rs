@@ -2,7 +2,7 @@
 //! Deployment and ConfigMaps (embedded unchanged, see `seed/ORIGIN.md`), revision Services and
 //! Endpoints with Knative's labels and ports, an `istio-system` with istiod, and the Istio CRDs.
 
-use super::layout::{Layout, POD_PORT};
+use crate::data_plane::layout::{Layout, POD_PORT};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 

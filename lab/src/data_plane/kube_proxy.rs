@@ -1,8 +1,9 @@
 //! kube-proxy for the lab: a connection to a revision's private ClusterIP:80 reaches a random
 //! ready pod, as iptables DNAT does. This is what a mesh-compatible activator send that fell
-//! through to PassthroughCluster lands on in a real cluster.
+//! through to PassthroughCluster lands on in a real cluster (`pkg/proxy/iptables/proxier.go`
+//! `syncProxyRules`: one `statistic --mode random` rule per endpoint).
 
-use super::routing::Routing;
+use crate::knative::routing::Routing;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use tokio::net::{TcpListener, TcpStream};
