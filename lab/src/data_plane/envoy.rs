@@ -183,7 +183,10 @@ impl EnvoyProcess {
         let mut child = command
             .arg("-c")
             .arg(&self.bootstrap)
-            // One worker: two activators share a 2-core machine with everything else.
+            // pilot-agent starts Envoy with its own flags (istio's `pkg/envoy/proxy.go`
+            // `envoy.args`: `-l`, `--component-log-level`, `--concurrency` from the proxy
+            // config); the lab differs for now: one worker (two activators share a 2-core machine
+            // with everything else) and `info` logs.
             .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
             // Removed listeners leave config_dump once drained; Envoy's default 600 s drain would
             // keep a Sidecar's shrink invisible for ten minutes (istio-proxy drains in 45 s).

@@ -1,5 +1,7 @@
 //! The `Sidecar` resource: which one applies to the proxy, which Services its `egress` lets into
-//! the proxy's config, and what happens to traffic for anything else.
+//! the proxy's config, and what happens to traffic for anything else (istiod's
+//! `pilot/pkg/model/push_context.go` `getSidecarScope`, `pilot/pkg/model/sidecar.go`
+//! `convertToSidecarScope`, `hostClassification.Matches`).
 
 use super::inputs::{labels_select, Service, Sidecar};
 use super::names::ROOT_NAMESPACE;

@@ -1,5 +1,6 @@
 //! `pods/{name}/log`: what the container logged (from the lab via [`LabHooks::pod_log`]), the last
-//! `tailLines` of it, and with `follow=true` every later line until the client goes away.
+//! `tailLines` of it, and with `follow=true` every later line until the client goes away
+//! (`pkg/registry/core/pod/rest/log.go`, which streams the kubelet's answer).
 
 use super::http::{full_body, streaming_response, Body, Query};
 use super::routes::ResourcePath;

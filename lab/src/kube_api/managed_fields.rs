@@ -6,7 +6,9 @@
 //! item of a set, `i:N` for an index) and `.` marks a node that is itself a member while also having
 //! members below it. Lists of objects that all carry a key (`name`; `containerPort` or `port` with
 //! `protocol`) are merged item by item like the built-in types' associative lists; every other list
-//! is atomic, as for CRDs without list-type annotations.
+//! is atomic, as for CRDs without list-type annotations. The API server does this in
+//! `staging/src/k8s.io/apimachinery/pkg/util/managedfields/internal/structuredmerge.go` (on
+//! sigs.k8s.io/structured-merge-diff) and `fields.go` (the `FieldsV1` encoding).
 
 use super::status::{ApiError, FieldConflict};
 use serde_json::{json, Map, Value};

@@ -1,6 +1,7 @@
 //! The three PATCH body formats other than apply: JSON merge patch (RFC 7386), strategic merge
 //! patch (merge patch plus item-by-item merging of keyed lists and the `$patch` directive), and JSON
-//! patch (RFC 6902).
+//! patch (RFC 6902), as `staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go` dispatches
+//! them (`staging/src/k8s.io/apimachinery/pkg/util/strategicpatch/patch.go` for the strategic one).
 
 use super::managed_fields::{item_index, list_item_elements};
 use super::status::ApiError;

@@ -1,7 +1,8 @@
 //! `pods/{name}/portforward` over WebSocket with the `v4.channel.k8s.io` subprotocol, as kubelet
 //! serves it: for the i-th requested port, channel 2i carries data and 2i+1 errors; each channel
 //! first carries the port number (2 bytes, little endian); every binary frame starts with its
-//! channel byte. Each port is bridged to a TCP connection to [`LabHooks::port_forward_target`].
+//! channel byte (`staging/src/k8s.io/kubelet/pkg/cri/streaming/portforward/websocket.go`). Each
+//! port is bridged to a TCP connection to [`LabHooks::port_forward_target`].
 
 use super::http::{Body, Query};
 use super::routes::ResourcePath;

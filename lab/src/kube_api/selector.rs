@@ -1,5 +1,6 @@
 //! Label and field selectors in the API server's string syntax (`app=x,tier!=db,env in (a,b),
-//! !legacy`; `metadata.name=x`).
+//! !legacy`; `metadata.name=x`), as `staging/src/k8s.io/apimachinery/pkg/labels/selector.go`
+//! `Parse` and `staging/src/k8s.io/apimachinery/pkg/fields/selector.go` `ParseSelector` read them.
 
 use super::status::ApiError;
 use serde_json::Value;

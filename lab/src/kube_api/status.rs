@@ -1,6 +1,8 @@
 //! Errors as the API server reports them: a metav1 `Status` object with the HTTP code, reason and,
 //! for field-manager conflicts, one cause per contested field — clients (kube-rs, kubectl) parse
-//! these, so the shape matters as much as the code.
+//! these, so the shape matters as much as the code
+//! (`staging/src/k8s.io/apimachinery/pkg/api/errors/errors.go`; apply conflicts:
+//! `staging/src/k8s.io/apimachinery/pkg/util/managedfields/internal/conflict.go`).
 
 use serde_json::{json, Value};
 

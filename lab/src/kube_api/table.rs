@@ -1,5 +1,6 @@
 //! `meta.k8s.io/v1` Table output, which `kubectl get` asks for: the columns kubectl prints
-//! for the common kinds (pods: READY/STATUS/RESTARTS/AGE), NAME and AGE otherwise.
+//! for the common kinds (pods: READY/STATUS/RESTARTS/AGE, after
+//! `pkg/printers/internalversion/printers.go` `printPod`), NAME and AGE otherwise.
 
 use super::resources::ResourceType;
 use serde_json::{json, Value};

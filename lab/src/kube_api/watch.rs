@@ -1,7 +1,9 @@
 //! Watches: a chunked stream of `{"type": …, "object": …}` lines. Starts with the current objects
 //! (no resourceVersion, or "0") or the retained changes after the given resourceVersion; an
 //! unretained one gets the real server's in-stream `ERROR` with a 410 Expired Status, which makes
-//! clients relist. Bookmarks when asked; `timeoutSeconds` ends the stream.
+//! clients relist (`staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go`
+//! `watchCache.getAllEventsSinceLocked`: "too old resource version"). Bookmarks when asked;
+//! `timeoutSeconds` ends the stream.
 
 use super::http::{streaming_response, wants_table, Body, Query, JSON};
 use super::resources::ResourceType;
