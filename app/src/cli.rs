@@ -110,6 +110,9 @@ pub struct ApplyArgs {
     /// Take over fields other field managers own instead of stopping.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Apply even while a finding of severity error holds (see `kasi status`).
+    #[arg(long)]
+    pub force: bool,
     /// Sign sessions with a new key; the cluster's current keys keep verifying for one cookie TTL
     /// (one day for cookies without a TTL), then a later apply drops them.
     #[arg(long)]

@@ -155,7 +155,10 @@ fn run_install(
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kasi {command}: {e}");
+            // One line each: an apply refused by findings names each finding on its own line.
+            for line in e.to_string().lines() {
+                eprintln!("kasi {command}: {line}");
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -172,6 +175,7 @@ async fn run_apply(
         detect_cidrs: true,
         dry_run: args.dry_run,
         force_conflicts: args.force_conflicts,
+        force: args.force,
         rotate_key: args.rotate_key,
     };
     apply::apply(&client, options, &mut ask(args.yes, "apply"), out)

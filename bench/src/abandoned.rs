@@ -142,13 +142,7 @@ pub fn run(options: &AbandonedOptions, progress: &mut dyn FnMut(&str)) -> Result
     envoy_options.concurrency = 1;
     let envoy = Envoy::try_start(&envoy_options)
         .map_err(|failure| anyhow::anyhow!("Envoy with kasi: {failure}"))?;
-    let exe = system::exe(envoy.pid()).unwrap_or_default();
-    ensure!(
-        exe.file_name().is_some_and(|n| n == "envoy"),
-        "pid {} is {}, not Envoy: cannot read its memory",
-        envoy.pid(),
-        exe.display()
-    );
+    system::ensure_envoy(envoy.pid())?;
     let fresh = point(&envoy);
 
     // The Host, lowercase already (kasi binds the MAC to the lowercased `:authority`).

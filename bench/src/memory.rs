@@ -119,13 +119,7 @@ pub fn run(options: &MemoryOptions, progress: &mut dyn FnMut(&str)) -> Result<Me
                 envoy_options.concurrency = workers;
                 let envoy = Envoy::try_start(&envoy_options)
                     .map_err(|failure| anyhow::anyhow!("{workers} workers: {failure}"))?;
-                let exe = system::exe(envoy.pid()).unwrap_or_default();
-                ensure!(
-                    exe.file_name().is_some_and(|n| n == "envoy"),
-                    "pid {} is {}, not Envoy: cannot read its memory",
-                    envoy.pid(),
-                    exe.display()
-                );
+                system::ensure_envoy(envoy.pid())?;
                 // Enough connections that the kernel's reuse-port hashing reaches every worker.
                 let warm = load::run(
                     &[Target {

@@ -170,6 +170,17 @@ pub fn exe(pid: u32) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
 }
 
+/// Fails unless `pid` is an Envoy process: its memory figures would be some launcher's.
+pub fn ensure_envoy(pid: u32) -> anyhow::Result<()> {
+    let exe = exe(pid).unwrap_or_default();
+    anyhow::ensure!(
+        exe.file_name().is_some_and(|n| n == "envoy"),
+        "pid {pid} is {}, not Envoy: cannot read its memory",
+        exe.display()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

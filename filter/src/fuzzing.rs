@@ -84,6 +84,21 @@ pub fn check_request(data: &[u8]) {
     let _ = policy::issued_cookie([data], "kasi-session");
     let _ = policy::sign_set_cookie(data, "kasi-session", &signed_config().session_keys, data);
     let signed = policy::plan_request(signed_config(), &headers, || now, |_| false);
+    // The table of verified sessions decides as the HMAC does, first time and again.
+    let mut table = crate::signing::VerifiedSessions::new(2);
+    for _ in 0..2 {
+        let cached = policy::plan_request_verified(
+            signed_config(),
+            &headers,
+            || now,
+            |_| false,
+            Some(&mut table),
+        );
+        assert_eq!(
+            cached, signed,
+            "the verified-session table changed a decision"
+        );
+    }
     // No input carries a MAC under a key it does not know.
     assert!(
         signed.steer_to().is_none(),

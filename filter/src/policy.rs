@@ -4,7 +4,7 @@
 use crate::codec::{self, DecodeError, Expiry, SessionCookie};
 use crate::config::{canonical_ip, Config, ROUTING_HEADER};
 use crate::cookies;
-use crate::signing::{self, SessionKeys};
+use crate::signing::{self, SessionKeys, VerifiedSessions};
 use std::net::{IpAddr, SocketAddr};
 
 /// Why a session was not honoured; each has its own counter (`bad_signature` counts as
@@ -133,6 +133,22 @@ where
     N: FnOnce() -> u64,
     D: FnOnce(&str) -> bool,
 {
+    plan_request_verified(config, headers, now, is_dead, None)
+}
+
+/// [`plan_request`], remembering verified sessions in `verified` (the filter keeps one table per
+/// VM) so that a session's later requests skip the HMAC.
+pub fn plan_request_verified<N, D>(
+    config: &Config,
+    headers: &[(&[u8], &[u8])],
+    now: N,
+    is_dead: D,
+    verified: Option<&mut VerifiedSessions>,
+) -> RequestPlan
+where
+    N: FnOnce() -> u64,
+    D: FnOnce(&str) -> bool,
+{
     let mut strip_header = false;
     let mut cookie_headers: Vec<&[u8]> = Vec::new();
     for (name, value) in headers {
@@ -146,7 +162,8 @@ where
     let (verdict, restore) = match cookies::find(cookie_headers.iter().copied(), name) {
         None => (Verdict::NoCookie, None),
         Some(value) => {
-            let (verdict, plain) = judge_session(config, value, authority(headers), now, is_dead);
+            let (verdict, plain) =
+                judge_session_verified(config, value, authority(headers), now, is_dead, verified);
             let restore = (plain.len() != value.len()).then_some(plain);
             (verdict, restore)
         }
@@ -184,10 +201,34 @@ where
     N: FnOnce() -> u64,
     D: FnOnce(&str) -> bool,
 {
+    judge_session_verified(config, value, authority, now, is_dead, None)
+}
+
+fn judge_session_verified<'v, N, D>(
+    config: &Config,
+    value: &'v [u8],
+    authority: &[u8],
+    now: N,
+    is_dead: D,
+    verified: Option<&mut VerifiedSessions>,
+) -> (Verdict, &'v [u8])
+where
+    N: FnOnce() -> u64,
+    D: FnOnce(&str) -> bool,
+{
     if config.session_keys.is_empty() {
         return (judge(config, value, now, is_dead), value);
     }
-    match verify(&config.session_keys, value, authority) {
+    let checked = match verified {
+        Some(table) => match signing::split(value, signing::COOKIE_SEPARATOR) {
+            (plain, Some(mac)) if table.verify(&config.session_keys, plain, authority, mac) => {
+                Ok(plain)
+            }
+            (plain, _) => Err(plain),
+        },
+        None => verify(&config.session_keys, value, authority),
+    };
+    match checked {
         Ok(plain) => (judge(config, plain, now, is_dead), plain),
         Err(plain) => {
             let address = decode_session(plain).ok().map(|(_, address)| address);
@@ -548,6 +589,28 @@ mod tests {
         let rewritten = format!("a=1; kasi-session=\"{plain}\"; b=2");
         assert_eq!(p.cookie_rewrite, Some(Some(rewritten.into_bytes())));
         assert_eq!(p.cookie_headers, 2);
+    }
+
+    #[test]
+    fn the_verified_table_routes_exactly_as_the_hmac_does() {
+        let (_, signed) = signed_cookie("10.0.0.7:8012", "hello.example.com");
+        let mut table = VerifiedSessions::new(8);
+        for authority in [
+            "hello.example.com",
+            "other.example.com",
+            "hello.example.com",
+        ] {
+            let header = format!("kasi-session=\"{signed}\"");
+            let headers: Vec<(&[u8], &[u8])> = vec![
+                (b":authority", authority.as_bytes()),
+                (b"cookie", header.as_bytes()),
+            ];
+            let config = signed_config();
+            let plain = plan_request(&config, &headers, || NOW, |_| false);
+            let cached =
+                plan_request_verified(&config, &headers, || NOW, |_| false, Some(&mut table));
+            assert_eq!(plain, cached, "{authority}");
+        }
     }
 
     #[test]

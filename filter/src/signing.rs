@@ -154,6 +154,97 @@ pub fn key_text(key: &[u8; KEY_LEN]) -> String {
     STANDARD.encode(key)
 }
 
+/// Sessions whose MAC has been verified under the current keys, so that a session's later
+/// requests cost a hash and two compares instead of an HMAC (the HMAC is most of what a signed
+/// session costs a request in the VM).
+///
+/// A hit needs the very value and authority that were verified, and the very MAC, compared in
+/// constant time: the same decision the HMAC would make. The table is direct-mapped with a fixed
+/// number of slots, and only sessions of a plausible size are kept (a value of at most
+/// [`CACHED_VALUE_MAX`] bytes, an authority of at most [`CACHED_AUTHORITY_MAX`]), so its memory
+/// is bounded whatever clients send; a client that makes slots collide only evicts, and pays
+/// the HMAC. Cleared whenever the keys change.
+pub struct VerifiedSessions {
+    slots: Vec<Option<Verified>>,
+}
+
+/// Longest session value kept (Envoy's are about 50 bytes).
+pub const CACHED_VALUE_MAX: usize = 128;
+/// Longest authority kept: a DNS name is at most 253 bytes.
+pub const CACHED_AUTHORITY_MAX: usize = 253;
+
+struct Verified {
+    /// `value ‖ 0x00 ‖ lowercased authority`, as MACed.
+    message: Vec<u8>,
+    mac: [u8; MAC_TEXT_LEN],
+}
+
+impl VerifiedSessions {
+    pub fn new(slots: usize) -> VerifiedSessions {
+        VerifiedSessions {
+            slots: (0..slots.max(1)).map(|_| None).collect(),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|slot| *slot = None);
+    }
+
+    /// Whether `mac_text` is `value`'s MAC on `authority`: from the table when this very session
+    /// was verified before, else by [`SessionKeys::verify`] (and then remembered).
+    pub fn verify(
+        &mut self,
+        keys: &SessionKeys,
+        value: &[u8],
+        authority: &[u8],
+        mac_text: &[u8],
+    ) -> bool {
+        let cacheable = value.len() <= CACHED_VALUE_MAX
+            && authority.len() <= CACHED_AUTHORITY_MAX
+            && mac_text.len() == MAC_TEXT_LEN;
+        if !cacheable {
+            return keys.verify(value, authority, mac_text);
+        }
+        let mut message = [0u8; CACHED_VALUE_MAX + 1 + CACHED_AUTHORITY_MAX];
+        let len = value.len() + 1 + authority.len();
+        message[..value.len()].copy_from_slice(value);
+        let lower = &mut message[value.len() + 1..len];
+        lower.copy_from_slice(authority);
+        lower.make_ascii_lowercase();
+        let message = &message[..len];
+        let slot = slot_of(message, self.slots.len());
+        if let Some(verified) = &self.slots[slot] {
+            if verified.message == message {
+                return constant_time_eq(&verified.mac, mac_text);
+            }
+        }
+        if !keys.verify(value, authority, mac_text) {
+            return false;
+        }
+        let mut mac = [0u8; MAC_TEXT_LEN];
+        mac.copy_from_slice(mac_text);
+        self.slots[slot] = Some(Verified {
+            message: message.to_vec(),
+            mac,
+        });
+        true
+    }
+}
+
+/// FNV-1a: the slot only spreads sessions; a collision evicts, it never accepts.
+fn slot_of(message: &[u8], slots: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in message {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % slots as u64) as usize
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +318,37 @@ mod tests {
             format!("{:?}", SessionKeys::new([&KEY])),
             "SessionKeys(1 keys)"
         );
+    }
+
+    #[test]
+    fn the_verified_table_decides_as_the_hmac_does() {
+        let keys = SessionKeys::new([&KEY]);
+        let mut table = VerifiedSessions::new(4);
+        let mac = keys.mac(b"value", b"a.example.com").unwrap();
+        for _ in 0..2 {
+            assert!(table.verify(&keys, b"value", b"A.example.com", &mac));
+            assert!(!table.verify(&keys, b"value", b"b.example.com", &mac));
+            assert!(!table.verify(&keys, b"valuf", b"a.example.com", &mac));
+            let mut wrong = mac;
+            wrong[21] = if wrong[21] == b'A' { b'B' } else { b'A' };
+            assert!(!table.verify(&keys, b"value", b"a.example.com", &wrong));
+        }
+        // A hit never outlives the keys it was verified with.
+        table.clear();
+        assert!(!table.verify(
+            &SessionKeys::new([&OTHER]),
+            b"value",
+            b"a.example.com",
+            &mac
+        ));
+        // Too long to keep: still verified, just not remembered.
+        let long = "h".repeat(300);
+        let long_mac = keys.mac(b"value", long.as_bytes()).unwrap();
+        assert!(table.verify(&keys, b"value", long.as_bytes(), &long_mac));
+        assert!(table
+            .slots
+            .iter()
+            .flatten()
+            .all(|v| v.message.len() <= 1 + 5 + 253));
     }
 }

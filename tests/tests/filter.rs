@@ -414,32 +414,9 @@ fn dead_pod_fails_over_after_at_most_one_error() {
     );
 }
 
-/// (g) A pluginConfig with an unknown key must stop the sidecar from serving, loudly.
-#[test]
-fn invalid_plugin_config_is_refused() {
-    let options = EnvoyOptions::with_filter(r#"{"allowed_cidr":["10.0.0.0/8"]}"#);
-    match Envoy::try_start(&options) {
-        Ok(envoy) => panic!(
-            "Envoy served with an invalid pluginConfig; log:\n{}",
-            envoy.log()
-        ),
-        Err(failure) => {
-            if let Some(status) = failure.exit {
-                assert!(!status.success(), "Envoy exited successfully: {failure}");
-            }
-            assert!(
-                failure
-                    .log
-                    .lines()
-                    .any(|line| line.contains("wasm") && line.contains("allowed_cidr")),
-                "the log does not name the wrong key: {failure}"
-            );
-        }
-    }
-}
-
 /// (h) `log_decisions`: "off" writes no decision line; "changes" logs new pins and rejects but
-/// not the requests a cookie routed unchanged; "all" logs those too.
+/// not the requests a cookie routed unchanged; "all" logs those too. (A refused pluginConfig is
+/// `security.rs`'s `a_refused_plugin_config_never_opens_the_relay`.)
 #[test]
 fn log_decisions_chooses_which_lines_are_written() {
     let pods = three_pods();

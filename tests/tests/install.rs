@@ -47,6 +47,7 @@ fn options(dry_run: bool, force_conflicts: bool) -> ApplyOptions {
         detect_cidrs: true,
         dry_run,
         force_conflicts,
+        force: false,
         rotate_key: false,
     }
 }

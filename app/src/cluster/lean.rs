@@ -51,14 +51,39 @@ pub struct LeanPod {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LeanPodSpec {
     #[serde(default)]
     pub containers: Vec<Named>,
+    /// Kept for native sidecars: an init container with `restartPolicy: Always` runs for the
+    /// pod's whole life (Kubernetes ≥ 1.29; Istio ≥ 1.27 injects istio-proxy so on ≥ 1.33).
+    #[serde(default)]
+    pub init_containers: Vec<Named>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Named {
     pub name: String,
+    /// Only init containers have one; `Always` makes it a native sidecar.
+    #[serde(default)]
+    pub restart_policy: Option<String>,
+}
+
+/// The container name Istio's injector gives the sidecar.
+pub const ISTIO_PROXY: &str = "istio-proxy";
+
+impl LeanPodSpec {
+    /// Whether the pod runs istio-proxy: as a classic sidecar (`spec.containers`) or as a native
+    /// one (`spec.initContainers` with `restartPolicy: Always`; an init container without it runs
+    /// to completion before the pod starts and proxies nothing).
+    pub fn has_istio_proxy(&self) -> bool {
+        self.containers.iter().any(|c| c.name == ISTIO_PROXY)
+            || self
+                .init_containers
+                .iter()
+                .any(|c| c.name == ISTIO_PROXY && c.restart_policy.as_deref() == Some("Always"))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -118,8 +143,39 @@ mod tests {
         assert!(pod.metadata.annotations.is_none());
         let spec = pod.spec.unwrap();
         assert_eq!(spec.containers[1].name, "istio-proxy");
+        assert!(spec.has_istio_proxy());
         assert_eq!(pod.status.unwrap().pod_ip.as_deref(), Some("10.0.0.9"));
         let url = <LeanPod as kube::Resource>::url_path(&(), Some("knative-serving"));
         assert_eq!(url, "/api/v1/namespaces/knative-serving/pods");
+    }
+
+    fn spec(value: serde_json::Value) -> LeanPodSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn istio_proxy_is_found_classic_or_native() {
+        // Classic injection (Istio < 1.27, or Kubernetes < 1.33).
+        assert!(
+            spec(json!({"containers": [{"name": "activator"}, {"name": "istio-proxy"}]}))
+                .has_istio_proxy()
+        );
+        // Native sidecar: istio-proxy is an init container that keeps running.
+        let native = spec(json!({
+            "initContainers": [{"name": "istio-validation", "image": "p"},
+                               {"name": "istio-proxy", "image": "p", "restartPolicy": "Always"}],
+            "containers": [{"name": "activator"}]}));
+        assert_eq!(
+            native.init_containers[1].restart_policy.as_deref(),
+            Some("Always")
+        );
+        assert!(native.has_istio_proxy());
+        // An init container named istio-proxy that runs to completion is no sidecar.
+        assert!(!spec(json!({
+            "initContainers": [{"name": "istio-proxy"}],
+            "containers": [{"name": "activator"}]}))
+        .has_istio_proxy());
+        assert!(!spec(json!({"containers": [{"name": "activator"}]})).has_istio_proxy());
+        assert!(!LeanPodSpec::default().has_istio_proxy());
     }
 }

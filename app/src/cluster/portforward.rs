@@ -27,18 +27,42 @@ pub async fn http_get(
     port: u16,
     path: &str,
 ) -> anyhow::Result<HttpResponse> {
-    tokio::time::timeout(TIMEOUT, get(client, namespace, pod, port, path))
+    http_request(client, namespace, pod, port, http::Method::GET, path).await
+}
+
+/// POSTs (no body) to `path` on `port` of pod `namespace/pod`: Envoy's admin API takes changes
+/// (`/logging?wasm=info`) only as POST.
+pub async fn http_post(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    path: &str,
+) -> anyhow::Result<HttpResponse> {
+    http_request(client, namespace, pod, port, http::Method::POST, path).await
+}
+
+async fn http_request(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    method: http::Method,
+    path: &str,
+) -> anyhow::Result<HttpResponse> {
+    tokio::time::timeout(TIMEOUT, request(client, namespace, pod, port, method, path))
         .await
         .with_context(|| {
             format!("{namespace}/{pod}:{port}{path} did not answer within {TIMEOUT:?}")
         })?
 }
 
-async fn get(
+async fn request(
     client: &Client,
     namespace: &str,
     pod: &str,
     port: u16,
+    method: http::Method,
     path: &str,
 ) -> anyhow::Result<HttpResponse> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -55,7 +79,10 @@ async fn get(
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = http::Request::get(path)
+    let verb = method.clone();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header(http::header::HOST, "localhost")
         .body(Empty::<Bytes>::new())
         .context("building the request")?;
@@ -63,7 +90,7 @@ async fn get(
         let response = sender
             .send_request(request)
             .await
-            .with_context(|| format!("GET {path} through the port-forward"))?;
+            .with_context(|| format!("{verb} {path} through the port-forward"))?;
         let status = response.status().as_u16();
         let body = response
             .into_body()

@@ -3,9 +3,10 @@
 use super::config_dump::ConfigDump;
 use super::stats::KasiCounters;
 use super::ADMIN_PORT;
-use crate::cluster::portforward::http_get;
+use crate::cluster::portforward::{http_get, http_post};
 use anyhow::bail;
 use kube::Client;
+use std::collections::BTreeMap;
 
 /// The istio-proxy of one pod.
 #[derive(Clone)]
@@ -43,9 +44,80 @@ impl Sidecar {
         ConfigDump::parse(&body)
     }
 
+    /// The level of each logger (`wasm` → `warning`), from `GET /logging`; Envoy versions that
+    /// take `/logging` only as POST answer the same list to a POST without parameters.
+    pub async fn log_levels(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let path = "/logging";
+        let got = http_get(&self.client, &self.namespace, &self.pod, ADMIN_PORT, path).await?;
+        let body = if got.status == 200 {
+            got.body
+        } else {
+            self.post(path).await?
+        };
+        Ok(parse_log_levels(&String::from_utf8_lossy(&body)))
+    }
+
+    /// Sets one logger's level (`POST /logging?wasm=info`).
+    pub async fn set_log_level(&self, logger: &str, level: &str) -> anyhow::Result<()> {
+        let path = format!("/logging?{logger}={level}");
+        let levels = parse_log_levels(&String::from_utf8_lossy(&self.post(&path).await?));
+        match levels.get(logger) {
+            Some(now) if now != level => bail!(
+                "{}/{} kept its {logger} logger at {now} after {path}",
+                self.namespace,
+                self.pod
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    async fn post(&self, path: &str) -> anyhow::Result<bytes::Bytes> {
+        let response =
+            http_post(&self.client, &self.namespace, &self.pod, ADMIN_PORT, path).await?;
+        if response.status != 200 {
+            bail!(
+                "{}/{} admin POST {path} answered {}",
+                self.namespace,
+                self.pod,
+                response.status
+            );
+        }
+        Ok(response.body)
+    }
+
     /// `/stats?format=json`, reduced to the kasi counters.
     pub async fn kasi_counters(&self) -> anyhow::Result<KasiCounters> {
         let body = self.get("/stats?format=json").await?;
         KasiCounters::parse(&body)
+    }
+}
+
+/// Envoy's `/logging` answer: `active loggers:` then one `  name: level` line per logger.
+pub fn parse_log_levels(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("active loggers:"))
+        .skip(1)
+        .filter_map(|l| {
+            let (name, level) = l.trim().split_once(": ")?;
+            Some((name.trim().to_owned(), level.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_are_read_from_envoys_answer() {
+        let text = "active loggers:\n  admin: warning\n  misc: error\n  wasm: warning\n";
+        let levels = parse_log_levels(text);
+        assert_eq!(levels["wasm"], "warning");
+        assert_eq!(levels["misc"], "error");
+        assert_eq!(levels.len(), 3);
+        // A refused change prints the usage first; the list still follows.
+        let text = "error: unknown logger\n\nusage: /logging?<name>=<level>\nactive loggers:\n  wasm: info\n";
+        assert_eq!(parse_log_levels(text)["wasm"], "info");
+        assert!(parse_log_levels("").is_empty());
     }
 }

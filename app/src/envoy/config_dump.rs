@@ -34,10 +34,32 @@ impl ConfigDump {
         })
     }
 
-    /// Whether an HTTP wasm filter named `name` (Istio names it `<namespace>.<wasmplugin>`) is
-    /// configured, inline or as an ECDS extension config.
-    pub fn has_wasm_filter(&self, name: &str) -> bool {
-        find_named(&self.document, name)
+    /// Whether the WasmPlugin `namespace/plugin` is loaded in this sidecar, under any name istiod
+    /// has given it:
+    /// - `extensions.istio.io/wasmplugin/<ns>.<name>` (Istio ≥ 1.26) and
+    ///   `extenstions.istio.io/wasmplugin/<ns>.<name>` (1.21–1.25: istiod's own typo), delivered by
+    ///   ECDS: loaded only when the `ecds` section holds that config with a wasm `typed_config`. A
+    ///   listener's `config_discovery` reference alone is not enough: Envoy keeps the reference
+    ///   when it NACKs a module it cannot load, and then rejects every stream.
+    /// - `<ns>.<name>` inline in a listener's `http_filters` (older Istio, and the inline form).
+    pub fn has_wasm_plugin(&self, namespace: &str, plugin: &str) -> bool {
+        let short = format!("{namespace}.{plugin}");
+        wasm_plugin_names(namespace, plugin)
+            .iter()
+            .any(|name| self.ecds_has(name))
+            || find_inline(&self.document, &short)
+    }
+
+    /// An ECDS config named `name` whose `typed_config` is a wasm filter.
+    fn ecds_has(&self, name: &str) -> bool {
+        self.document["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| section_name(c["@type"].as_str().unwrap_or("")) == "ecds")
+            .flat_map(|c| c["ecds_filters"].as_array().into_iter().flatten())
+            .map(|f| &f["ecds_filter"])
+            .any(|f| f["name"].as_str() == Some(name) && is_wasm(&f["typed_config"]))
     }
 
     pub fn sizes(&self) -> ConfigSizes {
@@ -87,20 +109,36 @@ fn section_name(type_url: &str) -> String {
     }
 }
 
-/// An object named `name` that is a wasm filter: its own config names the wasm filter type, or it
-/// is fetched by ECDS (`config_discovery`) whose config elsewhere is a wasm one.
-fn find_named(value: &Value, name: &str) -> bool {
+/// The names istiod gives a WasmPlugin's ECDS config, newest first (pilot/pkg/model/wasm.go's
+/// `WasmPluginResourceNamePrefix`: `extensions.istio.io/wasmplugin/` from 1.26 on,
+/// `extenstions.istio.io/wasmplugin/` — sic — in 1.21–1.25).
+pub fn wasm_plugin_names(namespace: &str, plugin: &str) -> [String; 2] {
+    [
+        format!("extensions.istio.io/wasmplugin/{namespace}.{plugin}"),
+        format!("extenstions.istio.io/wasmplugin/{namespace}.{plugin}"),
+    ]
+}
+
+/// A wasm filter's `typed_config`: Envoy's `Wasm` message, or Istio's `TypedStruct` around it.
+fn is_wasm(typed_config: &Value) -> bool {
+    let type_url = typed_config["@type"].as_str().unwrap_or("");
+    let inner = typed_config["type_url"].as_str().unwrap_or("");
+    type_url.contains("filters.http.wasm") || inner.contains("filters.http.wasm")
+}
+
+/// An inline HTTP filter named `name` (not an ECDS reference) whose config is a wasm filter.
+fn find_inline(value: &Value, name: &str) -> bool {
     match value {
         Value::Object(map) => {
-            if map.get("name").and_then(Value::as_str) == Some(name) {
-                let text = value.to_string();
-                if text.contains("wasm") || map.contains_key("config_discovery") {
-                    return true;
-                }
+            if map.get("name").and_then(Value::as_str) == Some(name)
+                && !map.contains_key("config_discovery")
+                && is_wasm(&value["typed_config"])
+            {
+                return true;
             }
-            map.values().any(|child| find_named(child, name))
+            map.values().any(|child| find_inline(child, name))
         }
-        Value::Array(items) => items.iter().any(|child| find_named(child, name)),
+        Value::Array(items) => items.iter().any(|child| find_inline(child, name)),
         _ => false,
     }
 }
@@ -129,10 +167,60 @@ mod tests {
             parsed.sections.keys().collect::<Vec<_>>(),
             ["bootstrap", "clusters", "listeners"]
         );
-        assert!(parsed.has_wasm_filter("knative-serving.kasi-affinity"));
+        assert!(parsed.has_wasm_plugin("knative-serving", "kasi-affinity"));
         assert_eq!(parsed.count("listeners"), 1);
         assert_eq!(parsed.count("clusters"), 0);
-        assert!(!parsed.has_wasm_filter("other.kasi-affinity"));
+        assert!(!parsed.has_wasm_plugin("other", "kasi-affinity"));
+    }
+
+    /// A listener that takes the plugin through ECDS, and the `ecds` section holding it or not.
+    fn ecds_dump(reference: &str, delivered: Option<&str>) -> ConfigDump {
+        let mut configs = vec![json!({
+        "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": [
+        {"name": "0.0.0.0_8012", "active_state": {"listener": {"filter_chains": [{"filters": [
+            {"name": "envoy.filters.network.http_connection_manager", "typed_config": {"http_filters": [
+                {"name": reference, "config_discovery": {"config_source": {"ads": {}},
+                    "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}},
+                {"name": "envoy.filters.http.router"}
+            ]}}]}]}}}]})];
+        if let Some(name) = delivered {
+            configs.push(json!({
+                "@type": "type.googleapis.com/envoy.admin.v3.EcdsConfigDump", "ecds_filters": [
+                {"version_info": "1", "ecds_filter": {
+                    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                    "name": name,
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                        "config": {"name": "kasi-affinity"}}}}]}));
+        }
+        ConfigDump::parse(&serde_json::to_vec(&json!({"configs": configs})).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_plugin_is_found_under_each_name_istiod_gives_it() {
+        for name in [
+            "extensions.istio.io/wasmplugin/knative-serving.kasi-affinity",
+            "extenstions.istio.io/wasmplugin/knative-serving.kasi-affinity",
+        ] {
+            let dump = ecds_dump(name, Some(name));
+            assert!(
+                dump.has_wasm_plugin("knative-serving", "kasi-affinity"),
+                "{name}"
+            );
+            assert!(!dump.has_wasm_plugin("default", "kasi-affinity"), "{name}");
+            assert!(!dump.has_wasm_plugin("knative-serving", "other"), "{name}");
+        }
+        // Envoy NACKed the module (it cannot load): the reference stays, the config never came.
+        let nacked = ecds_dump(
+            "extensions.istio.io/wasmplugin/knative-serving.kasi-affinity",
+            None,
+        );
+        assert!(!nacked.has_wasm_plugin("knative-serving", "kasi-affinity"));
+        // Some other extension config under the plugin's name is not the wasm filter.
+        let dump = json!({"configs": [{"@type": "type.googleapis.com/envoy.admin.v3.EcdsConfigDump",
+            "ecds_filters": [{"ecds_filter": {"name": "extensions.istio.io/wasmplugin/knative-serving.kasi-affinity",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"}}}]}]});
+        let dump = ConfigDump::parse(&serde_json::to_vec(&dump).unwrap()).unwrap();
+        assert!(!dump.has_wasm_plugin("knative-serving", "kasi-affinity"));
     }
 
     #[test]

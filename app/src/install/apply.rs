@@ -4,6 +4,7 @@
 
 use super::detect;
 use super::diff::{diff, Change};
+use super::findings;
 use super::objects::{self, ApplyMode, FieldConflict, ObjectRef};
 use super::prereqs;
 use super::record::{self, SavedOptions};
@@ -29,6 +30,8 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// Take fields other managers own (`--force-conflicts`).
     pub force_conflicts: bool,
+    /// Apply even while an `error` finding holds (`--force`).
+    pub force: bool,
 }
 
 /// One piece of the bundle against the live cluster.
@@ -128,6 +131,21 @@ pub async fn apply(
         return Err(InstallError::Cluster(format!(
             "prerequisites missing: {}; nothing was changed",
             missing.join(", ")
+        )));
+    }
+    // What in the cluster defeats kasi, before the diff; an error stops a real apply.
+    let found = findings::collect(client, &ns).await;
+    let _ = write!(out, "{}", found.to_text());
+    let errors: Vec<String> = found.errors().map(|f| f.to_line()).collect();
+    if !errors.is_empty() && !options.dry_run && !options.force {
+        let what = if errors.len() == 1 {
+            "this condition holds"
+        } else {
+            "these conditions hold"
+        };
+        return Err(InstallError::Cluster(format!(
+            "{}\nrefusing to apply while {what} (pass --force to apply anyway); nothing was changed",
+            errors.join("\n")
         )));
     }
     if options.detect_cidrs && options.render.allowed_cidrs.is_none() {

@@ -3,11 +3,12 @@
 //! Data flows one way: [`render`] makes the objects, [`diff`] compares them with the live ones
 //! (pure), [`apply`] checks [`prereqs`], records what it will overwrite ([`record`]) and applies;
 //! [`revert`] reads the record back; [`status`] compares the live cluster with the bundle and reads
-//! the sidecars through [`crate::envoy`].
+//! the sidecars through [`crate::envoy`]; [`findings`] names what in the cluster defeats kasi.
 
 pub mod apply;
 pub mod detect;
 pub mod diff;
+pub mod findings;
 pub mod objects;
 pub mod prereqs;
 pub mod record;

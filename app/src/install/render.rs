@@ -8,10 +8,18 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
+/// The activator's sidecar logs the `wasm` component at info (the filter's decision lines) and
+/// everything else at Istio's defaults (`misc:error`, the proxy at warning).
+pub const COMPONENT_LOG_LEVEL: &str = "misc:error,wasm:info";
+pub const COMPONENT_LOG_LEVEL_ANNOTATION: &str = "sidecar.istio.io/componentLogLevel";
+
 /// Where the filter's mount puts the module inside istio-proxy.
 pub const FILTER_MOUNT_PATH: &str = "/var/local/kasi";
 pub const FILTER_FILE: &str = "kasi_filter.wasm";
 pub const FILTER_CONFIGMAP: &str = "kasi-filter";
+/// The WasmPlugin's name (manifests/wasmplugin.yaml): `kasi status` and the UI find the filter in a
+/// sidecar's config_dump by it.
+pub const WASM_PLUGIN: &str = "kasi-affinity";
 
 /// The templates, embedded at build time.
 const TEMPLATES: [(&str, &str, &str); 9] = [
@@ -150,10 +158,14 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
                 FilterSource::Url { .. } => continue,
             },
             "injection" => {
+                // A hosted module needs no mount; the log level stays either way.
                 if let FilterSource::Url { .. } = options.filter {
-                    object["spec"]["template"]["metadata"]
-                        .as_object_mut()
-                        .map(|m| m.remove("annotations"));
+                    if let Some(annotations) =
+                        object["spec"]["template"]["metadata"]["annotations"].as_object_mut()
+                    {
+                        annotations.remove("sidecar.istio.io/userVolume");
+                        annotations.remove("sidecar.istio.io/userVolumeMount");
+                    }
                 }
             }
             "wasmplugin" => {
@@ -197,14 +209,8 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
                     }
                 }
             }
-            "sidecar" => {
-                let ns = &options.system_namespace;
-                object["spec"]["egress"][0]["hosts"] = json!([
-                    format!("./kasi-activator-affinity.{ns}.svc.cluster.local"),
-                    format!("./autoscaler.{ns}.svc.cluster.local"),
-                    "istio-system/*",
-                ]);
-            }
+            // The Sidecar's hosts (`./*`, `istio-system/*`) name no namespace of kasi's and no
+            // cluster domain: `.` is the Sidecar's own namespace. Why: manifests/sidecar.yaml.
             _ => {}
         }
         pieces.push(Piece { id, title, object });
@@ -290,6 +296,7 @@ mod tests {
             ]
         );
         let wasm = &pieces[2].object;
+        assert_eq!(pieces[2].name(), WASM_PLUGIN);
         assert_eq!(wasm["spec"]["phase"], "AUTHN");
         assert_eq!(
             wasm["spec"]["url"],
@@ -386,10 +393,48 @@ mod tests {
             "10.244.0.0/16"
         );
         assert!(pieces.iter().all(|p| p.namespace() == Some("kn")));
+    }
+
+    #[test]
+    fn the_sidecar_scope_works_for_any_cluster_domain() {
+        let mut o = options();
+        o.system_namespace = "kn".into();
+        let pieces = render(&o).unwrap();
+        let sidecar = pieces.iter().find(|p| p.id == "sidecar").unwrap();
+        assert_eq!(sidecar.namespace(), Some("kn"));
         assert_eq!(
-            pieces[6].object["spec"]["egress"][0]["hosts"][0],
-            "./kasi-activator-affinity.kn.svc.cluster.local"
+            sidecar.object["spec"]["egress"],
+            json!([{"hosts": ["./*", "istio-system/*"]}])
         );
+        assert_eq!(
+            sidecar.object["spec"]["workloadSelector"]["labels"],
+            json!({"app": "activator"})
+        );
+        let yaml = to_yaml(&pieces).unwrap();
+        assert!(!yaml.contains("cluster.local"), "{yaml}");
+    }
+
+    #[test]
+    fn the_activator_sidecar_logs_wasm_at_info_only() {
+        for filter in [
+            FilterSource::ConfigMap {
+                wasm: b"\0asm".to_vec(),
+            },
+            FilterSource::Url {
+                url: "oci://ghcr.io/x/kasi:1".into(),
+                sha256: "a".repeat(64),
+            },
+        ] {
+            let pieces = render(&RenderOptions::new(filter)).unwrap();
+            let injection = pieces.iter().find(|p| p.id == "injection").unwrap();
+            let annotations = &injection.object["spec"]["template"]["metadata"]["annotations"];
+            assert_eq!(
+                annotations[COMPONENT_LOG_LEVEL_ANNOTATION],
+                COMPONENT_LOG_LEVEL
+            );
+            // Istio's default for every other component stays.
+            assert!(COMPONENT_LOG_LEVEL.starts_with("misc:error,"));
+        }
     }
 
     #[test]
@@ -401,9 +446,13 @@ mod tests {
         let pieces = render(&o).unwrap();
         assert!(pieces.iter().all(|p| p.id != "filter"));
         let injection = pieces.iter().find(|p| p.id == "injection").unwrap();
-        assert!(injection.object["spec"]["template"]["metadata"]
-            .get("annotations")
-            .is_none());
+        let annotations = injection.object["spec"]["template"]["metadata"]["annotations"]
+            .as_object()
+            .unwrap();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            [COMPONENT_LOG_LEVEL_ANNOTATION]
+        );
     }
 
     #[test]

@@ -8,20 +8,23 @@
 //! `activators[]` {`pod`, `sidecar_injected`, `filter_loaded` (null when the sidecar could not be
 //! read), `config_dump` ({`total_bytes`, `sections`: {listeners, clusters, routes, …: bytes}} or
 //! null), `hit_rate` (0..1 or null), `counters` ({name: value} or null), `error` (or null)},
-//! `hit_rate` (over all activators, or null), `options_source` ("last apply" | "defaults").
+//! `hit_rate` (over all activators, or null), `options_source` ("last apply" | "defaults"),
+//! `findings[]` {`id`, `severity` ("error" | "warning"), `message`, `fix`} (DESIGN.md; see
+//! [`super::findings`]), `findings_unchecked[]` (one line per check a read refused or failed).
 
 use super::apply;
 use super::detect;
 use super::diff::{diff, kasi_fields, value_at, Change};
+use super::findings::{self, Finding, Findings};
 use super::objects::{self, ObjectRef};
 use super::record;
-use super::render::{render, FilterSource, RenderOptions};
+use super::render::{render, FilterSource, RenderOptions, WASM_PLUGIN};
 use super::session_keys::KeyRing;
 use super::{InstallError, Result, FILTER_WASM};
+use crate::cluster::lean::LeanPod;
 use crate::envoy::admin::Sidecar;
 use crate::envoy::config_dump::ConfigSizes;
 use crate::envoy::stats::KasiCounters;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::Client;
 use serde::Serialize;
@@ -67,6 +70,8 @@ pub struct Status {
     pub pieces: Vec<PieceStatus>,
     pub activators: Vec<ActivatorStatus>,
     pub hit_rate: Option<f64>,
+    pub findings: Vec<Finding>,
+    pub findings_unchecked: Vec<String>,
 }
 
 /// The bundle status checks against: the last apply's options, else defaults with detected CIDRs.
@@ -104,20 +109,16 @@ async fn expected_options(
 pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> {
     let ns = system_namespace;
     let (piece_states, options_source) = pieces(client, ns, PodIps::List).await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pods: Api<LeanPod> = Api::namespaced(client.clone(), ns);
     let activator_pods = pods
         .list(&ListParams::default().labels("app=activator"))
         .await?;
-    let filter_name = format!("{ns}.kasi-affinity");
     let mut activators = Vec::new();
     let mut total = KasiCounters::default();
     let mut any_counters = false;
     for pod in &activator_pods.items {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let injected = pod
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"));
+        let injected = pod.spec.as_ref().is_some_and(|s| s.has_istio_proxy());
         let mut status = ActivatorStatus {
             pod: name.clone(),
             sidecar_injected: injected,
@@ -131,7 +132,7 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
             let sidecar = Sidecar::new(client.clone(), ns, &name);
             match sidecar.config_dump().await {
                 Ok(dump) => {
-                    status.filter_loaded = Some(dump.has_wasm_filter(&filter_name));
+                    status.filter_loaded = Some(dump.has_wasm_plugin(ns, WASM_PLUGIN));
                     status.config_dump = Some(dump.sizes());
                 }
                 Err(e) => status.error = Some(format!("{e:#}")),
@@ -148,7 +149,10 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
         }
         activators.push(status);
     }
+    let found = findings::collect(client, ns).await;
     Ok(Status {
+        findings: found.findings,
+        findings_unchecked: found.unchecked,
         system_namespace: ns.to_owned(),
         installed: piece_states.iter().all(|p| p.state == PieceState::Present),
         options_source: options_source.to_owned(),
@@ -243,6 +247,12 @@ pub fn to_text(status: &Status) -> String {
             out.push_str(&format!("  {difference}\n"));
         }
     }
+    out.push('\n');
+    let found = Findings {
+        findings: status.findings.clone(),
+        unchecked: status.findings_unchecked.clone(),
+    };
+    out.push_str(&found.to_text());
     out.push('\n');
     let rows: Vec<[String; 5]> = status
         .activators
@@ -354,8 +364,20 @@ mod tests {
                 error: None,
             }],
             hit_rate: Some(0.5),
+            findings: vec![Finding {
+                id: findings::CONTAINER_CONCURRENCY,
+                severity: findings::Severity::Warning,
+                message: "revisions with a hard containerConcurrency: default/a-00001 (1)".into(),
+                fix: "use a soft limit".into(),
+            }],
+            findings_unchecked: vec!["cannot check knative-operator: kasi may not list knativeservings.operator.knative.dev (403)".into()],
         };
         let text = to_text(&status);
+        assert!(text.contains("Findings:\n  warning container-concurrency: revisions with a hard containerConcurrency: default/a-00001 (1); fix: use a soft limit\n"), "{text}");
+        assert!(
+            text.contains("  warning: cannot check knative-operator"),
+            "{text}"
+        );
         assert!(text.contains("STATE     OBJECT"), "{text}");
         assert!(text.contains("DRIFTED   Sidecar/kasi-activator"), "{text}");
         assert!(text.contains("3.0 MiB"), "{text}");
@@ -363,5 +385,27 @@ mod tests {
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["pieces"][0]["state"], "drifted");
         assert_eq!(json["activators"][0]["config_dump"]["total_bytes"], 3 << 20);
+        assert_eq!(
+            json["findings"],
+            serde_json::json!([{"id": "container-concurrency", "severity": "warning",
+                "message": "revisions with a hard containerConcurrency: default/a-00001 (1)",
+                "fix": "use a soft limit"}])
+        );
+        assert_eq!(json["findings_unchecked"].as_array().unwrap().len(), 1);
+    }
+
+    /// The activator pods `kasi status` reads: istio-proxy found classic or native.
+    #[test]
+    fn sidecars_are_found_in_either_layout() {
+        for spec in [
+            serde_json::json!({"containers": [{"name": "activator"}, {"name": "istio-proxy"}]}),
+            serde_json::json!({"initContainers": [{"name": "istio-proxy", "restartPolicy": "Always"}],
+                "containers": [{"name": "activator"}]}),
+        ] {
+            let pod: LeanPod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "activator-1"}, "spec": spec}))
+            .unwrap();
+            assert!(pod.spec.as_ref().is_some_and(|s| s.has_istio_proxy()));
+        }
     }
 }

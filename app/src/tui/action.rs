@@ -31,6 +31,8 @@ pub enum Action {
     RestoreSelectedPod,
     RestartSelectedSidecar,
     ToggleProbe,
+    /// `L` in Sessions: raise the silent sidecars' `wasm` logger to info for a while.
+    RaiseWasmLog,
 }
 
 /// Work the runtime does for the UI.
@@ -43,4 +45,6 @@ pub enum Effect {
     RestartSidecar(String),
     StartProbe(String),
     StopProbe,
+    /// Raise these activators' `wasm` logger to info, time-boxed, restoring the level they had.
+    RaiseWasmLog(Vec<String>),
 }

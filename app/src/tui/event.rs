@@ -52,6 +52,13 @@ pub enum Event {
         result: Result<String, String>,
     },
     Message(String),
+    /// What in the cluster defeats kasi (read every few tens of seconds).
+    Findings(crate::install::findings::Findings),
+    /// A sidecar's `wasm` logger was raised, restored, or the admin call failed.
+    WasmLog {
+        sidecar: String,
+        change: WasmLogChange,
+    },
     /// SIGTERM or SIGHUP: leave as if `q` was pressed, so the terminal and the lab are cleaned up.
     Shutdown,
 }
@@ -160,6 +167,29 @@ pub fn apply(state: &mut AppState, event: Event) {
             }
         }
         Event::Message(message) => state.ui.message = Some(message),
+        Event::Findings(findings) => state.findings = Some(findings),
+        Event::WasmLog { sidecar, change } => match change {
+            WasmLogChange::Raised {
+                previous,
+                for_seconds,
+            } => {
+                state.wasm_log.insert(
+                    sidecar,
+                    WasmLogRaise {
+                        until: state.now + for_seconds,
+                        previous,
+                    },
+                );
+            }
+            WasmLogChange::Restored { level } => {
+                state.wasm_log.remove(&sidecar);
+                state.ui.message = Some(format!("{sidecar}: wasm logger back at {level}"));
+            }
+            WasmLogChange::Failed(error) => {
+                state.wasm_log.remove(&sidecar);
+                state.ui.message = Some(format!("{sidecar}: wasm logger: {error}"));
+            }
+        },
         Event::Shutdown => state.ui.quit = true,
     }
 }
@@ -189,6 +219,8 @@ fn record_probe_sessions(state: &mut AppState, probe: &ProbeState) {
 /// Folds one decision into the session table: a session is known by the pod it is pinned to and
 /// the host it talks to, as seen by one sidecar (the filter logs no session identity).
 fn record_decision(state: &mut AppState, sidecar: String, line: DecisionLine) {
+    // Any line proves the sidecar's `wasm` logger is at info.
+    state.last_decision.insert(sidecar.clone(), state.now);
     let (session_state, address) = match line.decision.as_str() {
         "pin" | "routed" => (SessionState::Pinned, line.address),
         "rebind" => (SessionState::Rebound, line.address),
@@ -259,6 +291,42 @@ mod tests {
         assert_eq!(state.sessions[0].state, SessionState::Pinned);
         assert_eq!(state.sessions[1].state, SessionState::Rebound);
         assert_eq!(state.sessions_on("10.0.0.2:8012"), 1);
+    }
+
+    #[test]
+    fn wasm_log_raises_are_kept_until_restored() {
+        let mut state = AppState {
+            now: 20.0,
+            ..Default::default()
+        };
+        let raised = |change| Event::WasmLog {
+            sidecar: "activator-a".into(),
+            change,
+        };
+        apply(
+            &mut state,
+            raised(WasmLogChange::Raised {
+                previous: "warning".into(),
+                for_seconds: 600.0,
+            }),
+        );
+        assert_eq!(state.wasm_log["activator-a"].until, 620.0);
+        assert_eq!(state.wasm_log["activator-a"].previous, "warning");
+        apply(
+            &mut state,
+            raised(WasmLogChange::Restored {
+                level: "warning".into(),
+            }),
+        );
+        assert!(state.wasm_log.is_empty());
+        assert!(state
+            .ui
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("back at warning"));
+        apply(&mut state, decision("pin", "10.0.0.1:8012", "new_session"));
+        assert_eq!(state.last_decision["activator-a"], 20.0);
     }
 
     #[test]

@@ -191,6 +191,19 @@ pub fn lab_state(view: View) -> AppState {
         state.counters.insert(activator.pod.clone(), readings);
     }
     state.install_marks = vec![(30.0, "apply".into())];
+    state.findings = Some(crate::install::findings::Findings {
+        findings: vec![crate::install::findings::Finding {
+            id: crate::install::findings::CONTAINER_CONCURRENCY,
+            severity: crate::install::findings::Severity::Warning,
+            message: "revisions with a hard containerConcurrency: default/hello-00001 (10)".into(),
+            fix: "use a soft limit (containerConcurrency: 0 and autoscaling.knative.dev/target)"
+                .into(),
+        }],
+        unchecked: Vec::new(),
+    });
+    for activator in &state.activators {
+        state.last_decision.insert(activator.pod.clone(), 55.0);
+    }
     state.probe = Some(ProbeState {
         url: "http://127.42.0.1:41877".into(),
         running: true,

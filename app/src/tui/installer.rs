@@ -73,6 +73,7 @@ pub fn installer(target: ClusterTarget, render: RenderOptions) -> Installer {
                     detect_cidrs: true,
                     dry_run: false,
                     force_conflicts: false,
+                    force: false,
                     rotate_key: false,
                 };
                 match apply::apply(&client, options, &mut yes, &mut out)

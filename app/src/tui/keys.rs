@@ -28,6 +28,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Sessions",
     ),
     (
+        "L",
+        "raise sidecars' wasm logger to info (10 min)",
+        "Sessions",
+    ),
+    (
         "s",
         "start / stop a probe against the lab's ingress",
         "Stickiness",
@@ -94,6 +99,7 @@ pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('/') => Action::OpenFilter,
         KeyCode::Char('h') => Action::ToggleGuide,
         KeyCode::Char('p') if state.view == View::Sessions => Action::OpenPaste,
+        KeyCode::Char('L') if state.view == View::Sessions => Action::RaiseWasmLog,
         KeyCode::Char('s') if state.view == View::Stickiness => Action::ToggleProbe,
         KeyCode::Char('a') if state.view == View::Install => Action::Ask(Confirm::Apply),
         KeyCode::Char('r') if state.view == View::Install => Action::Ask(Confirm::Revert),

@@ -4,14 +4,15 @@
 
 use super::action::Effect;
 use super::event::{self, Event};
-use super::state::{AppState, ClusterInfo, Connection, ProbeState};
+use super::state::{AppState, ClusterInfo, Connection, ProbeState, WasmLogChange, WASM_LOG_RAISE};
 use super::{keys, sources, update, views};
+use crate::envoy::admin::Sidecar;
 use crate::probe::{self, ProbeOptions};
 use kasi_lab::Lab;
 use kube::Client;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How the installer is called from the UI: `apply` (true) or `revert` (false), reporting
@@ -75,6 +76,9 @@ async fn main_loop(
     tasks.push(spawn_ticks(tx.clone(), start));
     tasks.push(spawn_signals(tx.clone()));
     let mut probe_task: Option<JoinHandle<()>> = None;
+    // Raised `wasm` loggers go back when their time is up or when this becomes true (exit).
+    let (exiting, exit_rx) = watch::channel(false);
+    let mut raises: Vec<JoinHandle<()>> = Vec::new();
 
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
@@ -85,6 +89,19 @@ async fn main_loop(
                 state.ui.message = None;
                 if let Some(action) = keys::action(&state, key) {
                     for effect in update::update(&mut state, action) {
+                        if let Effect::RaiseWasmLog(pods) = effect {
+                            raises.retain(|task| !task.is_finished());
+                            for pod in pods {
+                                let sidecar = Sidecar::new(
+                                    options.client.clone(),
+                                    &options.system_namespace,
+                                    &pod,
+                                );
+                                let task = raise_wasm_log(sidecar, tx.clone(), exit_rx.clone());
+                                raises.push(tokio::spawn(task));
+                            }
+                            continue;
+                        }
                         run_effect(effect, &options, &tx, &mut probe_task);
                     }
                 }
@@ -106,7 +123,58 @@ async fn main_loop(
     for task in tasks.into_iter().chain(probe_task) {
         task.abort();
     }
+    // Every raised logger back to the level it had, each within its admin call's time.
+    let _ = exiting.send(true);
+    let restore = futures::future::join_all(raises);
+    let _ = tokio::time::timeout(Duration::from_secs(25), restore).await;
     Ok(())
+}
+
+/// Raises one sidecar's `wasm` logger to info through its admin API (the level it had read
+/// first), holds it for [`WASM_LOG_RAISE`] or until the UI exits, then restores that level.
+/// Reports each step as an event.
+async fn raise_wasm_log(
+    sidecar: Sidecar,
+    tx: mpsc::Sender<Event>,
+    mut exiting: watch::Receiver<bool>,
+) {
+    let report = |change| Event::WasmLog {
+        sidecar: sidecar.pod.clone(),
+        change,
+    };
+    let previous = match sidecar.log_levels().await {
+        Ok(levels) => levels
+            .get("wasm")
+            .cloned()
+            .unwrap_or_else(|| "warning".into()),
+        Err(e) => {
+            let _ = tx
+                .send(report(WasmLogChange::Failed(format!("{e:#}"))))
+                .await;
+            return;
+        }
+    };
+    if let Err(e) = sidecar.set_log_level("wasm", "info").await {
+        let _ = tx
+            .send(report(WasmLogChange::Failed(format!("{e:#}"))))
+            .await;
+        return;
+    }
+    let raised = WasmLogChange::Raised {
+        previous: previous.clone(),
+        for_seconds: WASM_LOG_RAISE,
+    };
+    let _ = tx.send(report(raised)).await;
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs_f64(WASM_LOG_RAISE)) => {}
+        _ = exiting.wait_for(|exit| *exit) => {}
+    }
+    let change = match sidecar.set_log_level("wasm", &previous).await {
+        Ok(()) => WasmLogChange::Restored { level: previous },
+        Err(e) => WasmLogChange::Failed(format!("restoring {previous}: {e:#}")),
+    };
+    // At exit nobody reads the channel any more: never wait on it.
+    let _ = tx.try_send(report(change));
 }
 
 /// Keys come from a blocking reader thread: crossterm's `read` blocks.
@@ -235,6 +303,8 @@ fn run_effect(
             }
             *probe_task = Some(tokio::spawn(run_probe(url, tx)));
         }
+        // Handled by the main loop, which keeps the tasks so they can restore at exit.
+        Effect::RaiseWasmLog(_) => {}
         Effect::StopProbe => {
             if let Some(task) = probe_task.take() {
                 task.abort();

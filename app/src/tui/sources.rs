@@ -10,6 +10,7 @@ use super::state::{
 use crate::affinity::decisions::DecisionLine;
 use crate::cluster::lean::{LeanEndpoints, LeanPod};
 use crate::envoy::admin::Sidecar;
+use crate::install::render::WASM_PLUGIN;
 use crate::install::status::{self, PieceState};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
@@ -62,8 +63,31 @@ pub fn spawn(client: Client, namespace: &str, tx: Sender, start: Instant) -> Vec
             tx.clone(),
             names_rx,
         )),
+        tokio::spawn(poll_findings(
+            client.clone(),
+            namespace.to_owned(),
+            tx.clone(),
+        )),
         tokio::spawn(watch_api_health(client, tx, start)),
     ]
+}
+
+/// How often the findings are read: they list Revisions and PeerAuthentications cluster-wide, and
+/// the conditions they look for change when someone reconfigures the cluster, not every second.
+const FINDINGS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What in the cluster defeats kasi, at start and then every [`FINDINGS_INTERVAL`]. A read RBAC
+/// refuses is a line in the findings panel, not a crash.
+async fn poll_findings(client: Client, namespace: String, tx: Sender) {
+    let mut interval = tokio::time::interval(FINDINGS_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let found = crate::install::findings::collect(&client, &namespace).await;
+        if tx.send(Event::Findings(found)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Reports a watch failure: a 403 names the permission (`what`, e.g. `list/watch pods in
@@ -259,10 +283,7 @@ fn activator_row(pod: &LeanPod) -> ActivatorRow {
         .unwrap_or_default()
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
-    let sidecar_injected = pod
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"));
+    let sidecar_injected = pod.spec.as_ref().is_some_and(|s| s.has_istio_proxy());
     ActivatorRow {
         pod: pod.meta().name.clone().unwrap_or_default(),
         ip: status.pod_ip.unwrap_or_default(),
@@ -440,7 +461,6 @@ async fn poll_sidecars(
     names: watch::Receiver<Vec<String>>,
     start: Instant,
 ) {
-    let plugin = format!("{namespace}.kasi-affinity");
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -448,7 +468,7 @@ async fn poll_sidecars(
         let pods = names.borrow().clone();
         let reads = pods.into_iter().map(|pod| {
             let sidecar = Sidecar::new(client.clone(), &namespace, &pod);
-            let (tx, plugin) = (tx.clone(), plugin.clone());
+            let tx = tx.clone();
             async move {
                 let at = seconds(start);
                 let dump = match sidecar.config_dump().await {
@@ -471,7 +491,7 @@ async fn poll_sidecars(
                         cluster_count: dump.count("clusters") as u64,
                         listener_count: dump.count("listeners") as u64,
                     };
-                    let loaded = dump.has_wasm_filter(&plugin);
+                    let loaded = dump.has_wasm_plugin(&sidecar.namespace, WASM_PLUGIN);
                     let _ = tx
                         .send(Event::Config {
                             sidecar: pod.clone(),

@@ -2,6 +2,7 @@
 //! with an [`Event`](super::event::Event); views only read it.
 
 use super::view::View;
+use crate::install::findings::Findings;
 use std::collections::BTreeMap;
 
 /// Seconds since the UI started: the x axis of every chart.
@@ -9,6 +10,37 @@ pub type Seconds = f64;
 
 /// How long a chart looks back.
 pub const HISTORY_SECONDS: Seconds = 300.0;
+
+/// A sidecar whose counters show requests that log a decision, but whose log gave no decision
+/// line for this long, is taken to log `wasm` below info.
+pub const SILENT_AFTER: Seconds = 10.0;
+
+/// How long `L` keeps a sidecar's `wasm` logger at info before restoring it.
+pub const WASM_LOG_RAISE: Seconds = 600.0;
+
+/// A sidecar whose `wasm` logger kasi raised to info.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WasmLogRaise {
+    /// When it goes back (seconds since start).
+    pub until: Seconds,
+    /// The level it had, restored when the time is up or the UI exits.
+    pub previous: String,
+}
+
+/// What the admin call that raises or restores a sidecar's `wasm` logger reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WasmLogChange {
+    /// Now at info, for this long; `previous` is the level read first (`GET /logging`).
+    Raised {
+        previous: String,
+        for_seconds: Seconds,
+    },
+    /// Back at `level`.
+    Restored {
+        level: String,
+    },
+    Failed(String),
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterInfo {
@@ -134,6 +166,18 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Requests since `earlier` that write a decision line at `log_decisions: "changes"` (the
+    /// default): rejections, rebinds and new sessions (requests that carried none and get
+    /// pinned). Requests steered by a session log nothing at that setting, so `cookie_routed`
+    /// alone says nothing about whether lines should be arriving.
+    pub fn logged_since(&self, earlier: &Counters) -> u64 {
+        let d = |now: u64, then: u64| now.saturating_sub(then);
+        let rejected = d(self.rejected, earlier.rejected);
+        let routed = d(self.cookie_routed, earlier.cookie_routed);
+        let new_sessions = d(self.requests, earlier.requests).saturating_sub(routed + rejected);
+        rejected + d(self.rebinds, earlier.rebinds) + new_sessions
+    }
+
     /// Hit rate between two readings (DESIGN.md: sticky hits ÷ requests that carried a cookie).
     pub fn hit_rate_since(&self, earlier: &Counters) -> Option<f64> {
         kasi_filter::metrics::hit_rate(
@@ -209,6 +253,12 @@ pub struct AppState {
     pub install_marks: Vec<(Seconds, String)>,
     pub probe: Option<ProbeState>,
     pub install: InstallState,
+    /// What in the cluster defeats kasi; `None` until first read.
+    pub findings: Option<Findings>,
+    /// When each sidecar's log last gave a decision line.
+    pub last_decision: BTreeMap<String, Seconds>,
+    /// Sidecars whose `wasm` logger kasi raised to info.
+    pub wasm_log: BTreeMap<String, WasmLogRaise>,
     pub ui: UiState,
 }
 
@@ -268,6 +318,32 @@ impl AppState {
         kasi_filter::metrics::hit_rate(hits, routed, rejected)
     }
 
+    /// Activators whose counters show, over the last [`SILENT_AFTER`], requests that write a
+    /// decision line, while their log follower saw none for as long: their sidecar's `wasm`
+    /// logger is below info (istio-proxy runs `--component-log-level misc:error` by default).
+    /// Sidecars kasi already raised are not in it.
+    pub fn silent_sidecars(&self) -> Vec<&str> {
+        self.counters
+            .iter()
+            .filter(|(pod, _)| !self.wasm_log.contains_key(*pod))
+            .filter(|(pod, readings)| {
+                let Some((at, last)) = readings.last() else {
+                    return false;
+                };
+                let window_start = readings.iter().rev().find(|(t, _)| *t <= at - SILENT_AFTER);
+                let Some((_, earlier)) = window_start else {
+                    return false;
+                };
+                let heard = self
+                    .last_decision
+                    .get(*pod)
+                    .is_some_and(|t| self.now - t < SILENT_AFTER);
+                last.logged_since(earlier) > 0 && !heard
+            })
+            .map(|(pod, _)| pod.as_str())
+            .collect()
+    }
+
     /// Drops samples older than the charts show.
     pub fn trim_history(&mut self) {
         let oldest = self.now - HISTORY_SECONDS;
@@ -311,6 +387,64 @@ mod tests {
         );
         assert_eq!(state.hit_rate_series("a"), vec![(1.0, 0.9), (2.0, 1.0)]);
         assert_eq!(state.window_hit_rate(), Some(19.0 / 20.0));
+    }
+
+    #[test]
+    fn a_sidecar_is_silent_when_logged_requests_bring_no_line() {
+        let c = |requests, routed, rejected| Counters {
+            requests,
+            cookie_routed: routed,
+            rejected,
+            ..Default::default()
+        };
+        let mut state = AppState {
+            now: 30.0,
+            ..Default::default()
+        };
+        // Sticky traffic only: nothing is logged at "changes", so silence is expected.
+        state.counters.insert(
+            "a".into(),
+            vec![
+                (10.0, c(10, 10, 0)),
+                (20.0, c(20, 20, 0)),
+                (30.0, c(30, 30, 0)),
+            ],
+        );
+        assert!(state.silent_sidecars().is_empty());
+        // Rejections and new sessions log a line each; none arrived.
+        state.counters.insert(
+            "b".into(),
+            vec![
+                (10.0, c(10, 5, 0)),
+                (20.0, c(20, 10, 1)),
+                (30.0, c(30, 15, 2)),
+            ],
+        );
+        assert_eq!(state.silent_sidecars(), ["b"]);
+        // A line 3 s ago: the logger is at info.
+        state.last_decision.insert("b".into(), 27.0);
+        assert!(state.silent_sidecars().is_empty());
+        // A line long ago no longer counts.
+        state.last_decision.insert("b".into(), 5.0);
+        assert_eq!(state.silent_sidecars(), ["b"]);
+        // Raised already: not offered again.
+        state.wasm_log.insert(
+            "b".into(),
+            WasmLogRaise {
+                until: 600.0,
+                previous: "warning".into(),
+            },
+        );
+        assert!(state.silent_sidecars().is_empty());
+        // Less than SILENT_AFTER of readings: too early to say.
+        let mut early = AppState {
+            now: 5.0,
+            ..Default::default()
+        };
+        early
+            .counters
+            .insert("c".into(), vec![(1.0, c(0, 0, 0)), (5.0, c(9, 0, 9))]);
+        assert!(early.silent_sidecars().is_empty());
     }
 
     #[test]

@@ -96,6 +96,32 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
                 return vec![Effect::RestartSidecar(activator.pod.clone())];
             }
         }
+        Action::RaiseWasmLog => {
+            // The silent ones, else every activator with a sidecar: the user asked.
+            let mut pods: Vec<String> = state
+                .silent_sidecars()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            if pods.is_empty() {
+                pods = state
+                    .activators
+                    .iter()
+                    .filter(|a| a.sidecar_injected)
+                    .map(|a| a.pod.clone())
+                    .collect();
+            }
+            pods.retain(|pod| !state.wasm_log.contains_key(pod));
+            if pods.is_empty() {
+                state.ui.message = Some("no sidecar to raise: each is raised already".into());
+                return Vec::new();
+            }
+            state.ui.message = Some(format!(
+                "raising the wasm logger to info on {}",
+                pods.join(", ")
+            ));
+            return vec![Effect::RaiseWasmLog(pods)];
+        }
         Action::ToggleProbe => {
             return match &state.probe {
                 Some(probe) if probe.running => vec![Effect::StopProbe],
@@ -245,6 +271,46 @@ mod tests {
         assert_eq!(press(&mut state, "ay"), vec![Effect::Apply]);
         state.install.progress = None;
         assert_eq!(press(&mut state, "ry"), vec![Effect::Revert]);
+    }
+
+    #[test]
+    fn l_raises_the_silent_sidecars_only_once() {
+        let mut state = lab_state(View::Sessions);
+        // Nothing silent: L offers every activator.
+        let all: Vec<String> = state.activators.iter().map(|a| a.pod.clone()).collect();
+        assert!(state.silent_sidecars().is_empty());
+        assert_eq!(press(&mut state, "L"), vec![Effect::RaiseWasmLog(all)]);
+        // The first activator rejects sessions and its log says nothing: only it is raised.
+        let first = state.activators[0].pod.clone();
+        let readings = state.counters.get_mut(&first).unwrap();
+        let (_, mut last) = *readings.last().unwrap();
+        last.requests += 5;
+        last.rejected += 5;
+        readings.push((65.0, last));
+        state.now = 65.0;
+        assert_eq!(state.silent_sidecars(), [first.as_str()]);
+        assert_eq!(
+            press(&mut state, "L"),
+            vec![Effect::RaiseWasmLog(vec![first])]
+        );
+        for pod in &state
+            .activators
+            .iter()
+            .map(|a| a.pod.clone())
+            .collect::<Vec<_>>()
+        {
+            state.wasm_log.insert(
+                pod.clone(),
+                crate::tui::state::WasmLogRaise {
+                    until: 600.0,
+                    previous: "warning".into(),
+                },
+            );
+        }
+        assert_eq!(press(&mut state, "L"), vec![]);
+        // Elsewhere L does nothing.
+        let mut state = lab_state(View::Overview);
+        assert_eq!(press(&mut state, "L"), vec![]);
     }
 
     #[test]

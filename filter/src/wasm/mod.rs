@@ -36,6 +36,7 @@ use crate::json::Json;
 use crate::metrics::{self, Counter};
 use crate::pending::PendingStreams;
 use crate::policy::{self, Rejection, RequestPlan, Verdict};
+use crate::signing::VerifiedSessions;
 use crate::{dead_hosts, header_map};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -53,6 +54,9 @@ const MAX_SPILLED_STREAMS: usize = 4_096;
 /// (kept by Envoy in the stream's filter state, freed with the stream; the request's headers
 /// are not readable in the response phase).
 const AUTHORITY_PROPERTY: &str = "kasi_authority";
+
+/// Sessions remembered as verified per VM: at most this many entries of ≤ 382 bytes each.
+const VERIFIED_SLOTS: usize = 512;
 
 /// Action::Continue.
 const CONTINUE: u32 = 0;
@@ -83,6 +87,8 @@ thread_local! {
     static PLUGIN: RefCell<Option<Rc<Plugin>>> = const { RefCell::new(None) };
     static PENDING: RefCell<PendingStreams<State>> =
         RefCell::new(PendingStreams::new(PENDING_SLOTS, MAX_SPILLED_STREAMS));
+    /// Sessions verified under the current keys (cleared when the configuration changes).
+    static VERIFIED: RefCell<VerifiedSessions> = RefCell::new(VerifiedSessions::new(VERIFIED_SLOTS));
     /// The linear memory size last recorded in the gauge.
     static VM_MEMORY: Cell<usize> = const { Cell::new(0) };
 }
@@ -120,6 +126,8 @@ pub extern "C" fn proxy_on_configure(_root_context_id: u32, size: usize) -> u32 
     match configure(size) {
         Some(plugin) => {
             PLUGIN.with(|p| *p.borrow_mut() = Some(Rc::new(plugin)));
+            // Verified under the previous keys: not a proof under the new ones.
+            VERIFIED.with(|v| v.borrow_mut().clear());
             1
         }
         None => 0,
@@ -248,7 +256,15 @@ impl<'a> Request<'a> {
             return State::NoCookie;
         };
         let config = &self.plugin.config;
-        let plan = policy::plan_request(config, &headers, || self.clock.now(), |a| self.is_dead(a));
+        let plan = VERIFIED.with(|verified| {
+            policy::plan_request_verified(
+                config,
+                &headers,
+                || self.clock.now(),
+                |a| self.is_dead(a),
+                Some(&mut verified.borrow_mut()),
+            )
+        });
         let authority = String::from_utf8_lossy(policy::authority(&headers));
         self.apply(plan, &authority)
     }

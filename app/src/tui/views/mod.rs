@@ -357,6 +357,79 @@ mod tests {
     }
 
     #[test]
+    fn sessions_say_why_decision_lines_are_missing_and_the_raise_counts_down() {
+        let mut state = lab_state(View::Sessions);
+        assert!(!render(&state).contains("no decision line"));
+        let first = state.activators[0].pod.clone();
+        let readings = state.counters.get_mut(&first).unwrap();
+        let (_, mut last) = *readings.last().unwrap();
+        last.requests += 5;
+        last.rejected += 5;
+        readings.push((65.0, last));
+        state.now = 65.0;
+        let screen = render(&state);
+        assert!(
+            screen.contains(&format!(
+                "{first}: sessions flow but no decision line for 10 s · L raises the wasm logger to info for 10 min"
+            )),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("--component-log-level misc:error"),
+            "{screen}"
+        );
+        state.wasm_log.insert(
+            first.clone(),
+            crate::tui::state::WasmLogRaise {
+                until: 65.0 + 572.0,
+                previous: "warning".into(),
+            },
+        );
+        let screen = render(&state);
+        assert!(
+            screen.contains(&format!(
+                "wasm logger at info on {first} for 9:32 more, then back to warning"
+            )),
+            "{screen}"
+        );
+        assert!(!screen.contains("no decision line"), "{screen}");
+    }
+
+    #[test]
+    fn the_install_view_lists_findings_with_their_fix() {
+        use crate::install::findings::{Finding, Findings, Severity};
+        let mut state = lab_state(View::Install);
+        state.findings = Some(Findings {
+            findings: vec![Finding {
+                id: "strict-mtls",
+                severity: Severity::Error,
+                message: "STRICT mTLS applies to revision pods".into(),
+                fix: "let revision pods accept plain text on 8012 and 8013".into(),
+            }],
+            unchecked: vec!["cannot check knative-operator: kasi may not list knativeservings.operator.knative.dev (403)".into()],
+        });
+        let screen = render(&state);
+        assert!(
+            screen.contains("Findings (1) · an error stops a"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("error   strict-mtls STRICT mTLS applies to revision pods"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("fix: let revision pods accept plain text on 8012 and 8013"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("warning cannot check knative-operator"),
+            "{screen}"
+        );
+        state.findings = None;
+        assert!(render(&state).contains("checking the cluster"));
+    }
+
+    #[test]
     fn a_stale_api_shows_a_banner() {
         let mut state = lab_state(View::Endpoints);
         state.connection = Connection::Stale {

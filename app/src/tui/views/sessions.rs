@@ -2,13 +2,60 @@
 
 use super::{table_block, theme};
 use crate::tui::state::{AppState, SessionState};
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
-use ratatui::text::Text;
-use ratatui::widgets::{Row, Table, TableState};
+use ratatui::text::{Line, Text};
+use ratatui::widgets::{Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
+/// Lines above the table when decision lines are missing or the `wasm` logger is raised.
+fn notice(state: &AppState) -> Vec<Line<'static>> {
+    if let Some((_, first)) = state.wasm_log.iter().next() {
+        let left = (first.until - state.now).max(0.0) as u64;
+        let pods: Vec<&str> = state.wasm_log.keys().map(String::as_str).collect();
+        return vec![Line::styled(
+            format!(
+                " wasm logger at info on {} for {}:{:02} more, then back to {} (also when kasi exits)",
+                pods.join(", "),
+                left / 60,
+                left % 60,
+                first.previous
+            ),
+            Style::new().fg(theme::OK),
+        )];
+    }
+    let silent = state.silent_sidecars();
+    if silent.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        Line::styled(
+            format!(
+                " {}: sessions flow but no decision line for {:.0} s · L raises the wasm logger to info for {} min",
+                silent.join(", "),
+                crate::tui::state::SILENT_AFTER,
+                crate::tui::state::WASM_LOG_RAISE as u64 / 60
+            ),
+            Style::new().fg(theme::WARN),
+        ),
+        Line::styled(
+            "   why: its sidecar logs wasm below info — istio-proxy runs --component-log-level misc:error by default (kasi's bundle sets wasm:info on pods it creates)",
+            theme::dim(),
+        ),
+    ]
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
+    let lines = notice(state);
+    let area = if lines.is_empty() {
+        area
+    } else {
+        let height = lines.len() as u16;
+        let [notice_area, rest] =
+            Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(area);
+        frame.render_widget(Paragraph::new(lines), notice_area);
+        rest
+    };
     let sessions = super::rows::sessions(state);
     let rows = sessions.iter().map(|s| {
         let (pod, revision, alive) = match state.pod_of(&s.address) {
