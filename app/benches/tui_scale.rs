@@ -9,11 +9,11 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
-use kasi::lab::api::{kubeconfig_yaml, serve, LabHooks, Store};
 use kasi::tui::event::{self, Event};
 use kasi::tui::state::AppState;
 use kasi::tui::view::View;
 use kasi::tui::{sources, views};
+use kasi_lab::kube_api::{kubeconfig_yaml, serve, LabHooks, Store};
 use kube::api::Api;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use ratatui::backend::TestBackend;

@@ -8,7 +8,6 @@ pub mod cli;
 pub mod cluster;
 pub mod envoy;
 pub mod install;
-pub mod lab;
 pub mod logging;
 pub mod probe;
 pub mod tui;

@@ -6,7 +6,7 @@ use kasi::install::apply::{self, ApplyOptions};
 use kasi::install::render::{self, FilterSource, RenderOptions};
 use kasi::install::session_keys::KeyRing;
 use kasi::install::{revert, status, InstallError, FILTER_WASM};
-use kasi::lab::{Lab, LabOptions};
+use kasi_lab::{Lab, LabOptions};
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 

@@ -144,12 +144,12 @@ fn the_validation_catches_mistakes() {
 fn configmap_keys_are_knatives() {
     let documented = [
         (
-            include_str!("../src/lab/seed/config-network.yaml"),
+            include_str!("../../lab/src/knative/seed/config-network.yaml"),
             "mesh-compatibility-mode",
             "\"disabled\"",
         ),
         (
-            include_str!("../src/lab/seed/config-autoscaler.yaml"),
+            include_str!("../../lab/src/knative/seed/config-autoscaler.yaml"),
             "target-burst-capacity",
             "-1 denotes unlimited target-burst-capacity",
         ),

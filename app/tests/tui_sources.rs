@@ -3,11 +3,11 @@
 //! going away and coming back (a STALE banner, then recovery without a restart). Real kube-rs
 //! clients over real sockets to the lab's API server; the screen is the real view code.
 
-use kasi::lab::api::{kubeconfig_yaml, serve, LabHooks, Store};
 use kasi::tui::event::{self, Event};
 use kasi::tui::state::{AppState, Connection};
 use kasi::tui::view::View;
 use kasi::tui::{sources, views};
+use kasi_lab::kube_api::{kubeconfig_yaml, serve, LabHooks, Store};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 
 use crate::{Session, COOKIE_NAME};
 use k8s_openapi::api::core::v1::Pod;
-use kasi::lab::Lab;
+use kasi_lab::Lab;
 use kube::api::{Api, ListParams};
 use kube::{Client, Config};
 use std::net::SocketAddr;

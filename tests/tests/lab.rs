@@ -6,9 +6,9 @@
 use k8s_openapi::api::core::v1::Pod;
 use kasi::install::render::{render, FilterSource, RenderOptions};
 use kasi::install::session_keys::KeyRing;
-use kasi::lab::{Lab, LabOptions};
 use kasi_e2e::lab_client::{activator_pods, hit_rate, kube_client};
 use kasi_e2e::{envoy_binary, filter_wasm, Response, Session};
+use kasi_lab::{Lab, LabOptions};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::Client;

@@ -2,8 +2,8 @@
 //! Kubernetes API as it would in a cluster and changes which pods serve.
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod};
-use kasi::lab::{Lab, LabOptions};
 use kasi_e2e::{envoy_binary, plain_get};
+use kasi_lab::{Lab, LabOptions};
 use kube::api::{Api, ListParams};
 use kube::{Client, Config};
 use std::collections::BTreeSet;

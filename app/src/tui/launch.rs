@@ -3,7 +3,7 @@
 use super::run::{run, Installer, TuiOptions};
 use super::state::ClusterInfo;
 use crate::cluster::client::{connect, ClusterTarget};
-use crate::lab::{Lab, LabOptions};
+use kasi_lab::{Lab, LabOptions};
 use std::sync::Arc;
 
 /// What the Overview says about the cluster before the watchers report.

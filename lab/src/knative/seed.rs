@@ -1,0 +1,533 @@
+//! The objects a fresh lab starts with, shaped like a real cluster's: Knative's own activator
+//! Deployment and ConfigMaps (embedded unchanged, see `seed/ORIGIN.md`), revision Services and
+//! Endpoints with Knative's labels and ports, an `istio-system` with istiod, and the Istio CRDs.
+
+use crate::data_plane::layout::{Layout, POD_PORT};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+
+const ACTIVATOR_YAML: &str = include_str!("seed/activator.yaml");
+const CONFIG_NETWORK_YAML: &str = include_str!("seed/config-network.yaml");
+const CONFIG_AUTOSCALER_YAML: &str = include_str!("seed/config-autoscaler.yaml");
+
+/// The namespace of the lab's demo service and of the filler services.
+pub const APP_NAMESPACE: &str = "default";
+pub const FILLER_NAMESPACE: &str = "lab-apps";
+pub const SYSTEM_NAMESPACE: &str = "knative-serving";
+pub const HELLO: &str = "hello";
+pub const HELLO_REVISION: &str = "hello-00001";
+/// The Host the ingress gives requests for `hello` (Knative's default domain template).
+pub const HELLO_HOST: &str = "hello.default.example.com";
+const CREATED: &str = "2026-01-01T00:00:00Z";
+
+/// What the lab is made of.
+#[derive(Debug, Clone)]
+pub struct SeedSpec {
+    pub layout: Layout,
+    pub activators: usize,
+    pub hello_pods: usize,
+    /// Other Knative services, only there to make the unscoped sidecar config big.
+    pub filler_services: usize,
+    pub istio_crds: bool,
+}
+
+/// Names of the lab's pods, stable for one lab so logs and tests can name them.
+pub fn activator_pod_name(replica: usize) -> String {
+    format!("activator-7d9f8c6b5-{}", suffix(replica))
+}
+
+pub fn hello_pod_name(index: usize) -> String {
+    format!(
+        "{HELLO_REVISION}-deployment-5f7b9c8d4-{}",
+        suffix(100 + index)
+    )
+}
+
+/// Kubernetes-style 5-character pod name suffix.
+fn suffix(n: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut x = n.wrapping_add(7).wrapping_mul(2_654_435_761) % 14_348_907; // 27^5
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[x % 27] as char;
+            x /= 27;
+            c
+        })
+        .collect()
+}
+
+pub fn objects(spec: &SeedSpec) -> Vec<Value> {
+    let mut out = vec![
+        namespace(APP_NAMESPACE, json!({})),
+        namespace(SYSTEM_NAMESPACE, json!({"istio-injection": "enabled"})),
+        namespace("istio-system", json!({})),
+        namespace(FILLER_NAMESPACE, json!({})),
+    ];
+    if spec.istio_crds {
+        out.extend(istio_crds());
+    }
+    out.extend(knative_crds());
+    out.extend(system(spec));
+    let mut cluster_ips = (0..).map(|i| spec.layout.cluster_ip(i));
+    let hello_pods: Vec<(String, IpAddr)> = (0..spec.hello_pods)
+        .map(|i| (hello_pod_name(i), spec.layout.hello_pod_ip(i)))
+        .collect();
+    let activator_ips: Vec<IpAddr> = (0..spec.activators)
+        .map(|i| spec.layout.activator_ip(i))
+        .collect();
+    out.extend(knative_service(
+        APP_NAMESPACE,
+        HELLO,
+        &hello_pods,
+        &activator_ips,
+        &mut cluster_ips,
+    ));
+    for i in 0..spec.filler_services {
+        let name = format!("svc-{i:04}");
+        let pod = (
+            format!("{name}-00001-deployment-6c8d7f5b9-{}", suffix(i)),
+            spec.layout.filler_pod_ip(i),
+        );
+        out.extend(knative_service(
+            FILLER_NAMESPACE,
+            &name,
+            &[pod],
+            &activator_ips,
+            &mut cluster_ips,
+        ));
+    }
+    out.push(service(
+        "istio-system",
+        "istiod",
+        json!({"app": "istiod", "istio": "pilot"}),
+        cluster_ips.next(),
+        json!([
+            {"name": "grpc-xds", "port": 15010, "protocol": "TCP", "targetPort": 15010},
+            {"name": "https-dns", "port": 15012, "protocol": "TCP", "targetPort": 15012},
+            {"name": "https-webhook", "port": 443, "protocol": "TCP", "targetPort": 15017},
+            {"name": "http-monitoring", "port": 15014, "protocol": "TCP", "targetPort": 15014},
+        ]),
+        Some(json!({"app": "istiod"})),
+    ));
+    out
+}
+
+fn meta(namespace: Option<&str>, name: &str, labels: Value) -> Value {
+    let mut m = json!({"name": name, "labels": labels, "creationTimestamp": CREATED});
+    if let Some(ns) = namespace {
+        m["namespace"] = json!(ns);
+    }
+    m
+}
+
+fn namespace(name: &str, labels: Value) -> Value {
+    let mut labels = labels;
+    labels["kubernetes.io/metadata.name"] = json!(name);
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta(None, name, labels),
+           "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+}
+
+fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .filter_map(|doc| serde::Deserialize::deserialize(doc).ok())
+        .filter(|v: &Value| v.is_object())
+        .collect()
+}
+
+/// Knative's activator Deployment (2 replicas, injected), its pods and Service, and ConfigMaps.
+fn system(spec: &SeedSpec) -> Vec<Value> {
+    let mut out = Vec::new();
+    for mut doc in yaml_documents(ACTIVATOR_YAML) {
+        doc["metadata"]["creationTimestamp"] = json!(CREATED);
+        if doc["kind"] == "Deployment" {
+            doc["spec"]["replicas"] = json!(spec.activators);
+            doc["status"] = json!({"replicas": spec.activators, "readyReplicas": spec.activators,
+                "availableReplicas": spec.activators, "updatedReplicas": spec.activators,
+                "observedGeneration": 1});
+            for replica in 0..spec.activators {
+                out.push(activator_pod(spec, &doc, replica));
+            }
+        }
+        out.push(doc);
+    }
+    let activator_ips: Vec<IpAddr> = (0..spec.activators)
+        .map(|i| spec.layout.activator_ip(i))
+        .collect();
+    out.push(endpoints(SYSTEM_NAMESPACE, "activator-service", json!({"app": "activator"}),
+        &activator_ips.iter().enumerate().map(|(i, ip)| (activator_pod_name(i), *ip)).collect::<Vec<_>>(),
+        json!([{"name": "http", "port": 8012, "protocol": "TCP"}, {"name": "http2", "port": 8013, "protocol": "TCP"},
+               {"name": "http-metrics", "port": 9090, "protocol": "TCP"}])));
+    for text in [CONFIG_NETWORK_YAML, CONFIG_AUTOSCALER_YAML] {
+        for mut doc in yaml_documents(text) {
+            doc["metadata"]["creationTimestamp"] = json!(CREATED);
+            out.push(doc);
+        }
+    }
+    out
+}
+
+/// An activator pod as the Deployment would make it, with istio-proxy injected.
+fn activator_pod(spec: &SeedSpec, deployment: &Value, replica: usize) -> Value {
+    let template = &deployment["spec"]["template"];
+    let mut containers = template["spec"]["containers"].clone();
+    if let Some(list) = containers.as_array_mut() {
+        list.push(json!({
+            "name": "istio-proxy",
+            "image": "docker.io/istio/proxyv2:1.28.0",
+            "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local"],
+            "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+        }));
+    }
+    let ip = spec.layout.activator_ip(replica);
+    let mut labels = template["metadata"]["labels"].clone();
+    labels["pod-template-hash"] = json!("7d9f8c6b5");
+    labels["security.istio.io/tlsMode"] = json!("istio");
+    labels["service.istio.io/canonical-name"] = json!("activator");
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": meta(Some(SYSTEM_NAMESPACE), &activator_pod_name(replica), labels),
+        "spec": {"containers": containers, "serviceAccountName": "activator", "nodeName": "lab-node",
+                 "terminationGracePeriodSeconds": 600},
+        "status": running_status(ip, &["activator", "istio-proxy"]),
+    });
+    pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "name": "activator-7d9f8c6b5", "uid": "lab-activator-rs", "controller": true}]);
+    pod["metadata"]["annotations"] =
+        json!({"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"});
+    pod
+}
+
+pub fn running_status(ip: IpAddr, containers: &[&str]) -> Value {
+    let statuses: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            json!({"name": c, "ready": true, "restartCount": 0, "started": true,
+                         "image": c, "imageID": "", "state": {"running": {"startedAt": CREATED}}})
+        })
+        .collect();
+    let conditions: Vec<Value> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        .iter()
+        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": CREATED}))
+        .collect();
+    json!({
+        "phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
+        "hostIP": "127.0.0.1", "startTime": CREATED, "qosClass": "Burstable",
+        "conditions": conditions,
+        "containerStatuses": statuses,
+    })
+}
+
+fn service(
+    ns: &str,
+    name: &str,
+    labels: Value,
+    cluster_ip: Option<IpAddr>,
+    ports: Value,
+    selector: Option<Value>,
+) -> Value {
+    let mut spec = json!({"type": "ClusterIP", "ports": ports, "sessionAffinity": "None"});
+    if let Some(ip) = cluster_ip {
+        spec["clusterIP"] = json!(ip.to_string());
+        spec["clusterIPs"] = json!([ip.to_string()]);
+    }
+    if let Some(selector) = selector {
+        spec["selector"] = selector;
+    }
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(Some(ns), name, labels), "spec": spec})
+}
+
+fn endpoints(
+    ns: &str,
+    name: &str,
+    labels: Value,
+    pods: &[(String, IpAddr)],
+    ports: Value,
+) -> Value {
+    let addresses: Vec<Value> = pods
+        .iter()
+        .map(|(pod, ip)| {
+            json!({"ip": ip.to_string(), "nodeName": "lab-node",
+            "targetRef": {"kind": "Pod", "name": pod, "namespace": ns}})
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": meta(Some(ns), name, labels),
+           "subsets": [{"addresses": addresses, "ports": ports}]})
+}
+
+fn endpoint_slice(
+    ns: &str,
+    service: &str,
+    labels: Value,
+    pods: &[(String, IpAddr)],
+    ports: Value,
+) -> Value {
+    let mut labels = labels;
+    labels["kubernetes.io/service-name"] = json!(service);
+    labels["endpointslice.kubernetes.io/managed-by"] = json!("endpointslice-controller.k8s.io");
+    let endpoints: Vec<Value> = pods
+        .iter()
+        .map(|(pod, ip)| {
+            json!({"addresses": [ip.to_string()], "nodeName": "lab-node",
+            "conditions": {"ready": true, "serving": true, "terminating": false},
+            "targetRef": {"kind": "Pod", "name": pod, "namespace": ns}})
+        })
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": meta(Some(ns), &format!("{service}-lab01"), labels),
+           "addressType": "IPv4", "endpoints": endpoints, "ports": ports})
+}
+
+/// A Knative Service with one ready revision, as Serving's reconcilers leave it: the KService,
+/// Configuration, Revision, Route, the revision's public and private Services and Endpoints,
+/// and its pods.
+fn knative_service(
+    ns: &str,
+    name: &str,
+    pods: &[(String, IpAddr)],
+    activators: &[IpAddr],
+    cluster_ips: &mut impl Iterator<Item = IpAddr>,
+) -> Vec<Value> {
+    let revision = format!("{name}-00001");
+    let rev_labels = json!({
+        "serving.knative.dev/service": name, "serving.knative.dev/configuration": name,
+        "serving.knative.dev/revision": revision, "serving.knative.dev/revisionUID": format!("lab-{revision}"),
+        "serving.knative.dev/configurationGeneration": "1", "app": revision,
+    });
+    let mut sks_labels = rev_labels.clone();
+    sks_labels["networking.internal.knative.dev/serverlessservice"] = json!(revision);
+    let mut public_labels = sks_labels.clone();
+    public_labels["networking.internal.knative.dev/serviceType"] = json!("Public");
+    let mut private_labels = sks_labels.clone();
+    private_labels["networking.internal.knative.dev/serviceType"] = json!("Private");
+    let url = format!("http://{name}.{ns}.example.com");
+    let ready = json!([{"type": "Ready", "status": "True", "lastTransitionTime": CREATED}]);
+    let mut out = vec![
+        json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+               "metadata": meta(Some(ns), name, json!({})),
+               "spec": {"template": {"spec": {"containers": [{"image": "ghcr.io/knative/helloworld-go:latest"}]}}},
+               "status": {"url": url, "latestReadyRevisionName": revision, "latestCreatedRevisionName": revision,
+                          "traffic": [{"revisionName": revision, "percent": 100, "latestRevision": true}],
+                          "conditions": ready, "observedGeneration": 1}}),
+        json!({"apiVersion": "serving.knative.dev/v1", "kind": "Configuration",
+               "metadata": meta(Some(ns), name, json!({"serving.knative.dev/service": name})),
+               "status": {"latestReadyRevisionName": revision, "latestCreatedRevisionName": revision, "conditions": ready}}),
+        json!({"apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+               "metadata": meta(Some(ns), &revision, rev_labels.clone()),
+               "spec": {"containerConcurrency": 0, "containers": [{"image": "ghcr.io/knative/helloworld-go:latest",
+                        "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]},
+               "status": {"conditions": ready, "actualReplicas": pods.len(), "desiredReplicas": pods.len(),
+                          "serviceName": revision}}),
+        json!({"apiVersion": "serving.knative.dev/v1", "kind": "Route",
+               "metadata": meta(Some(ns), name, json!({"serving.knative.dev/service": name})),
+               "status": {"url": url, "conditions": ready,
+                          "traffic": [{"revisionName": revision, "percent": 100, "latestRevision": true}]}}),
+    ];
+    let public_ports = json!([
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8012},
+        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8112},
+    ]);
+    let private_ports = json!([
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8012},
+        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8112},
+        {"name": "http-autometric", "port": 9090, "protocol": "TCP", "targetPort": "http-autometric"},
+        {"name": "http-usermetric", "port": 9091, "protocol": "TCP", "targetPort": "http-usermetric"},
+        {"name": "http-istio", "port": 8012, "protocol": "TCP", "targetPort": 8012},
+    ]);
+    let private_endpoint_ports = json!([
+        {"name": "http", "port": POD_PORT, "protocol": "TCP"},
+        {"name": "https", "port": 8112, "protocol": "TCP"},
+        {"name": "http-autometric", "port": 9090, "protocol": "TCP"},
+        {"name": "http-usermetric", "port": 9091, "protocol": "TCP"},
+        {"name": "http-istio", "port": POD_PORT, "protocol": "TCP"},
+    ]);
+    out.push(service(
+        ns,
+        &revision,
+        public_labels.clone(),
+        cluster_ips.next(),
+        public_ports,
+        None,
+    ));
+    out.push(service(
+        ns,
+        &format!("{revision}-private"),
+        private_labels.clone(),
+        cluster_ips.next(),
+        private_ports,
+        Some(json!({"serving.knative.dev/revisionUID": format!("lab-{revision}")})),
+    ));
+    // In proxy mode (target-burst-capacity -1) the public Endpoints are the activators.
+    let activator_targets: Vec<(String, IpAddr)> = activators
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| (activator_pod_name(i), *ip))
+        .collect();
+    out.push(endpoints(ns, &revision, public_labels.clone(), &activator_targets,
+        json!([{"name": "http", "port": POD_PORT, "protocol": "TCP"}, {"name": "https", "port": 8112, "protocol": "TCP"}])));
+    out.push(endpoints(
+        ns,
+        &format!("{revision}-private"),
+        private_labels.clone(),
+        pods,
+        private_endpoint_ports.clone(),
+    ));
+    out.push(endpoint_slice(
+        ns,
+        &format!("{revision}-private"),
+        private_labels,
+        pods,
+        private_endpoint_ports,
+    ));
+    for (pod_name, ip) in pods {
+        let mut labels = rev_labels.clone();
+        labels["pod-template-hash"] = json!("5f7b9c8d4");
+        out.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": meta(Some(ns), pod_name, labels),
+            "spec": {"containers": [
+                {"name": "user-container", "image": "ghcr.io/knative/helloworld-go:latest",
+                 "ports": [{"containerPort": 8080, "name": "user-port", "protocol": "TCP"}]},
+                {"name": "queue-proxy", "image": "gcr.io/knative-releases/knative.dev/serving/cmd/queue",
+                 "ports": [{"containerPort": 8012, "name": "http1", "protocol": "TCP"},
+                           {"containerPort": 8022, "name": "http-queueadm", "protocol": "TCP"},
+                           {"containerPort": 9090, "name": "http-autometric", "protocol": "TCP"},
+                           {"containerPort": 9091, "name": "http-usermetric", "protocol": "TCP"}]}],
+                "nodeName": "lab-node"},
+            "status": running_status(*ip, &["user-container", "queue-proxy"]),
+        }));
+    }
+    out
+}
+
+fn crd(group: &str, kind: &str, plural: &str, versions: &[&str], storage: &str) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"name": v, "served": true, "storage": *v == storage,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}))
+        .collect();
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": meta(None, &format!("{plural}.{group}"), json!({})),
+           "spec": {"group": group, "scope": "Namespaced", "versions": versions,
+                    "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")}},
+           "status": {"conditions": [{"type": "Established", "status": "True"}],
+                      "acceptedNames": {"kind": kind, "plural": plural}}})
+}
+
+pub fn istio_crds() -> Vec<Value> {
+    vec![
+        crd(
+            "networking.istio.io",
+            "Sidecar",
+            "sidecars",
+            &["v1", "v1alpha3", "v1beta1"],
+            "v1",
+        ),
+        crd(
+            "networking.istio.io",
+            "EnvoyFilter",
+            "envoyfilters",
+            &["v1alpha3"],
+            "v1alpha3",
+        ),
+        crd(
+            "extensions.istio.io",
+            "WasmPlugin",
+            "wasmplugins",
+            &["v1alpha1"],
+            "v1alpha1",
+        ),
+    ]
+}
+
+fn knative_crds() -> Vec<Value> {
+    ["services", "configurations", "revisions", "routes"]
+        .iter()
+        .map(|plural| {
+            let kind = match *plural {
+                "services" => "Service",
+                "configurations" => "Configuration",
+                "revisions" => "Revision",
+                _ => "Route",
+            };
+            crd("serving.knative.dev", kind, plural, &["v1"], "v1")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SeedSpec {
+        SeedSpec {
+            layout: Layout { subnet: 42 },
+            activators: 2,
+            hello_pods: 3,
+            filler_services: 5,
+            istio_crds: true,
+        }
+    }
+
+    #[test]
+    fn looks_like_knative() {
+        let objects = objects(&spec());
+        let find = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{kind} {name}"))
+        };
+        let deployment = find("Deployment", "activator");
+        assert_eq!(deployment["metadata"]["namespace"], "knative-serving");
+        assert_eq!(deployment["spec"]["replicas"], 2);
+        let pod = find("Pod", &activator_pod_name(0));
+        assert_eq!(pod["metadata"]["labels"]["app"], "activator");
+        assert_eq!(pod["metadata"]["labels"]["role"], "activator");
+        assert_eq!(pod["status"]["podIP"], "127.42.0.10");
+        let containers: Vec<&str> = pod["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(containers, ["activator", "istio-proxy"]);
+        let private = find("Service", "hello-00001-private");
+        assert_eq!(
+            private["metadata"]["labels"]["networking.internal.knative.dev/serviceType"],
+            "Private"
+        );
+        let ports: Vec<&str> = private["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(ports.contains(&"http-istio"));
+        let eps = find("Endpoints", "hello-00001-private");
+        assert_eq!(eps["subsets"][0]["addresses"].as_array().unwrap().len(), 3);
+        let network = find("ConfigMap", "config-network");
+        assert!(network["data"]["_example"]
+            .as_str()
+            .unwrap()
+            .contains("mesh-compatibility-mode"));
+        find("ConfigMap", "config-autoscaler");
+        find(
+            "CustomResourceDefinition",
+            "wasmplugins.extensions.istio.io",
+        );
+        assert_eq!(
+            objects
+                .iter()
+                .filter(|o| o["kind"] == "Service" && o["apiVersion"] == "serving.knative.dev/v1")
+                .count(),
+            6
+        );
+    }
+
+    #[test]
+    fn pod_names_are_stable_and_distinct() {
+        let names: std::collections::BTreeSet<String> = (0..50).map(hello_pod_name).collect();
+        assert_eq!(names.len(), 50);
+        assert_eq!(hello_pod_name(0), hello_pod_name(0));
+    }
+}

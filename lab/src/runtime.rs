@@ -1,0 +1,473 @@
+//! Starting, running and stopping one lab: the API server, the activators with their real Envoy
+//! sidecars, the `hello` pods, the ingress, and the control plane (istiod's push, the activators'
+//! informers).
+
+use crate::data_plane::envoy::{self, find_envoy, EnvoyProcess, LogFeed};
+use crate::data_plane::ingress::Ingress;
+use crate::data_plane::kube_proxy;
+use crate::data_plane::layout::{Layout, POD_PORT, SIDECAR_ADMIN_PORT, SIDECAR_OUTBOUND_PORT};
+use crate::data_plane::pods::PodServer;
+use crate::istiod::{self, push, push::SidecarSlot};
+use crate::knative::revisions;
+use crate::knative::routing::Routing;
+use crate::knative::seed::{
+    self, SeedSpec, APP_NAMESPACE, HELLO_HOST, HELLO_REVISION, SYSTEM_NAMESPACE,
+};
+use crate::knative::{self, activator::Activator};
+use crate::kube_api::{self, LabHooks, Store};
+use anyhow::{bail, Context as _};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Other Knative services, there to make the unscoped sidecar config as big as a cluster's.
+    pub services: usize,
+    pub activators: usize,
+    pub hello_pods: usize,
+    /// Keep state (kubeconfig, Envoy config and logs) here instead of a temporary directory.
+    pub state_dir: Option<PathBuf>,
+    pub envoy: Option<PathBuf>,
+    /// Register Istio's CRDs (a lab without them is how `kasi apply` meets a cluster without Istio).
+    pub istio_crds: bool,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            services: 150,
+            activators: 2,
+            hello_pods: 3,
+            state_dir: None,
+            envoy: None,
+            istio_crds: true,
+        }
+    }
+}
+
+/// The state directory: removed at the end unless the user named it.
+enum StateDir {
+    Temporary(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl StateDir {
+    fn path(&self) -> &Path {
+        match self {
+            StateDir::Temporary(t) => t.path(),
+            StateDir::Kept(p) => p,
+        }
+    }
+}
+
+/// One activator replica with its sidecar.
+pub struct ActivatorReplica {
+    pub pod_name: String,
+    pub activator: Arc<Activator>,
+    pub envoy: tokio::sync::Mutex<EnvoyProcess>,
+    pub sidecar_log: LogFeed,
+    pub activator_log: LogFeed,
+}
+
+/// A running lab.
+pub struct Lab {
+    pub layout: Layout,
+    pub store: Store,
+    state: StateDir,
+    kubeconfig: PathBuf,
+    api_url: String,
+    ingress_url: String,
+    pub activators: Vec<ActivatorReplica>,
+    /// `hello` pods by name.
+    pods: tokio::sync::Mutex<BTreeMap<String, PodServer>>,
+    pod_addrs: Arc<RwLock<BTreeMap<String, SocketAddr>>>,
+    pub routing: Arc<RwLock<Routing>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The lab's answers to `pods/log` and `pods/portforward`.
+struct Hooks {
+    activators: Vec<(String, LogFeed, LogFeed, SocketAddr, SocketAddr)>,
+    pod_addrs: Arc<RwLock<BTreeMap<String, SocketAddr>>>,
+}
+
+impl LabHooks for Hooks {
+    fn pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        follow: bool,
+    ) -> Option<(String, Option<tokio::sync::mpsc::Receiver<String>>)> {
+        if namespace == SYSTEM_NAMESPACE {
+            let (_, sidecar, activator, _, _) = self.activators.iter().find(|a| a.0 == pod)?;
+            let feed = match container {
+                Some("istio-proxy") => sidecar,
+                Some("activator") | None => activator,
+                Some(_) => return None,
+            };
+            return Some(if follow {
+                let (text, rx) = feed.follow();
+                (text, Some(rx))
+            } else {
+                (feed.text(), None)
+            });
+        }
+        let known = self.pod_addrs.read().ok()?.contains_key(pod);
+        known.then(|| (String::new(), None))
+    }
+
+    fn port_forward_target(&self, namespace: &str, pod: &str, port: u16) -> Option<SocketAddr> {
+        if namespace == SYSTEM_NAMESPACE {
+            let (_, _, _, admin, http) = self.activators.iter().find(|a| a.0 == pod)?;
+            return match port {
+                SIDECAR_ADMIN_PORT => Some(*admin),
+                POD_PORT => Some(*http),
+                _ => None,
+            };
+        }
+        let addr = *self.pod_addrs.read().ok()?.get(pod)?;
+        (port == POD_PORT).then_some(addr)
+    }
+}
+
+impl Lab {
+    /// Starts everything and returns once the ingress answers through the activators.
+    pub async fn start(options: LabOptions) -> anyhow::Result<Lab> {
+        let envoy_binary = find_envoy(options.envoy.as_deref())?;
+        let state = match &options.state_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create --state-dir {}", dir.display()))?;
+                StateDir::Kept(dir.clone())
+            }
+            None => StateDir::Temporary(tempfile::Builder::new().prefix("kasi-lab-").tempdir()?),
+        };
+        let layout = pick_layout()?;
+        let spec = SeedSpec {
+            layout,
+            activators: options.activators,
+            hello_pods: options.hello_pods,
+            filler_services: options.services,
+            istio_crds: options.istio_crds,
+        };
+        let store = Store::new();
+        for object in seed::objects(&spec) {
+            store
+                .put(object)
+                .map_err(|e| anyhow::anyhow!("seeding the lab: {e}"))?;
+        }
+
+        let routing = Arc::new(RwLock::new(Routing::default()));
+        let mut tasks = Vec::new();
+        let pod_addrs = Arc::new(RwLock::new(BTreeMap::new()));
+        let mut pods = BTreeMap::new();
+        for i in 0..options.hello_pods {
+            let name = seed::hello_pod_name(i);
+            let addr = SocketAddr::new(layout.hello_pod_ip(i), POD_PORT);
+            let pod = PodServer::start(&name, addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for pod {name}"))?;
+            pod_addrs
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone(), addr);
+            pods.insert(name, pod);
+        }
+
+        // Activators and their sidecars.
+        let mut activators = Vec::new();
+        let mut slots = Vec::new();
+        for replica in 0..options.activators {
+            let pod_name = seed::activator_pod_name(replica);
+            let ip = layout.activator_ip(replica);
+            let admin = SocketAddr::new(ip, SIDECAR_ADMIN_PORT);
+            let outbound = SocketAddr::new(ip, SIDECAR_OUTBOUND_PORT);
+            let config_dir = state.path().join("sidecars").join(&pod_name);
+            std::fs::create_dir_all(&config_dir)?;
+            let slot = SidecarSlot::new(&pod_name, ip, outbound, config_dir.clone());
+            // The first config is written before Envoy starts, so it comes up already configured.
+            push::configure_sidecar(&store, &slot, state.path())?;
+            let node_id = format!(
+                "sidecar~{ip}~{pod_name}.{SYSTEM_NAMESPACE}~{SYSTEM_NAMESPACE}.svc.cluster.local"
+            );
+            let bootstrap = istiod::bootstrap(&config_dir, admin, &node_id);
+            let bootstrap_path = config_dir.join("bootstrap.json");
+            std::fs::write(&bootstrap_path, serde_json::to_vec_pretty(&bootstrap)?)?;
+            let sidecar_log = LogFeed::new();
+            let envoy =
+                EnvoyProcess::start(&envoy_binary, &bootstrap_path, admin, sidecar_log.clone())
+                    .await
+                    .with_context(|| format!("starting the sidecar of {pod_name}"))?;
+            let activator = Activator::new(
+                SocketAddr::new(ip, POD_PORT),
+                outbound,
+                Arc::clone(&routing),
+            );
+            tasks.push(
+                activator
+                    .start()
+                    .await
+                    .with_context(|| format!("activator {pod_name} on {ip}:{POD_PORT}"))?,
+            );
+            let activator_log = LogFeed::new();
+            activator_log.push(format!("{{\"severity\":\"INFO\",\"message\":\"lab activator {pod_name} serving on {ip}:{POD_PORT}\"}}"));
+            slots.push(slot);
+            activators.push(ActivatorReplica {
+                pod_name,
+                activator,
+                envoy: tokio::sync::Mutex::new(envoy),
+                sidecar_log,
+                activator_log,
+            });
+        }
+
+        // The control plane, reacting to every change in the API: istiod pushes each sidecar's
+        // config, and the activators' informers refresh what Knative routes by.
+        *routing.write().unwrap_or_else(|e| e.into_inner()) = knative::routing::from_store(&store);
+        tasks.push(knative::routing::spawn(store.clone(), Arc::clone(&routing)));
+        tasks.push(push::spawn(store.clone(), slots, state.path().to_owned()));
+
+        // kube-proxy for the hello revision's private ClusterIP.
+        if let Some((cluster_ip, _)) = routing.read().ok().and_then(|r| {
+            r.revision(APP_NAMESPACE, HELLO_REVISION)
+                .and_then(|t| t.private_service.clone())
+        }) {
+            tasks.push(
+                kube_proxy::start(
+                    cluster_ip,
+                    APP_NAMESPACE.into(),
+                    HELLO_REVISION.into(),
+                    Arc::clone(&routing),
+                )
+                .await?,
+            );
+        }
+
+        // API server.
+        let hooks = Arc::new(Hooks {
+            activators: activators
+                .iter()
+                .map(|a| {
+                    let admin = SocketAddr::new(a.activator.listen.ip(), SIDECAR_ADMIN_PORT);
+                    (
+                        a.pod_name.clone(),
+                        a.sidecar_log.clone(),
+                        a.activator_log.clone(),
+                        admin,
+                        a.activator.listen,
+                    )
+                })
+                .collect(),
+            pod_addrs: Arc::clone(&pod_addrs),
+        });
+        let api_listener =
+            tokio::net::TcpListener::bind(SocketAddr::new(layout.front_ip(), 0)).await?;
+        let api_url = format!("http://{}", api_listener.local_addr()?);
+        let api_store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = kube_api::serve(api_listener, api_store, hooks).await {
+                tracing::error!("lab API server stopped: {e}");
+            }
+        }));
+        let kubeconfig = state.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, kube_api::kubeconfig_yaml(&api_url, "kasi-lab"))?;
+
+        // Ingress.
+        let ingress = Ingress::new(
+            activators.iter().map(|a| a.activator.listen).collect(),
+            Arc::clone(&routing),
+            APP_NAMESPACE,
+            HELLO_REVISION,
+            HELLO_HOST,
+        );
+        let (ingress_addr, ingress_task) =
+            ingress.start(SocketAddr::new(layout.front_ip(), 0)).await?;
+        tasks.push(ingress_task);
+
+        let lab = Lab {
+            layout,
+            store,
+            state,
+            kubeconfig,
+            api_url,
+            ingress_url: format!("http://{ingress_addr}"),
+            activators,
+            pods: tokio::sync::Mutex::new(pods),
+            pod_addrs,
+            routing,
+            tasks,
+        };
+        lab.wait_until_serving().await?;
+        Ok(lab)
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    pub fn ingress_url(&self) -> &str {
+        &self.ingress_url
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// Admin API address of each activator's sidecar.
+    pub fn sidecar_admins(&self) -> Vec<(String, SocketAddr)> {
+        self.activators
+            .iter()
+            .map(|a| {
+                (
+                    a.pod_name.clone(),
+                    SocketAddr::new(a.activator.listen.ip(), SIDECAR_ADMIN_PORT),
+                )
+            })
+            .collect()
+    }
+
+    /// Process id of each activator's sidecar Envoy.
+    pub async fn sidecar_pids(&self) -> Vec<(String, u32)> {
+        let mut pids = Vec::new();
+        for replica in &self.activators {
+            if let Some(pid) = replica.envoy.lock().await.pid() {
+                pids.push((replica.pod_name.clone(), pid));
+            }
+        }
+        pids
+    }
+
+    async fn wait_until_serving(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr: SocketAddr = self.ingress_url.trim_start_matches("http://").parse()?;
+        loop {
+            if let Ok((200, _)) = envoy::admin_get(addr, "/").await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the lab's ingress did not answer 200 through the activators within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops a `hello` pod: its socket closes and its endpoint goes not-ready, as when a
+    /// container dies.
+    pub async fn stop_pod(&self, name: &str) -> anyhow::Result<()> {
+        let mut pods = self.pods.lock().await;
+        let pod = pods
+            .get_mut(name)
+            .with_context(|| format!("no lab pod {name:?}"))?;
+        pod.stop();
+        revisions::set_pod_ready(&self.store, APP_NAMESPACE, name, false)?;
+        self.refresh_routing();
+        Ok(())
+    }
+
+    /// The data plane's view follows at once (the activators' informers would within their debounce), so
+    /// code that stops a pod can rely on the endpoint being out of rotation when this returns.
+    fn refresh_routing(&self) {
+        let next = knative::routing::from_store(&self.store);
+        *self.routing.write().unwrap_or_else(|e| e.into_inner()) = next;
+    }
+
+    /// Brings a stopped pod back.
+    pub async fn restore_pod(&self, name: &str) -> anyhow::Result<()> {
+        let mut pods = self.pods.lock().await;
+        let pod = pods
+            .get_mut(name)
+            .with_context(|| format!("no lab pod {name:?}"))?;
+        pod.restore().await?;
+        revisions::set_pod_ready(&self.store, APP_NAMESPACE, name, true)?;
+        self.refresh_routing();
+        Ok(())
+    }
+
+    /// Names of the `hello` pods and whether each is running.
+    pub async fn pods(&self) -> Vec<(String, bool)> {
+        self.pods
+            .lock()
+            .await
+            .iter()
+            .map(|(n, p)| (n.clone(), p.is_running()))
+            .collect()
+    }
+
+    /// Scales the `hello` revision to `replicas` pods.
+    pub async fn scale(&self, replicas: usize) -> anyhow::Result<()> {
+        let mut pods = self.pods.lock().await;
+        let mut index = 0;
+        while pods.len() < replicas {
+            let name = seed::hello_pod_name(index);
+            if !pods.contains_key(&name) {
+                let addr = SocketAddr::new(self.layout.hello_pod_ip(index), POD_PORT);
+                pods.insert(name.clone(), PodServer::start(&name, addr).await?);
+                self.pod_addrs
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.clone(), addr);
+                revisions::add_hello_pod(&self.store, &name, addr.ip())?;
+            }
+            index += 1;
+        }
+        while pods.len() > replicas {
+            let Some(name) = pods.keys().next_back().cloned() else {
+                break;
+            };
+            if let Some(mut pod) = pods.remove(&name) {
+                pod.stop();
+            }
+            self.pod_addrs
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
+            revisions::remove_hello_pod(&self.store, &name)?;
+        }
+        self.refresh_routing();
+        Ok(())
+    }
+
+    /// Restarts one activator's Envoy (its sidecar), as `kubectl exec … pilot-agent request POST quitquitquit` would.
+    pub async fn restart_sidecar(&self, replica: usize) -> anyhow::Result<()> {
+        let activator = self
+            .activators
+            .get(replica)
+            .with_context(|| format!("no activator replica {replica}"))?;
+        activator.envoy.lock().await.restart().await
+    }
+
+    /// Stops every process and task; removes the state unless `--state-dir` named it.
+    /// Stops every process and task. The state directory goes when the lab is dropped (unless
+    /// `--state-dir` named it).
+    pub async fn shutdown(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for activator in &self.activators {
+            activator.envoy.lock().await.stop().await;
+        }
+        self.pods.lock().await.clear();
+    }
+}
+
+/// A random `127.S.0.0/16` whose addresses this machine lets us bind.
+fn pick_layout() -> anyhow::Result<Layout> {
+    for _ in 0..20 {
+        let layout = Layout::random();
+        let probe = SocketAddr::new(layout.activator_ip(0), SIDECAR_ADMIN_PORT);
+        if TcpListener::bind(probe).is_ok() {
+            return Ok(layout);
+        }
+    }
+    bail!("cannot bind any 127.x.0.0/16 loopback address (the lab needs distinct 127.0.0.0/8 addresses, as Linux gives)")
+}

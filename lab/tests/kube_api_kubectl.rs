@@ -1,0 +1,251 @@
+//! The lab API against the real kubectl: discovery (aggregated first, then the classic documents),
+//! get with selectors and tables, -o json, describe, apply --server-side, get --watch.
+
+use kasi_lab::kube_api::{find_by_kind, kubeconfig_yaml, serve, LabHooks, Store};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct NoHooks;
+
+impl LabHooks for NoHooks {
+    fn pod_log(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: bool,
+    ) -> Option<(String, Option<tokio::sync::mpsc::Receiver<String>>)> {
+        Some(("started\n".into(), None))
+    }
+    fn port_forward_target(&self, _: &str, _: &str, _: u16) -> Option<SocketAddr> {
+        None
+    }
+}
+
+struct Lab {
+    store: Store,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn kubectl_binary() -> &'static str {
+    let found = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        found,
+        "kubectl is required for these tests: install it (e.g. `apt-get install kubernetes-client`)"
+    );
+    "kubectl"
+}
+
+fn pod(name: &str, app: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "lab", "labels": {"app": app}},
+        "spec": {"containers": [{"name": "app", "image": "kasi/pod", "ports": [{"containerPort": 8080}]}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.2",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "image": "kasi/pod", "imageID": "", "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}}}]}})
+}
+
+async fn start_lab() -> Lab {
+    let store = Store::new();
+    store
+        .put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab"}}))
+        .unwrap();
+    for (name, app) in [
+        ("hello-1", "hello"),
+        ("hello-2", "hello"),
+        ("activator-1", "activator"),
+    ] {
+        store.put(pod(name, app)).unwrap();
+    }
+    store
+        .put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello", "namespace": "lab"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"app": "hello"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}}))
+        .unwrap();
+    store
+        .put(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "activator", "namespace": "lab"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "activator"}},
+                "template": {"metadata": {"labels": {"app": "activator"}}, "spec": {"containers": [{"name": "activator", "image": "a"}]}}},
+            "status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1}}))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(listener, store.clone(), Arc::new(NoHooks)));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_yaml(&url, "kasi-lab")).unwrap();
+    Lab {
+        store,
+        kubeconfig,
+        _dir: dir,
+    }
+}
+
+/// Runs kubectl off the async runtime (the server runs on it); returns (success, stdout, stderr).
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let binary = kubectl_binary();
+    let mut command = Command::new(binary);
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env("KUBECACHEDIR", kubeconfig.with_file_name("cache"));
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_describe_and_json() {
+    let lab = start_lab().await;
+    let (ok, out, err) = kubectl(
+        &lab.kubeconfig,
+        &["get", "pods", "-n", "lab", "-l", "app=hello"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for header in ["NAME", "READY", "STATUS", "AGE"] {
+        assert!(lines[0].contains(header), "{out}");
+    }
+    assert!(
+        lines[1].starts_with("hello-1") && lines[1].contains("1/1") && lines[1].contains("Running"),
+        "{out}"
+    );
+    assert!(!out.contains("activator"), "{out}");
+
+    let (ok, out, err) =
+        kubectl(&lab.kubeconfig, &["get", "pods", "-n", "lab", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+
+    let (ok, out, err) = kubectl(&lab.kubeconfig, &["get", "svc,deploy", "-n", "lab"]).await;
+    assert!(
+        ok && out.contains("10.96.0.10") && out.contains("activator"),
+        "{out}{err}"
+    );
+
+    for target in ["pod/hello-1", "deployment/activator", "service/hello"] {
+        let (ok, out, err) = kubectl(&lab.kubeconfig, &["describe", target, "-n", "lab"]).await;
+        assert!(ok, "describe {target}: {err}");
+        assert!(out.contains("Name:"), "{out}");
+    }
+    let (ok, out, err) = kubectl(&lab.kubeconfig, &["logs", "hello-1", "-n", "lab"]).await;
+    assert!(ok && out == "started\n", "{out}{err}");
+    let (ok, _, err) = kubectl(&lab.kubeconfig, &["get", "pod", "missing", "-n", "lab"]).await;
+    assert!(!ok && err.contains("not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_server_side_twice() {
+    let lab = start_lab().await;
+    lab.store.register_istio_crds().unwrap();
+    let manifest = lab.kubeconfig.with_file_name("bundle.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kasi\n  namespace: lab\ndata:\n  mode: pinned\n---\n\
+         apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: activator\n  namespace: lab\n\
+         spec:\n  egress:\n  - hosts: [\"./*\"]\n",
+    )
+    .unwrap();
+    let file = manifest.to_str().unwrap();
+    let (ok, out, err) = kubectl(&lab.kubeconfig, &["apply", "--server-side", "-f", file]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("configmap/kasi serverside-applied"), "{out}");
+    assert!(
+        out.contains("sidecar.networking.istio.io/activator serverside-applied"),
+        "{out}"
+    );
+    let configmaps = find_by_kind("v1", "ConfigMap").unwrap();
+    let first = lab.store.get(configmaps, Some("lab"), "kasi").unwrap();
+    assert_eq!(first["metadata"]["managedFields"][0]["manager"], "kubectl");
+
+    let (ok, out, err) = kubectl(&lab.kubeconfig, &["apply", "--server-side", "-f", file]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("serverside-applied") || out.contains("unchanged"),
+        "{out}"
+    );
+    let second = lab.store.get(configmaps, Some("lab"), "kasi").unwrap();
+    assert_eq!(
+        first["metadata"]["resourceVersion"],
+        second["metadata"]["resourceVersion"]
+    );
+
+    let (ok, out, _) = kubectl(&lab.kubeconfig, &["get", "sidecars", "-n", "lab"]).await;
+    assert!(ok && out.contains("activator"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reports_missing_istio_crds() {
+    let lab = start_lab().await;
+    let manifest = lab.kubeconfig.with_file_name("sidecar.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: a\n  namespace: lab\nspec: {}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl(
+        &lab.kubeconfig,
+        &["apply", "--server-side", "-f", manifest.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        !ok && err.contains("no matches for kind \"Sidecar\""),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_streams_changes() {
+    let lab = start_lab().await;
+    let mut child = Command::new(kubectl_binary())
+        .arg("--kubeconfig")
+        .arg(&lab.kubeconfig)
+        .args(["get", "pods", "-n", "lab", "--watch"])
+        .env("KUBECACHEDIR", lab.kubeconfig.with_file_name("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(10), lines_rx.recv())
+            .await
+            .expect("kubectl printed a line within 10 s")
+            .expect("kubectl is still running")
+    };
+    assert!(next_line().await.starts_with("NAME"));
+    for _ in 0..3 {
+        next_line().await;
+    }
+    lab.store.put(pod("hello-3", "hello")).unwrap();
+    let added = next_line().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(added.starts_with("hello-3"), "{added}");
+}
