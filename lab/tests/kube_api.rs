@@ -957,3 +957,78 @@ async fn discovery_documents_tables_and_errors() {
             .contains(&"default".to_string())
     );
 }
+
+/// kubectl 1.35 sends built-in kinds as protobuf: the lab has no protobuf decoder and says so as
+/// the real server does for a media type it cannot read (415, reason UnsupportedMediaType), for
+/// every verb with a body, and the same object in JSON is then created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_bodies_get_415_and_json_is_then_accepted() {
+    let lab = with_namespace(Store::new(), "lab").await;
+    let collection = format!("{}/api/v1/namespaces/lab/configmaps", lab.url);
+    let object = format!("{collection}/proto");
+    let protobuf = "application/vnd.kubernetes.protobuf";
+    // The protobuf envelope's magic number, then bytes no JSON parser accepts.
+    let envelope = "k8s\u{0}\n\u{f}\n\u{2}v1\u{12}\tConfigMap";
+    let json_body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "proto", "namespace": "lab"}, "data": {"a": "b"}})
+    .to_string();
+    for (method, url) in [("POST", &collection), ("PUT", &object), ("DELETE", &object)] {
+        let (code, content_type, body) = raw(
+            method,
+            url,
+            &[("content-type", protobuf), ("accept", "application/json")],
+            envelope,
+        )
+        .await;
+        assert_eq!(
+            (code, content_type.as_str()),
+            (415, "application/json"),
+            "{method}: {body}"
+        );
+        let status: Value = serde_json::from_str(&body).unwrap();
+        for (field, value) in [
+            ("kind", json!("Status")),
+            ("apiVersion", json!("v1")),
+            ("status", json!("Failure")),
+            ("reason", json!("UnsupportedMediaType")),
+            ("code", json!(415)),
+        ] {
+            assert_eq!(status[field], value, "{method} {field}: {body}");
+        }
+        let message = status["message"].as_str().unwrap();
+        assert!(
+            message.contains(protobuf) && message.contains("application/json"),
+            "{method}: {message}"
+        );
+    }
+    // A PATCH in protobuf (no such patch type) names the patch types instead.
+    let (code, _, body) = raw("PATCH", &object, &[("content-type", protobuf)], envelope).await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (code, &status["reason"]),
+        (415, &json!("UnsupportedMediaType"))
+    );
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/merge-patch+json"),
+        "{body}"
+    );
+    // Nothing was created by the refused requests; the same object in JSON is.
+    let configmaps: Api<ConfigMap> = Api::namespaced(lab.client.clone(), "lab");
+    assert!(configmaps.get_opt("proto").await.unwrap().is_none());
+    let (code, _, body) = raw(
+        "POST",
+        &collection,
+        &[("content-type", "application/json; charset=utf-8")],
+        &json_body,
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let created = configmaps.get("proto").await.unwrap();
+    assert_eq!(created.data.unwrap()["a"], "b");
+    // A body without a Content-Type is read as JSON, the server's first media type.
+    let (code, _, body) = raw("PUT", &object, &[], &json_body).await;
+    assert_eq!(code, 200, "{body}");
+}

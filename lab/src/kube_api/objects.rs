@@ -27,6 +27,7 @@ pub struct ObjectRequest<'a> {
 pub fn handle(request: ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {
     let path = request.path;
     let rt = path.rt;
+    require_json_body(&request)?;
     if rt.plural == "selfsubjectaccessreviews" {
         return access_review(&request);
     }
@@ -82,6 +83,51 @@ fn dry_run(request: &ObjectRequest<'_>) -> Result<bool, ApiError> {
             "dryRun: Unsupported value: {other:?}: supported values: \"All\""
         ))),
     }
+}
+
+/// The media type every body but a PATCH's must have: the lab decodes JSON only.
+const BODY_MEDIA_TYPE: &str = super::http::JSON;
+
+/// Refuses a POST, PUT or DELETE body that is not JSON with 415 `UnsupportedMediaType`, as the
+/// real server refuses a media type it has no decoder for (protobuf for custom resources, CBOR
+/// where it is off); PATCH checks its own media types (`PatchKind::from_content_type`). No
+/// Content-Type means JSON, the first media type the server supports, as `NegotiateInputSerializer`
+/// (`staging/src/k8s.io/apiserver/pkg/endpoints/handlers/negotiation/negotiate.go`) reads it.
+///
+/// A 415 is what the real server says, but it does not make client-go retry in JSON: the only
+/// fallback client-go has is from CBOR (`staging/src/k8s.io/client-go/rest/request.go`,
+/// `Request.request`, reports a 415 to `requestClientContentConfigProvider.UnsupportedMediaType`
+/// in `rest/client.go`, which switches to JSON only for `application/cbor` and
+/// `application/apply-patch+cbor` requests). A client that sends protobuf gets an error naming
+/// the media type instead of "not a valid JSON object".
+fn require_json_body(request: &ObjectRequest<'_>) -> Result<(), ApiError> {
+    let has_body = match *request.method {
+        Method::POST | Method::PUT => true,
+        Method::DELETE => !request.body.is_empty(),
+        _ => false,
+    };
+    if !has_body {
+        return Ok(());
+    }
+    let media_type = request
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    if media_type.is_empty() || media_type == BODY_MEDIA_TYPE {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType {
+        got: media_type,
+        accepted: BODY_MEDIA_TYPE.to_owned(),
+    })
 }
 
 fn json_body(request: &ObjectRequest<'_>) -> Result<Value, ApiError> {

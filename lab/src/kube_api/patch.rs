@@ -24,11 +24,12 @@ impl PatchKind {
             "application/strategic-merge-patch+json" => Ok(Self::StrategicMerge),
             "application/json-patch+json" => Ok(Self::Json),
             "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(Self::Apply),
-            _ => Err(ApiError::UnsupportedMediaType(
-                "application/json-patch+json, application/merge-patch+json, \
-                 application/strategic-merge-patch+json, application/apply-patch+yaml"
+            other => Err(ApiError::UnsupportedMediaType {
+                got: other.to_owned(),
+                accepted: "application/json-patch+json, application/merge-patch+json, \
+                     application/strategic-merge-patch+json, application/apply-patch+yaml"
                     .into(),
-            )),
+            }),
         }
     }
 }

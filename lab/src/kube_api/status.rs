@@ -55,10 +55,19 @@ pub enum ApiError {
     UnknownPath,
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// A request body in a media type the lab does not decode: the real server's text
+    /// (`errUnsupportedMediaType` in
+    /// `staging/src/k8s.io/apiserver/pkg/endpoints/handlers/negotiation/errors.go`, returned by
+    /// `NegotiateInputSerializer`), followed by the media type that was sent.
     #[error(
-        "the body of the request was in an unknown format - accepted media types include: {0}"
+        "the body of the request was in an unknown format - accepted media types include: {accepted} (got {got:?})"
     )]
-    UnsupportedMediaType(String),
+    UnsupportedMediaType {
+        /// The request's Content-Type media type, parameters dropped.
+        got: String,
+        /// The media types this verb accepts, comma-separated.
+        accepted: String,
+    },
     /// RBAC said no; the message is the real server's, naming verb, resource and namespace.
     #[error("{}", forbidden_message(.verb, .resource, .namespace.as_deref()))]
     Forbidden {
@@ -109,7 +118,7 @@ impl ApiError {
             ApiError::Invalid { .. } => 422,
             ApiError::Expired { .. } => 410,
             ApiError::MethodNotAllowed => 405,
-            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::Forbidden { .. } => 403,
             ApiError::Internal(_) => 500,
         }
@@ -125,7 +134,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::Expired { .. } => "Expired",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
-            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Internal(_) => "InternalError",
         }
