@@ -45,6 +45,15 @@ impl Response {
             })
     }
 
+    /// Every whole `Set-Cookie` header that sets `cookie_name` (attributes included).
+    pub fn set_cookie_headers(&self, cookie_name: &str) -> Vec<&str> {
+        let prefix = format!("{cookie_name}=");
+        self.header_values("set-cookie")
+            .into_iter()
+            .filter(|h| h.starts_with(&prefix))
+            .collect()
+    }
+
     /// The address the issued session cookie pins to, decoded with the filter's own codec.
     pub fn set_cookie_address(&self, cookie_name: &str) -> Option<SocketAddr> {
         let value = self.set_cookie(cookie_name)?;

@@ -475,11 +475,7 @@ fn a_failed_new_session_is_not_pinned_to_the_dead_pod() {
         .get(&client, dead, "/", &[])
         .unwrap();
     assert_eq!(response.status, 503, "{response:?}");
-    let ours: Vec<&str> = response
-        .header_values("set-cookie")
-        .into_iter()
-        .filter(|h| h.starts_with(&format!("{COOKIE_NAME}=")))
-        .collect();
+    let ours = response.set_cookie_headers(COOKIE_NAME);
     assert_eq!(
         ours,
         vec![format!("{COOKIE_NAME}=; Max-Age=0; Path=/; HttpOnly").as_str()],

@@ -612,11 +612,7 @@ fn fail_over_set_cookie_carries_the_cookie_path() {
     pods[0].stop();
     let failed = session.get(&client, pods[1].addr(), "/app/x", &[]).unwrap();
     assert_eq!(failed.status, 503, "the pinned pod is gone: {failed:?}");
-    let ours: Vec<&str> = failed
-        .header_values("set-cookie")
-        .into_iter()
-        .filter(|h| h.starts_with(&format!("{COOKIE_NAME}=")))
-        .collect();
+    let ours = failed.set_cookie_headers(COOKIE_NAME);
     assert_eq!(
         ours,
         vec![format!("{COOKIE_NAME}=; Max-Age=0; Path=/app; HttpOnly").as_str()],
