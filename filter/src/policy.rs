@@ -159,21 +159,25 @@ where
         }
     }
     let name = config.cookie_name.as_bytes();
-    let (verdict, restore) = match cookies::find(cookie_headers.iter().copied(), name) {
-        None => (Verdict::NoCookie, None),
-        Some(value) => {
-            let (verdict, plain) =
-                judge_session_verified(config, value, authority(headers), now, is_dead, verified);
-            let restore = (plain.len() != value.len()).then_some(plain);
-            (verdict, restore)
-        }
+    let Some(found) = cookies::locate(cookie_headers.iter().copied(), name) else {
+        return RequestPlan {
+            strip_header,
+            verdict: Verdict::NoCookie,
+            cookie_rewrite: None,
+            cookie_headers: cookie_headers.len(),
+        };
     };
+    let value = found.value;
+    let (verdict, plain) =
+        judge_session_verified(config, value, authority(headers), now, is_dead, verified);
+    let restore = (plain.len() != value.len()).then_some(plain);
     let cookie_rewrite = match &verdict {
         Verdict::Rejected { .. } => {
-            Some(cookies::rewrite(cookie_headers.iter().copied(), name, None))
+            Some(cookies::rewrite_found(&cookie_headers, &found, name, None))
         }
-        Verdict::Routed { .. } if restore.is_some() => Some(cookies::rewrite(
-            cookie_headers.iter().copied(),
+        Verdict::Routed { .. } if restore.is_some() => Some(cookies::rewrite_found(
+            &cookie_headers,
+            &found,
             name,
             restore,
         )),

@@ -205,36 +205,42 @@ impl VerifiedSessions {
         if !cacheable {
             return keys.verify(value, authority, mac_text);
         }
-        let mut message = [0u8; CACHED_VALUE_MAX + 1 + CACHED_AUTHORITY_MAX];
-        let len = value.len() + 1 + authority.len();
-        message[..value.len()].copy_from_slice(value);
-        let lower = &mut message[value.len() + 1..len];
-        lower.copy_from_slice(authority);
-        lower.make_ascii_lowercase();
-        let message = &message[..len];
-        let slot = slot_of(message, self.slots.len());
+        let slot = slot_of(value, authority, self.slots.len());
         if let Some(verified) = &self.slots[slot] {
-            if verified.message == message {
+            if verified.is(value, authority) {
                 return constant_time_eq(&verified.mac, mac_text);
             }
         }
         if !keys.verify(value, authority, mac_text) {
             return false;
         }
+        let mut message = Vec::with_capacity(value.len() + 1 + authority.len());
+        message.extend_from_slice(value);
+        message.push(0);
+        message.extend(authority.iter().map(u8::to_ascii_lowercase));
         let mut mac = [0u8; MAC_TEXT_LEN];
         mac.copy_from_slice(mac_text);
-        self.slots[slot] = Some(Verified {
-            message: message.to_vec(),
-            mac,
-        });
+        self.slots[slot] = Some(Verified { message, mac });
         true
     }
 }
 
-/// FNV-1a: the slot only spreads sessions; a collision evicts, it never accepts.
-fn slot_of(message: &[u8], slots: usize) -> usize {
+impl Verified {
+    /// Whether this entry was verified for exactly `value` on `authority` (any case).
+    fn is(&self, value: &[u8], authority: &[u8]) -> bool {
+        self.message.len() == value.len() + 1 + authority.len()
+            && self.message[..value.len()] == *value
+            && self.message[value.len()] == 0
+            && self.message[value.len() + 1..].eq_ignore_ascii_case(authority)
+    }
+}
+
+/// FNV-1a over `value ‖ 0x00 ‖ lowercased authority`: the slot only spreads sessions; a
+/// collision evicts, it never accepts.
+fn slot_of(value: &[u8], authority: &[u8], slots: usize) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in message {
+    let message = value.iter().chain(&[0]).copied();
+    for b in message.chain(authority.iter().map(u8::to_ascii_lowercase)) {
         hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
     (hash % slots as u64) as usize
