@@ -241,8 +241,9 @@ async fn affinity_breaks_without_the_bundle_and_heals_with_it() {
 
 /// Each piece changes behaviour as it does in a cluster: with the activator not always in the
 /// path (`target-burst-capacity` 211) part of the traffic skips its sidecar; with mesh
-/// compatibility on, the activator sends to the revision's ClusterIP, which the scoped sidecar
-/// passes through to kube-proxy's random pick; only the whole bundle makes every request stick.
+/// compatibility on, the activator sends to the revision's ClusterIP on port 80, where neither
+/// kasi nor `stateful_session` runs, so no session is ever pinned; only the whole bundle makes
+/// every request stick.
 /// Removing the Sidecar brings the big config back without touching stickiness.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_piece_matters() {
@@ -273,10 +274,16 @@ async fn every_piece_matters() {
 
     apply_pieces(&client, cidr.clone(), |id| id == "config-autoscaler").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (mesh_mode, _) = hit_rate(ingress).await;
+    let (mesh_mode, sessions) = hit_rate(ingress).await;
+    // Requests may still keep landing on one pod here, as in a cluster: the sidecar's `0.0.0.0_80`
+    // listener (the Sidecar's `./*` brings Knative's port-80 Services into scope) reuses its
+    // upstream connection to the ClusterIP, and kube-proxy balances per connection. That is
+    // chance, not affinity: nothing pins a session.
     assert!(
-        mesh_mode < 0.9,
-        "in mesh-compatibility mode the hit rate is {mesh_mode:.2}, expected < 0.90"
+        sessions
+            .iter()
+            .all(|(session, _)| session.cookie().is_none()),
+        "in mesh-compatibility mode a session was pinned (hit rate {mesh_mode:.2})"
     );
 
     apply_pieces(&client, cidr, |id| id == "config-network").await;
