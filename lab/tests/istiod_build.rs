@@ -34,7 +34,7 @@ fn the_bundle_gives_istios_names_and_filter_order() {
         ["virtualOutbound", "0.0.0.0_8012", "0.0.0.0_8013"]
     );
     assert_eq!(names(&config.route_configs), ["8012", "8013"]);
-    let plugin = format!("knative-serving.{PLUGIN}");
+    let plugin = format!("extensions.istio.io/wasmplugin/knative-serving.{PLUGIN}");
     assert_eq!(
         http_filter_names(&config, "0.0.0.0_8012"),
         [
@@ -88,7 +88,14 @@ fn the_bundle_gives_istios_names_and_filter_order() {
         &config.listeners[1]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
     let session = &http_filters[4]["typed_config"]["session_state"]["typed_config"]["cookie"];
     assert_eq!(session, &json!({"name": "kasi-session", "path": "/"}));
-    let wasm = &http_filters[0]["typed_config"]["config"];
+    // The plugin's filter names its ECDS resource, which holds the `Wasm` config.
+    assert_eq!(
+        http_filters[0]["config_discovery"]["config_source"]["initial_fetch_timeout"],
+        "0s"
+    );
+    assert_eq!(config.extension_configs.len(), 1);
+    assert_eq!(config.extension_configs[0]["name"], http_filters[0]["name"]);
+    let wasm = &config.extension_configs[0]["typed_config"]["config"];
     assert_eq!(wasm["configuration"]["value"], plugin_config().to_string());
     assert_eq!(wasm["failure_policy"], "FAIL_OPEN");
     assert_eq!(

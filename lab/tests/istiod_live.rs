@@ -192,3 +192,92 @@ fn requests_reach_the_pinned_pod_through_virtual_outbound() {
         "the filter logged decisions"
     );
 }
+
+/// The WasmPlugin reaches the sidecar through ECDS under istiod's name, and a module the pod
+/// does not have (its volumes lack the mount) is what Envoy makes of it in a cluster: the ECDS
+/// resource is refused, the filter has no config, and the listener fails every request with 500
+/// (`NFCF`, "filter_config_not_found") — `failStrategy: FAIL_OPEN` does not cover it. Once the
+/// module is there, the same listener serves.
+#[test]
+fn a_module_the_pod_lacks_fails_every_request_on_its_listener() {
+    let (pod_a, _pod_b) = start_pods();
+    let dir = tempfile::tempdir().unwrap();
+    let outbound: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .unwrap();
+    let pod_ip = pod_a.address.ip().to_string();
+    let objects = [
+        revision("default", "hello-00001", 0, &[&pod_ip]),
+        bundle(true, json!({"allowed_cidrs": ["127.0.0.0/8"]})),
+    ]
+    .concat();
+    let inputs_without_mount = |_url: &str| -> Option<std::path::PathBuf> { None };
+    let proxy = activator_proxy();
+    let unmounted = istiod::build(&istiod::MeshInputs {
+        objects: &objects,
+        proxy: &proxy,
+        outbound_listener: outbound,
+        resolve_wasm: &inputs_without_mount,
+        cluster_domain: "cluster.local",
+    })
+    .unwrap();
+    assert!(
+        unmounted
+            .warnings
+            .iter()
+            .any(|w| w.contains("is not mounted")),
+        "{:?}",
+        unmounted.warnings
+    );
+    let envoy = start_envoy(dir.path(), &unmounted);
+    let host = "hello.default.example.com";
+    let name = format!("extensions.istio.io/wasmplugin/knative-serving.{PLUGIN}");
+    let failed = eventually(Duration::from_secs(10), || {
+        http_get_via_proxy_protocol(outbound, pod_a.address, host, &[]).is_ok_and(|r| r.0 == 500)
+    });
+    assert!(
+        failed,
+        "no 500 while the module is missing\n{}",
+        envoy.log()
+    );
+    let stats = envoy.admin_get("/stats");
+    assert!(
+        stats.contains(&format!(
+            "extension_config_discovery.http_filter.{name}.config_fail"
+        )),
+        "{stats}"
+    );
+    // Envoy lists the refused resource in config_dump's ECDS section all the same; what says it
+    // never applied is the subscription's version_text, empty (`kasi status` reads both).
+    assert!(
+        stats.contains(&format!(
+            "extension_config_discovery.http_filter.{name}.version_text: \"\""
+        )),
+        "{stats}"
+    );
+    // Both plugin listeners exist (without their filter), as over ADS.
+    let listeners = envoy.admin_get("/listeners");
+    assert!(
+        listeners.contains("0.0.0.0_8012") && listeners.contains("0.0.0.0_8013"),
+        "{listeners}\n{}",
+        envoy.log()
+    );
+
+    // The module arrives (a new pod with the mount): the filter loads and requests succeed.
+    istiod::write_files(dir.path(), &build(&objects, outbound)).unwrap();
+    let served = eventually(Duration::from_secs(10), || {
+        http_get_via_proxy_protocol(outbound, pod_a.address, host, &[]).is_ok_and(|r| r.0 == 200)
+    });
+    assert!(
+        served,
+        "still failing with the module in place\n{}",
+        envoy.log()
+    );
+    let stats = envoy.admin_get("/stats");
+    assert!(
+        !stats.contains(&format!(
+            "extension_config_discovery.http_filter.{name}.version_text: \"\""
+        )),
+        "{stats}"
+    );
+}

@@ -85,6 +85,17 @@ impl Sidecar {
         Ok(response.body)
     }
 
+    /// Whether the WasmPlugin `plugin` (of this sidecar's namespace) runs here: in `dump`, and —
+    /// delivered by ECDS — applied (see [`ConfigDump::has_applied_wasm_plugin`]). When the stats
+    /// cannot be read, config_dump alone decides.
+    pub async fn wasm_plugin_loaded(&self, dump: &ConfigDump, plugin: &str) -> bool {
+        let versions = match self.get("/stats?filter=extension_config_discovery").await {
+            Ok(body) => super::config_dump::ecds_versions(&String::from_utf8_lossy(&body)),
+            Err(_) => BTreeMap::new(),
+        };
+        dump.has_applied_wasm_plugin(&self.namespace, plugin, &versions)
+    }
+
     /// `/stats?format=json`, reduced to the kasi counters.
     pub async fn kasi_counters(&self) -> anyhow::Result<KasiCounters> {
         let body = self.get("/stats?format=json").await?;

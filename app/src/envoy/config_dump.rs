@@ -50,6 +50,27 @@ impl ConfigDump {
             || find_inline(&self.document, &short)
     }
 
+    /// [`Self::has_wasm_plugin`], and applied: Envoy lists an ECDS resource it refused (a module
+    /// it could not load, so every stream on the filter's listeners fails) in config_dump as
+    /// readily as one it runs. What tells them apart is the resource's subscription stat
+    /// `extension_config_discovery.http_filter.<name>.version_text`, empty until a version
+    /// applies (`ecds_versions`: those stats by resource name; a name without one counts as
+    /// applied, as before the stat was read).
+    pub fn has_applied_wasm_plugin(
+        &self,
+        namespace: &str,
+        plugin: &str,
+        ecds_versions: &BTreeMap<String, String>,
+    ) -> bool {
+        let short = format!("{namespace}.{plugin}");
+        wasm_plugin_names(namespace, plugin).iter().any(|name| {
+            self.ecds_has(name)
+                && ecds_versions
+                    .get(name.as_str())
+                    .is_none_or(|version| !version.is_empty())
+        }) || find_inline(&self.document, &short)
+    }
+
     /// An ECDS config named `name` whose `typed_config` is a wasm filter.
     fn ecds_has(&self, name: &str) -> bool {
         self.document["configs"]
@@ -95,6 +116,19 @@ impl ConfigDump {
             .map(|(_, v)| v.as_array().map_or(0, Vec::len))
             .sum()
     }
+}
+
+/// The `version_text` of every HTTP filter's ECDS subscription, by resource name, from Envoy's
+/// text stats (`extension_config_discovery.http_filter.<name>.version_text: "<version>"`).
+pub fn ecds_versions(stats: &str) -> BTreeMap<String, String> {
+    stats
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("extension_config_discovery.http_filter.")?;
+            let (name, value) = rest.split_once(".version_text: ")?;
+            Some((name.to_owned(), value.trim().trim_matches('"').to_owned()))
+        })
+        .collect()
 }
 
 /// `type.googleapis.com/envoy.admin.v3.ListenersConfigDump` → `listeners`.
@@ -209,7 +243,7 @@ mod tests {
             assert!(!dump.has_wasm_plugin("default", "kasi-affinity"), "{name}");
             assert!(!dump.has_wasm_plugin("knative-serving", "other"), "{name}");
         }
-        // Envoy NACKed the module (it cannot load): the reference stays, the config never came.
+        // No resource delivered yet: the reference alone is not the filter.
         let nacked = ecds_dump(
             "extensions.istio.io/wasmplugin/knative-serving.kasi-affinity",
             None,
@@ -221,6 +255,29 @@ mod tests {
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"}}}]}]});
         let dump = ConfigDump::parse(&serde_json::to_vec(&dump).unwrap()).unwrap();
         assert!(!dump.has_wasm_plugin("knative-serving", "kasi-affinity"));
+    }
+
+    /// What Envoy 1.40 shows after refusing a module it cannot load (seen in the lab's
+    /// `a_module_the_pod_lacks_fails_every_request_on_its_listener`): the resource in config_dump,
+    /// its subscription's version_text empty.
+    #[test]
+    fn a_refused_module_is_not_loaded_though_config_dump_lists_it() {
+        let name = "extensions.istio.io/wasmplugin/knative-serving.kasi-affinity";
+        let dump = ecds_dump(name, Some(name));
+        let stats = |version: &str| {
+            format!(
+                "extension_config_discovery.http_filter.{name}.config_fail: 1\n\
+                 extension_config_discovery.http_filter.{name}.version_text: \"{version}\"\n\
+                 listener.0.0.0.0_8012.extension_config_missing: 0\n"
+            )
+        };
+        let refused = ecds_versions(&stats(""));
+        assert_eq!(refused.get(name).map(String::as_str), Some(""));
+        assert!(!dump.has_applied_wasm_plugin("knative-serving", "kasi-affinity", &refused));
+        let applied = ecds_versions(&stats("c0ddde7cd301cb69"));
+        assert!(dump.has_applied_wasm_plugin("knative-serving", "kasi-affinity", &applied));
+        // Without the stat (not readable), config_dump decides.
+        assert!(dump.has_applied_wasm_plugin("knative-serving", "kasi-affinity", &BTreeMap::new()));
     }
 
     #[test]

@@ -132,7 +132,8 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
             let sidecar = Sidecar::new(client.clone(), ns, &name);
             match sidecar.config_dump().await {
                 Ok(dump) => {
-                    status.filter_loaded = Some(dump.has_wasm_plugin(ns, WASM_PLUGIN));
+                    status.filter_loaded =
+                        Some(sidecar.wasm_plugin_loaded(&dump, WASM_PLUGIN).await);
                     status.config_dump = Some(dump.sizes());
                 }
                 Err(e) => status.error = Some(format!("{e:#}")),

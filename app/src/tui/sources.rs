@@ -491,7 +491,7 @@ async fn poll_sidecars(
                         cluster_count: dump.count("clusters") as u64,
                         listener_count: dump.count("listeners") as u64,
                     };
-                    let loaded = dump.has_wasm_plugin(&sidecar.namespace, WASM_PLUGIN);
+                    let loaded = sidecar.wasm_plugin_loaded(&dump, WASM_PLUGIN).await;
                     let _ = tx
                         .send(Event::Config {
                             sidecar: pod.clone(),

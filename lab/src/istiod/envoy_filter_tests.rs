@@ -36,6 +36,7 @@ fn config() -> SidecarConfig {
         route_configs: vec![json!({"name": "8012", "virtual_hosts": [
             {"name": "a.knative-serving.svc.cluster.local:8012"}, {"name": "allow_any"},
         ]})],
+        extension_configs: vec![],
         warnings: vec![],
     }
 }

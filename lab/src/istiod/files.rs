@@ -4,7 +4,15 @@
 //! rename, never sees a half-written file).
 //!
 //! Layout of `config_dir`: `lds.json`, `cds.json`, `rds/<route config name>.json` (Envoy's
-//! filesystem RDS subscription takes exactly one resource per file), `.staging/`.
+//! filesystem RDS subscription takes exactly one resource per file), `ecds/<extension>@<listener>.json`
+//! (likewise, one per ECDS name and listener), `.staging/`.
+//!
+//! Each listener reads its own copy of an ECDS resource. Envoy shares one subscription between
+//! the listeners that name the same resource from the same source, and a file source delivers at
+//! once: a second listener created after the first one's resource was refused would be refused
+//! itself (Envoy instantiates the stored config for it), where over ADS both listeners are
+//! created before the resource arrives and both end up without it. Separate files keep the ADS
+//! outcome.
 
 use super::names::HCM;
 use super::SidecarConfig;
@@ -17,6 +25,7 @@ use std::path::{Path, PathBuf};
 const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+const EXTENSION_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
 fn lds_path(config_dir: &Path) -> PathBuf {
     config_dir.join("lds.json")
@@ -30,13 +39,26 @@ fn rds_dir(config_dir: &Path) -> PathBuf {
     config_dir.join("rds")
 }
 
+fn ecds_dir(config_dir: &Path) -> PathBuf {
+    config_dir.join("ecds")
+}
+
 fn staging_dir(config_dir: &Path) -> PathBuf {
     config_dir.join(".staging")
 }
 
-/// The file of route config `name`; names become file names, so anything but
-/// `[A-Za-z0-9._-]` is replaced.
+/// The file of route config `name`.
 fn rds_path(config_dir: &Path, name: &str) -> PathBuf {
+    rds_dir(config_dir).join(file_name(name))
+}
+
+/// The file listener `listener` reads ECDS resource `name` from.
+fn ecds_path(config_dir: &Path, name: &str, listener: &str) -> PathBuf {
+    ecds_dir(config_dir).join(file_name(&format!("{name}@{listener}")))
+}
+
+/// Resource names become file names: anything but `[A-Za-z0-9._-]` is replaced.
+fn file_name(name: &str) -> String {
     let safe: String = name
         .chars()
         .map(|c| {
@@ -47,7 +69,7 @@ fn rds_path(config_dir: &Path, name: &str) -> PathBuf {
             }
         })
         .collect();
-    rds_dir(config_dir).join(format!("{safe}.json"))
+    format!("{safe}.json")
 }
 
 /// A config source that reads `path` and re-reads it whenever a file is renamed into `watch`.
@@ -102,6 +124,13 @@ pub fn static_bootstrap(config: &SidecarConfig, admin: SocketAddr, node_id: &str
                     hcm.insert("route_config".into(), route_config);
                 }
             });
+            for_each_discovered_filter(&mut listener, |filter, name| {
+                let found = config.extension_configs.iter().find(|e| e["name"] == name);
+                if let (Some(found), Some(filter)) = (found, filter.as_object_mut()) {
+                    filter.remove("config_discovery");
+                    filter.insert("typed_config".into(), found["typed_config"].clone());
+                }
+            });
             listener
         })
         .collect();
@@ -136,15 +165,44 @@ pub fn write_files(config_dir: &Path, config: &SidecarConfig) -> io::Result<()> 
         &cds_path(config_dir),
         &discovery_response(CLUSTER_TYPE, &config.clusters),
     )?;
+    std::fs::create_dir_all(ecds_dir(config_dir))?;
+    let mut extension_files = Vec::new();
+    for listener in &config.listeners {
+        let listener_name = listener["name"].as_str().unwrap_or_default();
+        let mut listener = listener.clone();
+        let mut names = Vec::new();
+        for_each_discovered_filter(&mut listener, |_, name| names.push(name.to_owned()));
+        for name in names {
+            let Some(extension) = config.extension_configs.iter().find(|e| e["name"] == name)
+            else {
+                continue;
+            };
+            let path = ecds_path(config_dir, &name, listener_name);
+            write_atomically(
+                config_dir,
+                &path,
+                &discovery_response(EXTENSION_TYPE, std::slice::from_ref(extension)),
+            )?;
+            extension_files.push(path);
+        }
+    }
 
     let rds_dir = rds_dir(config_dir);
+    let ecds_dir = ecds_dir(config_dir);
     let listeners: Vec<Value> = config
         .listeners
         .iter()
         .map(|listener| {
+            let listener_name = listener["name"].as_str().unwrap_or_default().to_owned();
             let mut listener = listener.clone();
             for_each_rds(&mut listener, |hcm, name| {
                 hcm["rds"]["config_source"] = path_source(&rds_path(config_dir, name), &rds_dir);
+            });
+            for_each_discovered_filter(&mut listener, |filter, name| {
+                let source = &mut filter["config_discovery"]["config_source"];
+                *source = path_source(&ecds_path(config_dir, name, &listener_name), &ecds_dir);
+                // As istiod's: wait for the resource however long it takes.
+                source["initial_fetch_timeout"] = json!("0s");
             });
             listener
         })
@@ -155,10 +213,12 @@ pub fn write_files(config_dir: &Path, config: &SidecarConfig) -> io::Result<()> 
         &discovery_response(LISTENER_TYPE, &listeners),
     )?;
 
-    for entry in std::fs::read_dir(&rds_dir)? {
-        let path = entry?.path();
-        if !route_files.contains(&path) {
-            std::fs::remove_file(&path)?;
+    for (dir, kept) in [(&rds_dir, &route_files), (&ecds_dir, &extension_files)] {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if !kept.contains(&path) {
+                std::fs::remove_file(&path)?;
+            }
         }
     }
     Ok(())
@@ -217,6 +277,37 @@ fn for_each_rds(listener: &mut Value, mut f: impl FnMut(&mut Value, &str)) {
     }
 }
 
+/// Calls `f(http_filter, ecds_name)` for every HTTP filter of `listener` whose config comes
+/// through ECDS (`config_discovery`).
+fn for_each_discovered_filter(listener: &mut Value, mut f: impl FnMut(&mut Value, &str)) {
+    let Some(chains) = listener
+        .get_mut("filter_chains")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for chain in chains {
+        let Some(filters) = chain.get_mut("filters").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for hcm in filters.iter_mut().filter(|f| f["name"] == HCM) {
+            let Some(http_filters) = hcm["typed_config"]
+                .get_mut("http_filters")
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            for filter in http_filters
+                .iter_mut()
+                .filter(|f| f.get("config_discovery").is_some())
+            {
+                let name = filter["name"].as_str().unwrap_or_default().to_owned();
+                f(filter, &name);
+            }
+        }
+    }
+}
+
 fn socket_address(address: SocketAddr) -> Value {
     json!({"socket_address": {"address": address.ip().to_string(), "port_value": address.port()}})
 }
@@ -240,19 +331,31 @@ mod tests {
                 "name": "0.0.0.0_8012",
                 "filter_chains": [{"filters": [{"name": HCM, "typed_config": {
                     "rds": {"route_config_name": "8012", "config_source": {"ads": {}}},
+                    "http_filters": [
+                        {"name": PLUGIN, "config_discovery": {
+                            "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
+                            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"],
+                        }},
+                        {"name": "envoy.filters.http.router"},
+                    ],
                 }}]}],
             })],
             clusters: vec![json!({"name": "PassthroughCluster"})],
             route_configs: vec![json!({"name": "8012", "virtual_hosts": []})],
+            extension_configs: vec![json!({"name": PLUGIN, "typed_config": {"@type": "w"}})],
             warnings: vec![],
         }
     }
+
+    const PLUGIN: &str = "extensions.istio.io/wasmplugin/ns.p";
 
     #[test]
     fn files_hold_one_route_config_each_and_listeners_point_at_them() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("rds")).unwrap();
         std::fs::write(dir.path().join("rds/9090.json"), "{}").unwrap();
+        std::fs::create_dir_all(dir.path().join("ecds")).unwrap();
+        std::fs::write(dir.path().join("ecds/gone.json"), "{}").unwrap();
         write_files(dir.path(), &config()).unwrap();
 
         let read = |p: &str| -> Value {
@@ -276,6 +379,21 @@ mod tests {
             read("cds.json")["resources"][0]["name"],
             "PassthroughCluster"
         );
+        // The wasm filter's ECDS resource has its own file, and the filter reads it from there.
+        let ecds = read("ecds/extensions.istio.io_wasmplugin_ns.p_0.0.0.0_8012.json");
+        assert_eq!(ecds["resources"][0]["@type"], EXTENSION_TYPE);
+        assert_eq!(ecds["resources"][0]["name"], PLUGIN);
+        assert!(!dir.path().join("ecds/gone.json").exists());
+        let plugin = &lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["http_filters"][0]["config_discovery"]["config_source"];
+        assert_eq!(
+            plugin["path_config_source"]["path"],
+            dir.path()
+                .join("ecds/extensions.istio.io_wasmplugin_ns.p_0.0.0.0_8012.json")
+                .display()
+                .to_string()
+        );
+        assert_eq!(plugin["initial_fetch_timeout"], "0s");
         assert_eq!(
             std::fs::read_dir(dir.path().join(".staging"))
                 .unwrap()
@@ -291,5 +409,8 @@ mod tests {
             ["typed_config"];
         assert!(hcm.get("rds").is_none());
         assert_eq!(hcm["route_config"]["name"], "8012");
+        let plugin = &hcm["http_filters"][0];
+        assert!(plugin.get("config_discovery").is_none());
+        assert_eq!(plugin["typed_config"]["@type"], "w");
     }
 }

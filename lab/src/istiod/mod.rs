@@ -83,8 +83,9 @@ pub struct MeshInputs<'a> {
     /// Envoy's `virtualOutbound` listener: where the lab's stand-in for iptables (the activator
     /// emulator, with a PROXY header) sends the proxied workload's outbound connections.
     pub outbound_listener: SocketAddr,
-    /// Maps a WasmPlugin `url` (such as `file:///var/local/wasm/kasi.wasm`) to a local file;
-    /// `None` means the module cannot be fetched and the plugin is skipped with a warning.
+    /// Maps a WasmPlugin `url` (such as `file:///var/local/wasm/kasi.wasm`) to a local file.
+    /// `None` for a `file://` URL means the pod has no such file: the plugin is delivered anyway
+    /// and Envoy refuses it, as in a cluster. `None` for another scheme skips the plugin.
     pub resolve_wasm: &'a dyn Fn(&str) -> Option<PathBuf>,
     /// The cluster's DNS domain, normally `cluster.local`.
     pub cluster_domain: &'a str,
@@ -101,6 +102,9 @@ pub struct SidecarConfig {
     pub clusters: Vec<Value>,
     /// RDS resources (`envoy.config.route.v3.RouteConfiguration` JSON), one per HTTP port.
     pub route_configs: Vec<Value>,
+    /// ECDS resources (`envoy.config.core.v3.TypedExtensionConfig` JSON): the WasmPlugins' filter
+    /// configs, which HTTP filters name through `config_discovery` as istiod's do.
+    pub extension_configs: Vec<Value>,
     /// What istiod would log: skipped objects, unfetchable wasm modules, EnvoyFilter patches
     /// whose match found nothing.
     pub warnings: Vec<String>,
@@ -161,10 +165,20 @@ pub fn build(inputs: &MeshInputs) -> Result<SidecarConfig, MeshError> {
         &mut warnings,
     );
 
+    let mut extension_configs: Vec<Value> = Vec::new();
+    for plugin in &plugins {
+        if !extension_configs
+            .iter()
+            .any(|c| c["name"] == plugin.extension_config["name"])
+        {
+            extension_configs.push(plugin.extension_config.clone());
+        }
+    }
     let mut config = SidecarConfig {
         listeners,
         clusters,
         route_configs,
+        extension_configs,
         warnings,
     };
     let patches =

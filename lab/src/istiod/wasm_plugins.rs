@@ -1,8 +1,14 @@
 //! WasmPlugins (extensions.istio.io/v1alpha1) as `envoy.filters.http.wasm` filters on the
 //! outbound HTTP listeners (`pilot/pkg/model/extensions.go`, `wasmplugin.go`).
 //!
-//! istiod ships the filter through ECDS; the lab inlines the same `Wasm` config into the HCM,
-//! under the ECDS resource name istiod uses (`<namespace>.<name>`).
+//! As istiod does (`pilot/pkg/networking/core/extension/wasmplugin.go` `toEnvoyHTTPFilter`,
+//! `InsertedExtensionConfigurations`), the HCM names the filter
+//! `extensions.istio.io/wasmplugin/<namespace>.<name>` and gets its config through ECDS (no
+//! default config, `initial_fetch_timeout: 0s`, type URLs Wasm and RBAC); the `Wasm` config is the
+//! ECDS resource of that name. A `file://` module is loaded by Envoy from that path in the pod:
+//! where the pod has no such file (its volumes lack the mount), Envoy rejects the ECDS resource
+//! and, with no config for the filter, the listener rejects every stream with 500 (`NFCF`) — as
+//! in a cluster, where `failStrategy` does not cover a module that cannot load.
 
 use super::inputs::{labels_select, string_map, Resource};
 use super::names::ROOT_NAMESPACE;
@@ -20,13 +26,24 @@ pub(crate) enum Phase {
     Unspecified,
 }
 
+/// istiod's `WasmPluginResourceNamePrefix` (Istio ≥ 1.26; 1.21–1.25 spelled it
+/// `extenstions.istio.io/wasmplugin/`).
+pub(crate) const RESOURCE_NAME_PREFIX: &str = "extensions.istio.io/wasmplugin/";
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// istiod also accepts RBAC for the name: its agent substitutes an allow/deny-all RBAC filter
+/// when it cannot fetch a remote module.
+const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+
 /// A plugin that applies to this proxy, ready to be placed on listeners.
 #[derive(Debug, Clone)]
 pub(crate) struct WasmFilter {
     pub phase: Phase,
     /// `None`: every outbound listener; else only these listener ports.
     ports: Option<Vec<u16>>,
+    /// The HCM's entry: the ECDS resource name and where its config comes from.
     pub filter: Value,
+    /// The ECDS resource (`TypedExtensionConfig`) served under that name.
+    pub extension_config: Value,
 }
 
 impl WasmFilter {
@@ -50,7 +67,7 @@ pub(crate) fn for_proxy(
         if plugin.namespace != proxy.namespace && plugin.namespace != ROOT_NAMESPACE {
             continue;
         }
-        match outbound_filter(plugin, proxy, resolve_wasm) {
+        match outbound_filter(plugin, proxy, resolve_wasm, warnings) {
             Ok(Some(filter)) => {
                 let priority = plugin.spec["priority"].as_i64().unwrap_or(0);
                 selected.push((
@@ -75,6 +92,7 @@ fn outbound_filter(
     plugin: &Resource<Value>,
     proxy: &ProxyIdentity,
     resolve_wasm: &dyn Fn(&str) -> Option<PathBuf>,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<WasmFilter>, String> {
     let spec = &plugin.spec;
     if spec.get("targetRef").is_some() || spec.get("targetRefs").is_some() {
@@ -102,9 +120,24 @@ fn outbound_filter(
         Some(other) => return Err(format!("unknown phase {other:?}; skipped")),
     };
     let url = spec["url"].as_str().ok_or("no url")?;
-    let path = resolve_wasm(url).ok_or_else(|| {
-        format!("cannot fetch {url}; the plugin is not loaded (Istio would fail the fetch too)")
-    })?;
+    let path = match (resolve_wasm(url), url.strip_prefix("file://")) {
+        (Some(path), _) => path,
+        // `buildDataSource`: Envoy reads the path in the pod; without the mount it is not there.
+        (None, Some(in_pod)) => {
+            warnings.push(format!(
+                "WasmPlugin {}: {in_pod} is not mounted in pod {}; its sidecar will reject the \
+                 module and fail every request on the plugin's listeners (500, NFCF)",
+                plugin.key(),
+                proxy.pod_name
+            ));
+            PathBuf::from(in_pod)
+        }
+        (None, None) => {
+            return Err(format!(
+                "cannot fetch {url}: the lab does not pull modules (istio-agent would); skipped"
+            ))
+        }
+    };
     // Envoy 1.40 deprecates `fail_open` (it warns on every load) for `failure_policy`, which is
     // what current istiod sets too.
     let failure_policy = match spec["failStrategy"].as_str() {
@@ -128,10 +161,23 @@ fn outbound_filter(
     if let Some(env) = environment(&spec["vmConfig"]["env"]) {
         vm_config["environment_variables"] = env;
     }
+    let resource_name = format!("{RESOURCE_NAME_PREFIX}{name}");
     let filter = json!({
-        "name": name,
+        "name": resource_name,
+        "config_discovery": {
+            "config_source": {
+                "ads": {},
+                // istiod blocks the listener until the plugin arrives (it may be security-critical).
+                "initial_fetch_timeout": "0s",
+                "resource_api_version": "V3",
+            },
+            "type_urls": [WASM_TYPE, RBAC_TYPE],
+        },
+    });
+    let extension_config = json!({
+        "name": resource_name,
         "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "@type": WASM_TYPE,
             "config": {
                 "name": name,
                 "root_id": root_id,
@@ -148,6 +194,7 @@ fn outbound_filter(
         phase,
         ports,
         filter,
+        extension_config,
     }))
 }
 
@@ -272,10 +319,10 @@ mod tests {
         assert_eq!(
             names,
             [
-                "knative-serving.d",
-                "istio-system.c",
-                "knative-serving.a",
-                "knative-serving.b"
+                "extensions.istio.io/wasmplugin/knative-serving.d",
+                "extensions.istio.io/wasmplugin/istio-system.c",
+                "extensions.istio.io/wasmplugin/knative-serving.a",
+                "extensions.istio.io/wasmplugin/knative-serving.b"
             ]
         );
     }
@@ -298,7 +345,15 @@ mod tests {
         let filter = &filters[0];
         assert!(filter.applies_to_port(8012) && filter.applies_to_port(8013));
         assert!(!filter.applies_to_port(80));
-        let config = &filter.filter["typed_config"]["config"];
+        let name = "extensions.istio.io/wasmplugin/knative-serving.kasi";
+        assert_eq!(filter.filter["name"], name);
+        assert_eq!(
+            filter.filter["config_discovery"]["config_source"]["initial_fetch_timeout"],
+            "0s"
+        );
+        assert_eq!(filter.extension_config["name"], name);
+        let config = &filter.extension_config["typed_config"]["config"];
+        assert_eq!(config["name"], "knative-serving.kasi");
         assert_eq!(config["root_id"], "kasi");
         assert_eq!(config["failure_policy"], "FAIL_OPEN");
         assert_eq!(
@@ -308,6 +363,27 @@ mod tests {
         assert_eq!(
             config["vm_config"]["code"]["local"]["filename"],
             "/var/local/wasm/kasi.wasm"
+        );
+    }
+
+    #[test]
+    fn an_unmounted_file_is_still_delivered_for_envoy_to_refuse() {
+        let plugins = vec![plugin(
+            "knative-serving",
+            "kasi",
+            json!({"url": "file:///var/local/kasi/kasi_filter.wasm"}),
+        )];
+        let mut warnings = Vec::new();
+        let filters = for_proxy(&plugins, &proxy(), &|_: &str| None, &mut warnings);
+        assert_eq!(filters.len(), 1);
+        assert_eq!(
+            filters[0].extension_config["typed_config"]["config"]["vm_config"]["code"]["local"]
+                ["filename"],
+            "/var/local/kasi/kasi_filter.wasm"
+        );
+        assert!(
+            warnings[0].contains("not mounted in pod activator-1"),
+            "{warnings:?}"
         );
     }
 
