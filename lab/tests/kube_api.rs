@@ -958,17 +958,18 @@ async fn discovery_documents_tables_and_errors() {
     );
 }
 
-/// kubectl 1.35 sends built-in kinds as protobuf: the lab has no protobuf decoder and says so as
-/// the real server does for a media type it cannot read (415, reason UnsupportedMediaType), for
-/// every verb with a body, and the same object in JSON is then created.
+/// kubectl 1.35 sends built-in kinds as protobuf: the lab reads the kinds kubectl's generators
+/// create, and refuses any other as the real server refuses a media type it cannot read (415,
+/// reason UnsupportedMediaType), for every verb with a body; the same object in JSON is then
+/// created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protobuf_bodies_get_415_and_json_is_then_accepted() {
     let lab = with_namespace(Store::new(), "lab").await;
     let collection = format!("{}/api/v1/namespaces/lab/configmaps", lab.url);
     let object = format!("{collection}/proto");
     let protobuf = "application/vnd.kubernetes.protobuf";
-    // The protobuf envelope's magic number, then bytes no JSON parser accepts.
-    let envelope = "k8s\u{0}\n\u{f}\n\u{2}v1\u{12}\tConfigMap";
+    // The protobuf envelope's magic number and a kind the lab has no protobuf message for.
+    let envelope = "k8s\u{0}\n\u{15}\n\u{7}apps/v1\u{12}\nDeployment";
     let json_body = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "proto", "namespace": "lab"}, "data": {"a": "b"}})
     .to_string();
@@ -1031,4 +1032,19 @@ async fn protobuf_bodies_get_415_and_json_is_then_accepted() {
     // A body without a Content-Type is read as JSON, the server's first media type.
     let (code, _, body) = raw("PUT", &object, &[], &json_body).await;
     assert_eq!(code, 200, "{body}");
+    // A ConfigMap in protobuf is read: envelope {typeMeta {v1, ConfigMap}, raw ConfigMap
+    // {metadata {name "wire"}, data {"k": "v"}}}.
+    let config_map = "k8s\u{0}\n\u{f}\n\u{2}v1\u{12}\tConfigMap\u{12}\u{10}\n\u{6}\n\u{4}wire\u{12}\u{6}\n\u{1}k\u{12}\u{1}v";
+    let (code, _, body) = raw(
+        "POST",
+        &collection,
+        &[("content-type", protobuf)],
+        config_map,
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        configmaps.get("wire").await.unwrap().data.unwrap()["k"],
+        "v"
+    );
 }

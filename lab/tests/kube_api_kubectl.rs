@@ -308,6 +308,61 @@ async fn kubectl_create_and_delete_with(binary: &str) {
     .await;
     assert!(ok && out.contains("deleted"), "{out}{err}");
     assert!(lab.store.get(configmaps, Some("lab"), "made").is_none());
+
+    // The typed generators send protobuf (kubectl ≥ 1.32 for built-in kinds).
+    for (args, kind, name) in [
+        (
+            &[
+                "create",
+                "configmap",
+                "typed",
+                "-n",
+                "lab",
+                "--from-literal=mode=fast",
+            ][..],
+            ("v1", "ConfigMap"),
+            "typed",
+        ),
+        (
+            &[
+                "create",
+                "secret",
+                "generic",
+                "token",
+                "-n",
+                "lab",
+                "--from-literal=password=hunter2",
+            ][..],
+            ("v1", "Secret"),
+            "token",
+        ),
+        (
+            &["create", "namespace", "shop"][..],
+            ("v1", "Namespace"),
+            "shop",
+        ),
+        (
+            &["create", "serviceaccount", "robot", "-n", "lab"][..],
+            ("v1", "ServiceAccount"),
+            "robot",
+        ),
+    ] {
+        let (ok, out, err) = kubectl(binary, &lab.kubeconfig, args).await;
+        assert!(
+            ok && out.contains("created"),
+            "{binary} {args:?}: {out}{err}"
+        );
+        let namespace = (kind.1 != "Namespace").then_some("lab");
+        let created = lab
+            .store
+            .get(find_by_kind(kind.0, kind.1).unwrap(), namespace, name)
+            .unwrap_or_else(|| panic!("{args:?} created nothing"));
+        match kind.1 {
+            "ConfigMap" => assert_eq!(created["data"]["mode"], "fast", "{created}"),
+            "Secret" => assert_eq!(created["data"]["password"], "aHVudGVyMg==", "{created}"),
+            _ => assert_eq!(created["metadata"]["name"], name, "{created}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

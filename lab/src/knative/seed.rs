@@ -65,6 +65,7 @@ pub fn objects(spec: &SeedSpec) -> Vec<Value> {
     ];
     if spec.istio_crds {
         out.extend(istio_crds());
+        out.extend(istio_install());
     }
     out.extend(knative_crds());
     out.extend(system(spec));
@@ -436,7 +437,77 @@ pub fn istio_crds() -> Vec<Value> {
             &["v1alpha1"],
             "v1alpha1",
         ),
+        crd(
+            "security.istio.io",
+            "PeerAuthentication",
+            "peerauthentications",
+            &["v1", "v1beta1"],
+            "v1",
+        ),
     ]
+}
+
+/// What an Istio install leaves in `istio-system` besides the Service: istiod's Deployment (its
+/// `discovery` container and env, as the `istiod` chart renders it: `PILOT_*` flags live there),
+/// the mesh config `istio` and the sidecar injector's webhook
+/// (`manifests/charts/istio-control/istio-discovery/templates/`).
+fn istio_install() -> Vec<Value> {
+    let labels = json!({"app": "istiod", "istio": "pilot", "istio.io/rev": "default"});
+    let mut deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta(Some("istio-system"), "istiod", labels.clone()),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "istiod", "istio": "pilot"}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"}},
+                "spec": {"serviceAccountName": "istiod", "containers": [{
+                    "name": "discovery",
+                    "image": "docker.io/istio/pilot:1.28.0",
+                    "args": ["discovery", "--monitoringAddr=:15014", "--log_output_level=default:info",
+                             "--domain", "cluster.local", "--keepaliveMaxServerConnectionAge", "30m"],
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"},
+                              {"containerPort": 15010, "protocol": "TCP"},
+                              {"containerPort": 15017, "protocol": "TCP"}],
+                    "env": [
+                        {"name": "REVISION", "value": "default"},
+                        {"name": "PILOT_CERT_PROVIDER", "value": "istiod"},
+                        {"name": "PILOT_TRACE_SAMPLING", "value": "1"},
+                        {"name": "PILOT_ENABLE_ANALYSIS", "value": "false"},
+                        {"name": "CLUSTER_ID", "value": "Kubernetes"},
+                    ],
+                }]},
+            },
+        },
+        "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                   "updatedReplicas": 1, "observedGeneration": 1},
+    });
+    deployment["metadata"]["generation"] = json!(1);
+    let mesh = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": meta(Some("istio-system"), "istio", json!({"app": "istiod", "istio.io/rev": "default"})),
+        "data": {
+            "mesh": "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\nenablePrometheusMerge: true\nrootNamespace: istio-system\ntrustDomain: cluster.local\n",
+            "meshNetworks": "networks: {}",
+        },
+    });
+    let injector = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": meta(None, "istio-sidecar-injector", json!({"app": "sidecar-injector", "istio.io/rev": "default"})),
+        "webhooks": [{
+            "name": "namespace.sidecar-injector.istio.io",
+            "clientConfig": {"service": {"name": "istiod", "namespace": "istio-system",
+                                         "path": "/inject", "port": 443}},
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "istio-injection", "operator": "In", "values": ["enabled"]}]},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"], "scope": "*"}],
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1beta1", "v1"],
+            "failurePolicy": "Fail",
+        }],
+    });
+    vec![deployment, mesh, injector]
 }
 
 fn knative_crds() -> Vec<Value> {

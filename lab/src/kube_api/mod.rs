@@ -13,6 +13,7 @@ mod objects;
 mod openapi;
 mod patch;
 mod portforward;
+mod protobuf;
 pub mod resources;
 mod routes;
 pub mod selector;

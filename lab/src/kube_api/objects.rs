@@ -85,21 +85,16 @@ fn dry_run(request: &ObjectRequest<'_>) -> Result<bool, ApiError> {
     }
 }
 
-/// The media type every body but a PATCH's must have: the lab decodes JSON only.
+/// The media types a body but a PATCH's may have: JSON, and protobuf for the built-in kinds
+/// [`super::protobuf`] knows.
 const BODY_MEDIA_TYPE: &str = super::http::JSON;
+const PROTOBUF_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
-/// Refuses a POST, PUT or DELETE body that is not JSON with 415 `UnsupportedMediaType`, as the
-/// real server refuses a media type it has no decoder for (protobuf for custom resources, CBOR
-/// where it is off); PATCH checks its own media types (`PatchKind::from_content_type`). No
-/// Content-Type means JSON, the first media type the server supports, as `NegotiateInputSerializer`
+/// Refuses a POST, PUT or DELETE body in a media type the lab cannot decode with 415
+/// `UnsupportedMediaType`, as the real server refuses one it has no decoder for (CBOR where it
+/// is off); PATCH checks its own media types (`PatchKind::from_content_type`). No Content-Type
+/// means JSON, the first media type the server supports, as `NegotiateInputSerializer`
 /// (`staging/src/k8s.io/apiserver/pkg/endpoints/handlers/negotiation/negotiate.go`) reads it.
-///
-/// A 415 is what the real server says, but it does not make client-go retry in JSON: the only
-/// fallback client-go has is from CBOR (`staging/src/k8s.io/client-go/rest/request.go`,
-/// `Request.request`, reports a 415 to `requestClientContentConfigProvider.UnsupportedMediaType`
-/// in `rest/client.go`, which switches to JSON only for `application/cbor` and
-/// `application/apply-patch+cbor` requests). A client that sends protobuf gets an error naming
-/// the media type instead of "not a valid JSON object".
 fn require_json_body(request: &ObjectRequest<'_>) -> Result<(), ApiError> {
     let has_body = match *request.method {
         Method::POST | Method::PUT => true,
@@ -109,7 +104,24 @@ fn require_json_body(request: &ObjectRequest<'_>) -> Result<(), ApiError> {
     if !has_body {
         return Ok(());
     }
-    let media_type = request
+    let media_type = body_media_type(request);
+    if media_type == PROTOBUF_MEDIA_TYPE {
+        // A DELETE's DeleteOptions too: read, so that a kind the lab cannot read is refused.
+        return super::protobuf::decode(&request.body)
+            .map(drop)
+            .map_err(protobuf_error);
+    }
+    if media_type.is_empty() || media_type == BODY_MEDIA_TYPE {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType {
+        got: media_type,
+        accepted: format!("{BODY_MEDIA_TYPE}, {PROTOBUF_MEDIA_TYPE}"),
+    })
+}
+
+fn body_media_type(request: &ObjectRequest<'_>) -> String {
+    request
         .headers
         .get(header::CONTENT_TYPE)
         .map(|value| {
@@ -120,20 +132,35 @@ fn require_json_body(request: &ObjectRequest<'_>) -> Result<(), ApiError> {
                 .trim()
                 .to_ascii_lowercase()
         })
-        .unwrap_or_default();
-    if media_type.is_empty() || media_type == BODY_MEDIA_TYPE {
-        return Ok(());
-    }
-    Err(ApiError::UnsupportedMediaType {
-        got: media_type,
-        accepted: BODY_MEDIA_TYPE.to_owned(),
-    })
+        .unwrap_or_default()
 }
 
+/// The body as JSON, decoded from protobuf when it came as protobuf. A kind whose protobuf the
+/// lab does not know is refused with 415 naming it: client-go does not fall back to JSON on a
+/// 415 (only from CBOR: `rest/client.go` `requestClientContentConfigProvider`), so the message
+/// says what to do instead.
 fn json_body(request: &ObjectRequest<'_>) -> Result<Value, ApiError> {
+    if body_media_type(request) == PROTOBUF_MEDIA_TYPE {
+        return super::protobuf::decode(&request.body).map_err(protobuf_error);
+    }
     serde_json::from_slice(&request.body).map_err(|e| {
         ApiError::BadRequest(format!("the request body is not a valid JSON object: {e}"))
     })
+}
+
+fn protobuf_error(error: super::protobuf::ProtobufError) -> ApiError {
+    match error {
+        super::protobuf::ProtobufError::UnknownKind(kind) => ApiError::UnsupportedMediaType {
+            got: format!(
+                "{PROTOBUF_MEDIA_TYPE} for {kind} (the lab reads protobuf for ConfigMap, Secret, \
+                 Namespace and ServiceAccount; send JSON instead, e.g. with `kubectl create -f`)"
+            ),
+            accepted: BODY_MEDIA_TYPE.to_owned(),
+        },
+        super::protobuf::ProtobufError::Malformed(why) => {
+            ApiError::BadRequest(format!("the request body is not valid protobuf: {why}"))
+        }
+    }
 }
 
 fn list(request: &ObjectRequest<'_>) -> Result<Response<Body>, ApiError> {

@@ -96,7 +96,7 @@ const fn builtin(
     }
 }
 
-/// Istio's CRD kinds: served only while their CRD exists.
+/// CRD-backed kinds (Istio's, the Knative Operator's): served only while their CRD exists.
 const fn istio(
     group: &'static str,
     version: &'static str,
@@ -185,6 +185,16 @@ pub static RESOURCES: &[ResourceType] = &[
         true,
     ),
     builtin("", "v1", "Event", "events", "event", &["ev"], true),
+    builtin("", "v1", "Secret", "secrets", "secret", &[], true),
+    builtin(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        &[],
+        false,
+    ),
     builtin(
         "",
         "v1",
@@ -297,6 +307,34 @@ pub static RESOURCES: &[ResourceType] = &[
         "wasmplugin",
         "wasmplugins.extensions.istio.io",
         &["istio-io", "extensions-istio-io"],
+    ),
+    istio(
+        "security.istio.io",
+        "v1",
+        "PeerAuthentication",
+        "peerauthentications",
+        "peerauthentication",
+        "peerauthentications.security.istio.io",
+        &["istio-io", "security-istio-io"],
+    ),
+    istio(
+        "security.istio.io",
+        "v1beta1",
+        "PeerAuthentication",
+        "peerauthentications",
+        "peerauthentication",
+        "peerauthentications.security.istio.io",
+        &["istio-io", "security-istio-io"],
+    ),
+    // The Knative Operator's kind: served only once its CRD is created (the lab has no operator).
+    istio(
+        "operator.knative.dev",
+        "v1beta1",
+        "KnativeServing",
+        "knativeservings",
+        "knativeserving",
+        "knativeservings.operator.knative.dev",
+        &[],
     ),
     knative("Service", "services", "service", &["kservice", "ksvc"]),
     knative("Revision", "revisions", "revision", &["rev"]),
