@@ -20,7 +20,7 @@ mod support;
 pub use bootstrap::EnvoyOptions;
 pub use client::{admin_get, plain_get, Client, Response, Session};
 pub use envoy::{Envoy, StartFailure};
-pub use locate::{envoy_binary, envoy_version, filter_wasm};
+pub use locate::{envoy_binary, envoy_version, filter_wasm, kasi_binary, run_kasi};
 pub use pod::Pod;
 pub use support::{assert_served_by, decision_lines, envoy_cookie, loopback};
 

@@ -92,3 +92,36 @@ fn is_executable(path: &Path) -> bool {
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
 }
+
+/// The `kasi` binary next to the running test executable (`target/debug/deps/<test>-…` →
+/// `target/debug/kasi`; `cargo test --workspace` builds it).
+pub fn kasi_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("kasi"))
+        .expect("target dir");
+    assert!(
+        path.is_file(),
+        "the kasi binary is not built at {}: run `cargo build -p kasi` (./dev test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `kasi --kubeconfig <kubeconfig> <args>` with no stdin: exit code, stdout, stderr.
+pub fn run_kasi(kubeconfig: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(kasi_binary())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("kasi runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -2,28 +2,12 @@
 //! up in `kasi status --json` under its id (DESIGN.md's findings contract), and `kasi apply`
 //! refuses on an `error` finding.
 
-use kasi_e2e::envoy_binary;
+use kasi_e2e::{envoy_binary, run_kasi};
 use kasi_lab::{Lab, LabOptions};
 use serde_json::Value;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-
-/// The `kasi` binary next to this test's executable (`target/debug/kasi`).
-fn kasi_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("kasi"))
-        .expect("target dir");
-    assert!(
-        path.is_file(),
-        "the kasi binary is not built at {}: run `cargo build -p kasi`",
-        path.display()
-    );
-    path
-}
 
 /// kubectl from PATH (`./dev test` installs Debian's), with its discovery cache in `cache` so
 /// that a CRD created by one call is seen by the next.
@@ -57,24 +41,9 @@ fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: Option<&str>) 
     out
 }
 
-fn kasi(kubeconfig: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(kasi_binary())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("kasi runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// The finding ids `kasi status --json` reports.
 fn finding_ids(kubeconfig: &Path) -> Vec<String> {
-    let (code, out, err) = kasi(kubeconfig, &["status", "--json"]);
+    let (code, out, err) = run_kasi(kubeconfig, &["status", "--json"]);
     assert_eq!(code, 0, "kasi status --json: {out}{err}");
     let status: Value = serde_json::from_str(&out).expect("status is JSON");
     assert_eq!(
@@ -235,7 +204,7 @@ async fn each_condition_created_with_kubectl_is_reported() {
             "strict-mtls",
         ]
     );
-    let (code, out, err) = kasi(&kubeconfig, &["apply", "--yes"]);
+    let (code, out, err) = run_kasi(&kubeconfig, &["apply", "--yes"]);
     assert_ne!(code, 0, "apply went ahead: {out}{err}");
     assert!(
         err.contains("strict-mtls") && err.contains("--force"),

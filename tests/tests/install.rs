@@ -16,8 +16,6 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NS: &str = "knative-serving";
@@ -377,35 +375,8 @@ async fn without_istio_apply_names_each_missing_crd_and_changes_nothing() {
     lab.shutdown().await;
 }
 
-/// The `kasi` binary next to this test's executable (`target/debug/kasi`).
-fn kasi_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("kasi"))
-        .expect("target dir");
-    assert!(
-        path.is_file(),
-        "the kasi binary is not built at {}: run `cargo build -p kasi` (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
-}
-
 fn run_kasi(lab: &Lab, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(kasi_binary())
-        .arg("--kubeconfig")
-        .arg(lab.kubeconfig_path())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("kasi runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    kasi_e2e::run_kasi(lab.kubeconfig_path(), args)
 }
 
 /// Another manager owns `mesh-compatibility-mode` with another value: apply names the field and

@@ -1,26 +1,9 @@
 //! `kasi demo` in a real terminal (tmux): install with `6`, `a`, `y` and watch the Stickiness view
 //! reach 100 % and the Config view show the shrink, reading the screen as a person would.
 
-use kasi_e2e::envoy_binary;
-use std::path::PathBuf;
+use kasi_e2e::{envoy_binary, kasi_binary};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn kasi_binary() -> PathBuf {
-    // target/debug/deps/tui_demo-… → target/debug/kasi (built by `cargo test --workspace`).
-    let exe = std::env::current_exe().expect("test executable");
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("kasi");
-    assert!(
-        path.is_file(),
-        "kasi binary not built at {}: run `cargo build -p kasi` (./dev test does)",
-        path.display()
-    );
-    path
-}
 
 fn tmux(args: &[&str]) -> Output {
     Command::new("tmux").args(args).output().unwrap_or_else(|e| {
