@@ -70,6 +70,14 @@ fn the_bundle_gives_istios_names_and_filter_order() {
         .find(|c| c["name"] == "PassthroughCluster")
         .unwrap();
     assert_eq!(passthrough["type"], "ORIGINAL_DST");
+    // istiod's passthroughHttpProtocolOptions: the upstream speaks what the downstream spoke.
+    let options = &passthrough["typed_extension_protocol_options"]
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    assert!(
+        options["use_downstream_protocol_config"]["http2_protocol_options"].is_object(),
+        "{passthrough}"
+    );
+    assert_eq!(passthrough["alt_stat_name"], "PassthroughCluster;");
     assert_eq!(
         passthrough["common_lb_config"],
         json!({"override_host_status": {"statuses": ["DRAINING"]}})

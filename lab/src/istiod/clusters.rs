@@ -42,15 +42,31 @@ pub(crate) fn build(
     clusters
 }
 
-/// `ORIGINAL_DST`, no `original_dst_lb_config`: Envoy connects to the socket's original
-/// destination, or to the filter-state address kasi's filter sets. (kasi's EnvoyFilter merges
+/// As istiod builds it (`pilot/pkg/networking/core/cluster_builder.go`
+/// `buildDefaultPassthroughCluster`): `ORIGINAL_DST`, no `original_dst_lb_config` — Envoy
+/// connects to the socket's original destination, or to the filter-state address kasi's filter
+/// sets —, `passthroughHttpProtocolOptions` (upstream HTTP/1.1 or HTTP/2 as the downstream
+/// request came: an h2c request stays h2c; idle connections closed after 5 minutes), and the
+/// delimited stat name `PassthroughCluster;` (`util.DelimitedStatsPrefix`). Istio's metadata
+/// exchange on it is left out, like every Istio-only filter. (kasi's EnvoyFilter merges
 /// `common_lb_config.override_host_status` into it so `stateful_session` cannot pick a host.)
 fn passthrough() -> Value {
     json!({
         "name": PASSTHROUGH_CLUSTER,
+        "alt_stat_name": format!("{PASSTHROUGH_CLUSTER};"),
         "type": "ORIGINAL_DST",
         "connect_timeout": CONNECT_TIMEOUT,
         "lb_policy": "CLUSTER_PROVIDED",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": {"idle_timeout": "300s"},
+                "use_downstream_protocol_config": {
+                    "http_protocol_options": {},
+                    "http2_protocol_options": {},
+                },
+            },
+        },
         "circuit_breakers": default_circuit_breakers(),
     })
 }
