@@ -20,9 +20,23 @@ impl LabHooks for NoHooks {
         _: &str,
         _: &str,
         _: Option<&str>,
-        _: bool,
+        follow: bool,
     ) -> Option<(String, Option<tokio::sync::mpsc::Receiver<String>>)> {
-        Some(("started\n".into(), None))
+        if !follow {
+            return Some(("started\n".into(), None));
+        }
+        // A container that goes on logging: two more lines, then it keeps the stream open.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            for line in ["line 2\n", "line 3\n"] {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if tx.send(line.to_owned()).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        Some(("started\n".into(), Some(rx)))
     }
     fn port_forward_target(&self, _: &str, _: &str, _: u16) -> Option<SocketAddr> {
         None
@@ -283,6 +297,45 @@ async fn kubectl_get_watch_streams_changes_with(binary: &str) {
     assert!(added.starts_with("hello-3"), "{added}");
 }
 
+/// `kubectl logs -f` prints what the container logged, then each new line as it comes.
+async fn kubectl_logs_follow_streams_new_lines_with(binary: &str) {
+    let lab = start_lab().await;
+    let mut child = Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(&lab.kubeconfig)
+        .args(["logs", "-f", "activator-1", "-n", "lab"])
+        .env("KUBECACHEDIR", lab.kubeconfig.with_file_name("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines_rx.recv())
+            .await
+            .expect("kubectl logs -f printed a line within 10 s")
+            .expect("kubectl logs -f is still running");
+        lines.push(line);
+    }
+    let still_following = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines, ["started", "line 2", "line 3"], "{binary}");
+    assert!(
+        still_following,
+        "{binary}: logs -f ended while the container logs on"
+    );
+}
+
 async fn kubectl_create_and_delete_with(binary: &str) {
     let lab = start_lab().await;
     let manifest = lab.kubeconfig.with_file_name("configmap.yaml");
@@ -390,6 +443,13 @@ async fn kubectl_reports_missing_istio_crds() {
 async fn kubectl_get_watch_streams_changes() {
     for binary in kubectl_binaries() {
         kubectl_get_watch_streams_changes_with(&binary).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_follow_streams_new_lines() {
+    for binary in kubectl_binaries() {
+        kubectl_logs_follow_streams_new_lines_with(&binary).await;
     }
 }
 
