@@ -32,6 +32,8 @@ pub struct Ingress {
     /// The Host requests get when the client used an IP (Knative's domain template).
     pub host: String,
     next: AtomicUsize,
+    /// Round robin over the activators alone (requests that go straight to a pod do not count).
+    next_activator: AtomicUsize,
 }
 
 impl Ingress {
@@ -49,6 +51,7 @@ impl Ingress {
             revision: revision.to_owned(),
             host: host.to_owned(),
             next: AtomicUsize::new(0),
+            next_activator: AtomicUsize::new(0),
         })
     }
 
@@ -103,7 +106,8 @@ impl Ingress {
         if self.activators.is_empty() {
             return text_response(StatusCode::SERVICE_UNAVAILABLE, "ingress: no activator\n");
         }
-        let activator = self.activators[n % self.activators.len()];
+        let pick = self.next_activator.fetch_add(1, Ordering::Relaxed);
+        let activator = self.activators[pick % self.activators.len()];
         for (name, value) in [
             (NAMESPACE_HEADER, &self.namespace),
             (REVISION_HEADER, &self.revision),

@@ -1,8 +1,12 @@
-//! The activator emulator does to a request what Knative's activator does, seen from the
-//! sidecar's side of the connection: which original destination the PROXY header names (pods
-//! round robin, or the private Service's ClusterIP in mesh-compatibility mode), which headers
-//! reach the pod, and the answers it gives itself.
+//! The lab's Knative data plane against the behaviour each part names:
+//! - the activator emulator does to a request what Knative's activator does, seen from the
+//!   sidecar's side of the connection: which original destination the PROXY header names (pods
+//!   round robin, or the private Service's ClusterIP in mesh-compatibility mode), which headers
+//!   reach the pod, and the answers it gives itself;
+//! - kube-proxy picks a pod per connection;
+//! - the ingress keeps the activator in the path only with `target-burst-capacity: -1`.
 
+use kasi_lab::data_plane::ingress::Ingress;
 use kasi_lab::knative::activator::{Activator, NAMESPACE_HEADER, REVISION_HEADER};
 use kasi_lab::knative::routing::{MeshMode, RevisionTarget, Routing};
 use std::collections::BTreeMap;
@@ -238,4 +242,92 @@ async fn kube_proxy_picks_a_pod_per_connection() {
     }
     // 30 connections over 3 pods: all three are picked (a miss has odds of ~3·(2/3)^30 < 1e-5).
     assert_eq!(picked.len(), 3, "{picked:?}");
+}
+
+/// An HTTP server that records each request head and answers 200 with `x-served-by: <name>`.
+async fn recorder(name: &'static str, seen: Seen) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+                seen.lock().unwrap().push((name.to_owned(), head));
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// Who served each of `requests` requests through the ingress, with `target_burst_capacity`.
+async fn through_ingress(target_burst_capacity: f64, requests: usize) -> Vec<(String, String)> {
+    let seen: Seen = Arc::default();
+    let activators = vec![
+        recorder("activator-a", Arc::clone(&seen)).await,
+        recorder("activator-b", Arc::clone(&seen)).await,
+    ];
+    let pod = recorder("pod", Arc::clone(&seen)).await;
+    let routing = routing(MeshMode::Disabled, &[&pod.to_string()]);
+    routing.write().unwrap().target_burst_capacity = target_burst_capacity;
+    let ingress = Ingress::new(
+        activators,
+        routing,
+        "default",
+        "hello-00001",
+        "hello.default.example.com",
+    );
+    let (address, _serving) = ingress.start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    for _ in 0..requests {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(
+                format!("GET / HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    seen
+}
+
+#[tokio::test]
+async fn the_ingress_keeps_the_activator_in_the_path_only_with_burst_capacity_minus_one() {
+    // Proxy mode for good: every request through an activator, round robin, with the revision
+    // headers the activator routes by, and the Host of Knative's domain when the client used an IP.
+    let seen = through_ingress(-1.0, 4).await;
+    let served: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        served,
+        ["activator-a", "activator-b", "activator-a", "activator-b"]
+    );
+    for (_, head) in &seen {
+        assert!(
+            head.contains("knative-serving-revision: hello-00001"),
+            "{head}"
+        );
+        assert!(head.contains("host: hello.default.example.com"), "{head}");
+    }
+    // Knative's default 211: the revision flips to serve mode, and part of the traffic goes
+    // straight to the pod, where no activator sidecar sees it.
+    let seen = through_ingress(211.0, 4).await;
+    let served: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(served, ["activator-a", "pod", "activator-b", "pod"]);
+    let (_, direct) = &seen[1];
+    assert!(!direct.contains("knative-serving-revision"), "{direct}");
 }
