@@ -133,6 +133,10 @@ pub struct LabArgs {
     /// Start without Istio's CRDs, like a cluster without Istio.
     #[arg(long)]
     pub without_istio: bool,
+    /// Inject istio-proxy into the activators' containers, as Istio before 1.27 does (default: a
+    /// native sidecar among the init containers, as Istio ≥ 1.27 on Kubernetes ≥ 1.33 does).
+    #[arg(long)]
+    pub classic_sidecars: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -320,6 +320,7 @@ fn lab_options(args: LabArgs) -> LabOptions {
         state_dir: args.state_dir,
         envoy: args.envoy,
         istio_crds: !args.without_istio,
+        classic_sidecars: args.classic_sidecars,
         ..LabOptions::default()
     }
 }

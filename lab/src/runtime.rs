@@ -35,6 +35,9 @@ pub struct LabOptions {
     pub envoy: Option<PathBuf>,
     /// Register Istio's CRDs (a lab without them is how `kasi apply` meets a cluster without Istio).
     pub istio_crds: bool,
+    /// istio-proxy in the activator pods' `containers`, as Istio before 1.27 (or on Kubernetes
+    /// before 1.33) injects it; by default it is a native sidecar in `initContainers`.
+    pub classic_sidecars: bool,
 }
 
 impl Default for LabOptions {
@@ -46,6 +49,7 @@ impl Default for LabOptions {
             state_dir: None,
             envoy: None,
             istio_crds: true,
+            classic_sidecars: false,
         }
     }
 }
@@ -155,6 +159,7 @@ impl Lab {
             hello_pods: options.hello_pods,
             filler_services: options.services,
             istio_crds: options.istio_crds,
+            native_sidecars: !options.classic_sidecars,
         };
         let store = Store::new();
         for object in seed::objects(&spec) {

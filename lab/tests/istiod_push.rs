@@ -35,6 +35,7 @@ async fn an_api_change_rebuilds_every_sidecar() {
         hello_pods: 2,
         filler_services: 20,
         istio_crds: true,
+        native_sidecars: true,
     }) {
         store.put(object).unwrap();
     }

@@ -21,6 +21,7 @@ fn seeded() -> (Store, Layout) {
         hello_pods: 3,
         filler_services: 0,
         istio_crds: true,
+        native_sidecars: true,
     }) {
         store.put(object).unwrap();
     }

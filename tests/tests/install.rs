@@ -21,11 +21,18 @@ use std::time::{Duration, Instant};
 const NS: &str = "knative-serving";
 
 async fn start_lab(istio_crds: bool) -> (Lab, Client) {
+    start_lab_with(LabOptions {
+        istio_crds,
+        ..LabOptions::default()
+    })
+    .await
+}
+
+async fn start_lab_with(options: LabOptions) -> (Lab, Client) {
     let lab = Lab::start(LabOptions {
         envoy: Some(envoy_binary()),
         services: 20,
-        istio_crds,
-        ..LabOptions::default()
+        ..options
     })
     .await
     .expect("the lab starts");
@@ -201,6 +208,30 @@ async fn wait_for_sidecars(client: &Client) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Sidecars injected the classic way (istio-proxy in `containers`, Istio before 1.27) are found
+/// as native ones are (the default lab: in `initContainers`, `apply_status_reapply_revert`),
+/// and after apply every one has the filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_sidecars_are_found_and_get_the_filter() {
+    let (lab, client) = start_lab_with(LabOptions {
+        classic_sidecars: true,
+        ..LabOptions::default()
+    })
+    .await;
+    let found = status::collect(&client, NS).await.expect("status");
+    assert!(!found.activators.is_empty());
+    assert!(
+        found.activators.iter().all(|a| a.sidecar_injected),
+        "{:?}",
+        found.activators
+    );
+    apply(&client, options(false, false), &mut yes(), &mut Vec::new())
+        .await
+        .expect("apply");
+    wait_for_sidecars(&client).await;
+    lab.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,6 +194,7 @@ mod tests {
             hello_pods: 3,
             filler_services: 2,
             istio_crds: true,
+            native_sidecars: true,
         };
         let mut objects = objects(&spec);
         let routing = Routing::from_objects(&objects, "knative-serving");

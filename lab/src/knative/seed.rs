@@ -29,6 +29,9 @@ pub struct SeedSpec {
     /// Other Knative services, only there to make the unscoped sidecar config big.
     pub filler_services: usize,
     pub istio_crds: bool,
+    /// istio-proxy as a native sidecar (an init container with `restartPolicy: Always`), as
+    /// Istio ≥ 1.27 injects it on Kubernetes ≥ 1.33; `false`: in `containers`, as before.
+    pub native_sidecars: bool,
 }
 
 /// Names of the lab's pods, stable for one lab so logs and tests can name them.
@@ -167,34 +170,58 @@ fn system(spec: &SeedSpec) -> Vec<Value> {
     out
 }
 
-/// An activator pod as the Deployment would make it, with istio-proxy injected.
+/// An activator pod as the Deployment would make it, with istio-proxy injected — as a native
+/// sidecar (`istio-init`, then `istio-proxy` with `restartPolicy: Always`, both in
+/// `initContainers`: the injector's `ENABLE_NATIVE_SIDECARS`, on by default from Istio 1.27 on
+/// Kubernetes ≥ 1.33) or, with `native_sidecars` off, in `containers`.
 fn activator_pod(spec: &SeedSpec, deployment: &Value, replica: usize) -> Value {
     let template = &deployment["spec"]["template"];
     let mut containers = template["spec"]["containers"].clone();
-    if let Some(list) = containers.as_array_mut() {
-        list.push(json!({
-            "name": "istio-proxy",
-            "image": "docker.io/istio/proxyv2:1.28.0",
-            "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local"],
-            "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
-        }));
-    }
+    let proxy = json!({
+        "name": "istio-proxy",
+        "image": "docker.io/istio/proxyv2:1.28.0",
+        "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local",
+                 "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"],
+        "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+    });
     let ip = spec.layout.activator_ip(replica);
     let mut labels = template["metadata"]["labels"].clone();
     labels["pod-template-hash"] = json!("7d9f8c6b5");
     labels["security.istio.io/tlsMode"] = json!("istio");
     labels["service.istio.io/canonical-name"] = json!("activator");
+    let mut pod_spec = json!({"serviceAccountName": "activator", "nodeName": "lab-node",
+                              "terminationGracePeriodSeconds": 600});
+    let mut status = running_status(ip, &["activator"]);
+    let injected = if spec.native_sidecars {
+        let mut native = proxy;
+        native["restartPolicy"] = json!("Always");
+        let init = json!({"name": "istio-init", "image": "docker.io/istio/proxyv2:1.28.0",
+                          "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337"]});
+        pod_spec["initContainers"] = json!([init, native]);
+        status["initContainerStatuses"] = json!([
+            {"name": "istio-init", "ready": true, "restartCount": 0, "image": "istio-init", "imageID": "",
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": CREATED, "finishedAt": CREATED}}},
+            {"name": "istio-proxy", "ready": true, "restartCount": 0, "started": true, "image": "istio-proxy",
+             "imageID": "", "state": {"running": {"startedAt": CREATED}}},
+        ]);
+        "{\"initContainers\":[\"istio-init\",\"istio-proxy\"],\"containers\":null}"
+    } else {
+        if let Some(list) = containers.as_array_mut() {
+            list.push(proxy);
+        }
+        status = running_status(ip, &["activator", "istio-proxy"]);
+        "{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"]}"
+    };
+    pod_spec["containers"] = containers;
     let mut pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": meta(Some(SYSTEM_NAMESPACE), &activator_pod_name(replica), labels),
-        "spec": {"containers": containers, "serviceAccountName": "activator", "nodeName": "lab-node",
-                 "terminationGracePeriodSeconds": 600},
-        "status": running_status(ip, &["activator", "istio-proxy"]),
+        "spec": pod_spec,
+        "status": status,
     });
     pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
         "name": "activator-7d9f8c6b5", "uid": "lab-activator-rs", "controller": true}]);
-    pod["metadata"]["annotations"] =
-        json!({"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"});
+    pod["metadata"]["annotations"] = json!({"sidecar.istio.io/status": injected});
     pod
 }
 
@@ -536,6 +563,7 @@ mod tests {
             hello_pods: 3,
             filler_services: 5,
             istio_crds: true,
+            native_sidecars: true,
         }
     }
 
@@ -555,13 +583,35 @@ mod tests {
         assert_eq!(pod["metadata"]["labels"]["app"], "activator");
         assert_eq!(pod["metadata"]["labels"]["role"], "activator");
         assert_eq!(pod["status"]["podIP"], "127.42.0.10");
-        let containers: Vec<&str> = pod["spec"]["containers"]
-            .as_array()
-            .unwrap()
+        let names = |list: &Value| -> Vec<String> {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        // A native sidecar by default: istio-proxy among the init containers, restarting.
+        assert_eq!(names(&pod["spec"]["containers"]), ["activator"]);
+        assert_eq!(
+            names(&pod["spec"]["initContainers"]),
+            ["istio-init", "istio-proxy"]
+        );
+        assert_eq!(pod["spec"]["initContainers"][1]["restartPolicy"], "Always");
+        assert_eq!(pod["status"]["initContainerStatuses"][1]["ready"], true);
+        // Classic: in containers.
+        let classic = super::objects(&SeedSpec {
+            native_sidecars: false,
+            ..spec()
+        });
+        let pod = classic
             .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(containers, ["activator", "istio-proxy"]);
+            .find(|o| o["kind"] == "Pod" && o["metadata"]["name"] == activator_pod_name(0).as_str())
+            .unwrap();
+        assert_eq!(
+            names(&pod["spec"]["containers"]),
+            ["activator", "istio-proxy"]
+        );
+        assert!(pod["spec"].get("initContainers").is_none());
         let private = find("Service", "hello-00001-private");
         assert_eq!(
             private["metadata"]["labels"]["networking.internal.knative.dev/serviceType"],

@@ -77,15 +77,35 @@ fn cells(rt: &ResourceType, object: &Value) -> Vec<Value> {
     let age = json!(age(&text(object, "/metadata/creationTimestamp")));
     match (rt.group, rt.kind) {
         ("", "Pod") => {
-            let statuses = object
+            // As `printPod` (pkg/printers/internalversion/printers.go) counts: the containers,
+            // plus the init containers that restart (native sidecars).
+            let sidecars: Vec<&str> = object
+                .pointer("/spec/initContainers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|c| c["restartPolicy"] == "Always")
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            let mut statuses = object
                 .pointer("/status/containerStatuses")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
+            statuses.extend(
+                object
+                    .pointer("/status/initContainerStatuses")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["name"].as_str().is_some_and(|n| sidecars.contains(&n)))
+                    .cloned(),
+            );
             let containers = object
                 .pointer("/spec/containers")
                 .and_then(Value::as_array)
-                .map_or(0, Vec::len);
+                .map_or(0, Vec::len)
+                + sidecars.len();
             let ready = statuses
                 .iter()
                 .filter(|s| s["ready"] == json!(true))
