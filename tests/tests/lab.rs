@@ -239,6 +239,29 @@ async fn affinity_breaks_without_the_bundle_and_heals_with_it() {
     lab.shutdown().await;
 }
 
+/// Waits until every activator sidecar's config_dump is the scoped one (well under a megabyte).
+async fn wait_until_scoped(lab: &Lab) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for (name, admin) in lab.sidecar_admins() {
+        loop {
+            let dump = kasi_lab::data_plane::envoy::admin_get(admin, "/config_dump")
+                .await
+                .map(|(_, body)| body.len())
+                .unwrap_or(usize::MAX);
+            if dump < 500_000 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}'s config_dump still {dump} bytes after 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Envoy applies listeners, clusters and routes from separate files: let the last land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 /// Each piece changes behaviour as it does in a cluster: with the activator not always in the
 /// path (`target-burst-capacity` 211) part of the traffic skips its sidecar; with mesh
 /// compatibility on, the activator sends to the revision's ClusterIP on port 80, where neither
@@ -265,7 +288,11 @@ async fn every_piece_matters() {
     let cidr = pod_cidr(&activators);
 
     apply_pieces(&client, cidr.clone(), |id| !id.starts_with("config-")).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each piece's steady state is measured here, not the switch: wait until both sidecars run
+    // the scoped config. (While one switches, a mesh-mode request can meet a route whose cluster
+    // the scoped CDS already removed: 503 `NC`, as in a cluster when a Sidecar lands while the
+    // activator still sends to ClusterIPs.)
+    wait_until_scoped(&lab).await;
     let (istio_only, _) = hit_rate(ingress).await;
     assert!(
         istio_only < 0.9,
