@@ -18,6 +18,19 @@ use tokio::net::{TcpListener, TcpStream};
 /// What the stand-in sidecar received on one connection: the PROXY line and the request head.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
+/// Everything up to the end of the request head; `None` if the connection ends first.
+async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(bytes)
+}
+
 /// A stand-in for the sidecar's outbound capture port: records each connection's PROXY line and
 /// request head, answers 200.
 async fn sidecar() -> (SocketAddr, Seen) {
@@ -32,14 +45,9 @@ async fn sidecar() -> (SocketAddr, Seen) {
             };
             let record = Arc::clone(&record);
             tokio::spawn(async move {
-                let mut bytes = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => bytes.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(bytes) = read_head(&mut stream).await else {
+                    return;
+                };
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 let (proxy, head) = text.split_once("\r\n").unwrap_or_default();
                 record
@@ -252,14 +260,9 @@ async fn recorder(name: &'static str, seen: Seen) -> SocketAddr {
         while let Ok((mut stream, _)) = listener.accept().await {
             let seen = Arc::clone(&seen);
             tokio::spawn(async move {
-                let mut bytes = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => bytes.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(bytes) = read_head(&mut stream).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
                 seen.lock().unwrap().push((name.to_owned(), head));
                 let _ = stream

@@ -260,6 +260,20 @@ async fn kubectl_reports_missing_istio_crds_with(binary: &str) {
     );
 }
 
+/// The child's stdout, line by line, as it prints them.
+fn stdout_lines(child: &mut std::process::Child) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (lines_tx, lines_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines_rx
+}
+
 async fn kubectl_get_watch_streams_changes_with(binary: &str) {
     let lab = start_lab().await;
     let mut child = Command::new(binary)
@@ -271,15 +285,7 @@ async fn kubectl_get_watch_streams_changes_with(binary: &str) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut lines_rx = stdout_lines(&mut child);
     let mut next_line = async || {
         tokio::time::timeout(Duration::from_secs(10), lines_rx.recv())
             .await
@@ -309,15 +315,7 @@ async fn kubectl_logs_follow_streams_new_lines_with(binary: &str) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut lines_rx = stdout_lines(&mut child);
     let mut lines = Vec::new();
     for _ in 0..3 {
         let line = tokio::time::timeout(Duration::from_secs(10), lines_rx.recv())
