@@ -38,16 +38,12 @@ impl ConfigDump {
     /// has given it:
     /// - `extensions.istio.io/wasmplugin/<ns>.<name>` (Istio ≥ 1.26) and
     ///   `extenstions.istio.io/wasmplugin/<ns>.<name>` (1.21–1.25: istiod's own typo), delivered by
-    ///   ECDS: loaded only when the `ecds` section holds that config with a wasm `typed_config`. A
-    ///   listener's `config_discovery` reference alone is not enough: Envoy keeps the reference
-    ///   when it NACKs a module it cannot load, and then rejects every stream.
+    ///   ECDS: only when the `ecds` section holds that config with a wasm `typed_config` (a
+    ///   listener's `config_discovery` reference alone is not enough). Whether Envoy applied it is
+    ///   [`Self::has_applied_wasm_plugin`]'s question.
     /// - `<ns>.<name>` inline in a listener's `http_filters` (older Istio, and the inline form).
     pub fn has_wasm_plugin(&self, namespace: &str, plugin: &str) -> bool {
-        let short = format!("{namespace}.{plugin}");
-        wasm_plugin_names(namespace, plugin)
-            .iter()
-            .any(|name| self.ecds_has(name))
-            || find_inline(&self.document, &short)
+        self.has_applied_wasm_plugin(namespace, plugin, &BTreeMap::new())
     }
 
     /// [`Self::has_wasm_plugin`], and applied: Envoy lists an ECDS resource it refused (a module

@@ -219,3 +219,17 @@ pub fn lab_state(view: View) -> AppState {
     ];
     state
 }
+
+/// Makes `pod`'s sidecar a silent one: five more requests, all rejected, by `now` = 65 s, and no
+/// decision line for them.
+pub fn silence(state: &mut AppState, pod: &str) {
+    let readings = state
+        .counters
+        .get_mut(pod)
+        .expect("the pod has counter readings");
+    let (_, mut last) = *readings.last().expect("a reading");
+    last.requests += 5;
+    last.rejected += 5;
+    readings.push((65.0, last));
+    state.now = 65.0;
+}

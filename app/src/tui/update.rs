@@ -182,7 +182,7 @@ fn run_command(state: &mut AppState, command: &str) -> Vec<Effect> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::fixture::lab_state;
+    use crate::tui::fixture::{lab_state, silence};
     use crate::tui::keys::action;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -282,12 +282,7 @@ mod tests {
         assert_eq!(press(&mut state, "L"), vec![Effect::RaiseWasmLog(all)]);
         // The first activator rejects sessions and its log says nothing: only it is raised.
         let first = state.activators[0].pod.clone();
-        let readings = state.counters.get_mut(&first).unwrap();
-        let (_, mut last) = *readings.last().unwrap();
-        last.requests += 5;
-        last.rejected += 5;
-        readings.push((65.0, last));
-        state.now = 65.0;
+        silence(&mut state, &first);
         assert_eq!(state.silent_sidecars(), [first.as_str()]);
         assert_eq!(
             press(&mut state, "L"),

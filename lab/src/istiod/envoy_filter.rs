@@ -292,23 +292,39 @@ pub(crate) fn apply(patches: &[Patch], config: &mut SidecarConfig) {
 // ---- clusters -------------------------------------------------------------------------------
 
 /// MERGE and REMOVE apply to the generated clusters; ADD appends (ignoring `match.cluster`).
+/// MERGE into `object` every patch of `patches` that `selects` it, in order; `false` when a
+/// REMOVE among them drops it (the patches after it do not apply). Records what applied.
+fn merge_or_remove(
+    object: &mut Value,
+    patches: &[(usize, &Patch)],
+    applied: &mut [bool],
+    selects: impl Fn(&Value, &Patch) -> bool,
+) -> bool {
+    for (i, patch) in patches {
+        if !selects(object, patch) {
+            continue;
+        }
+        match patch.operation {
+            Operation::Merge => {
+                merge(object, &patch.value);
+                applied[*i] = true;
+            }
+            Operation::Remove => {
+                applied[*i] = true;
+                return false;
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
 fn patch_clusters(patches: &[(usize, &Patch)], clusters: &mut Vec<Value>, applied: &mut [bool]) {
     clusters.retain_mut(|cluster| {
-        for (i, patch) in patches {
-            if !cluster_matches(cluster, patch.matcher.cluster.as_ref()) {
-                continue;
-            }
-            match patch.operation {
-                Operation::Merge => {
-                    merge(cluster, &patch.value);
-                    applied[*i] = true;
-                }
-                Operation::Remove => {
-                    applied[*i] = true;
-                    return false;
-                }
-                _ => {}
-            }
+        if !merge_or_remove(cluster, patches, applied, |c, p| {
+            cluster_matches(c, p.matcher.cluster.as_ref())
+        }) {
+            return false;
         }
         true
     });
@@ -362,21 +378,8 @@ fn patch_listeners(patches: &ListenerPatches, listeners: &mut Vec<Value>, applie
         }
     }
     listeners.retain_mut(|listener| {
-        for (i, patch) in &patches.listener {
-            if !listener_matches(listener, patch) {
-                continue;
-            }
-            match patch.operation {
-                Operation::Merge => {
-                    merge(listener, &patch.value);
-                    applied[*i] = true;
-                }
-                Operation::Remove => {
-                    applied[*i] = true;
-                    return false;
-                }
-                _ => {}
-            }
+        if !merge_or_remove(listener, &patches.listener, applied, listener_matches) {
+            return false;
         }
         // Matching reads the listener's name and port while its chains are being changed.
         let listener_snapshot = listener.clone();
@@ -555,22 +558,10 @@ fn patch_filter_list(
         applied[*i] |= done;
     }
     filters.retain_mut(|filter| {
-        for (i, patch) in patches {
-            let selected = target(patch).is_none_or(|name| filter["name"] == name);
-            if !selected {
-                continue;
-            }
-            match patch.operation {
-                Operation::Merge => {
-                    merge(filter, &patch.value);
-                    applied[*i] = true;
-                }
-                Operation::Remove => {
-                    applied[*i] = true;
-                    return false;
-                }
-                _ => {}
-            }
+        if !merge_or_remove(filter, patches, applied, |f, p| {
+            target(p).is_none_or(|name| f["name"] == name)
+        }) {
+            return false;
         }
         true
     });
@@ -601,21 +592,8 @@ fn patch_route_configs(
             .and_then(Value::as_array_mut)
         {
             vhosts.retain_mut(|vhost| {
-                for (i, patch) in &matching {
-                    if !vhost_matches(vhost, patch) {
-                        continue;
-                    }
-                    match patch.operation {
-                        Operation::Merge => {
-                            merge(vhost, &patch.value);
-                            applied[*i] = true;
-                        }
-                        Operation::Remove => {
-                            applied[*i] = true;
-                            return false;
-                        }
-                        _ => {}
-                    }
+                if !merge_or_remove(vhost, &matching, applied, vhost_matches) {
+                    return false;
                 }
                 true
             });

@@ -166,18 +166,32 @@ pub fn write_files(config_dir: &Path, config: &SidecarConfig) -> io::Result<()> 
         &discovery_response(CLUSTER_TYPE, &config.clusters),
     )?;
     std::fs::create_dir_all(ecds_dir(config_dir))?;
+    let rds_dir = rds_dir(config_dir);
+    let ecds_dir = ecds_dir(config_dir);
+    // Each listener's sources point at its files; its ECDS files are written before the
+    // listeners that read them.
     let mut extension_files = Vec::new();
+    let mut listeners: Vec<Value> = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
-        let listener_name = listener["name"].as_str().unwrap_or_default();
+        let listener_name = listener["name"].as_str().unwrap_or_default().to_owned();
         let mut listener = listener.clone();
-        let mut names = Vec::new();
-        for_each_discovered_filter(&mut listener, |_, name| names.push(name.to_owned()));
-        for name in names {
+        for_each_rds(&mut listener, |hcm, name| {
+            hcm["rds"]["config_source"] = path_source(&rds_path(config_dir, name), &rds_dir);
+        });
+        let mut discovered = Vec::new();
+        for_each_discovered_filter(&mut listener, |filter, name| {
+            let path = ecds_path(config_dir, name, &listener_name);
+            let source = &mut filter["config_discovery"]["config_source"];
+            *source = path_source(&path, &ecds_dir);
+            // As istiod's: wait for the resource however long it takes.
+            source["initial_fetch_timeout"] = json!("0s");
+            discovered.push((name.to_owned(), path));
+        });
+        for (name, path) in discovered {
             let Some(extension) = config.extension_configs.iter().find(|e| e["name"] == name)
             else {
                 continue;
             };
-            let path = ecds_path(config_dir, &name, listener_name);
             write_atomically(
                 config_dir,
                 &path,
@@ -185,28 +199,8 @@ pub fn write_files(config_dir: &Path, config: &SidecarConfig) -> io::Result<()> 
             )?;
             extension_files.push(path);
         }
+        listeners.push(listener);
     }
-
-    let rds_dir = rds_dir(config_dir);
-    let ecds_dir = ecds_dir(config_dir);
-    let listeners: Vec<Value> = config
-        .listeners
-        .iter()
-        .map(|listener| {
-            let listener_name = listener["name"].as_str().unwrap_or_default().to_owned();
-            let mut listener = listener.clone();
-            for_each_rds(&mut listener, |hcm, name| {
-                hcm["rds"]["config_source"] = path_source(&rds_path(config_dir, name), &rds_dir);
-            });
-            for_each_discovered_filter(&mut listener, |filter, name| {
-                let source = &mut filter["config_discovery"]["config_source"];
-                *source = path_source(&ecds_path(config_dir, name, &listener_name), &ecds_dir);
-                // As istiod's: wait for the resource however long it takes.
-                source["initial_fetch_timeout"] = json!("0s");
-            });
-            listener
-        })
-        .collect();
     write_atomically(
         config_dir,
         &lds_path(config_dir),

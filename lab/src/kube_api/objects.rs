@@ -106,10 +106,12 @@ fn require_json_body(request: &ObjectRequest<'_>) -> Result<(), ApiError> {
     }
     let media_type = body_media_type(request);
     if media_type == PROTOBUF_MEDIA_TYPE {
-        // A DELETE's DeleteOptions too: read, so that a kind the lab cannot read is refused.
-        return super::protobuf::decode(&request.body)
-            .map(drop)
-            .map_err(protobuf_error);
+        // POST and PUT bodies are read once, by `json_body`; a DELETE's (DeleteOptions) only
+        // here, so that one the lab cannot read is refused rather than ignored.
+        if *request.method == Method::DELETE {
+            super::protobuf::decode(&request.body).map_err(protobuf_error)?;
+        }
+        return Ok(());
     }
     if media_type.is_empty() || media_type == BODY_MEDIA_TYPE {
         return Ok(());

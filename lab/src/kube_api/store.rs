@@ -415,17 +415,7 @@ impl Store {
         let mut applied = patch;
         check_body(rt, namespace, name, &mut applied)?;
         let wanted_version = text(&applied, "/metadata/resourceVersion").map(str::to_string);
-        if let Some(metadata) = applied["metadata"].as_object_mut() {
-            for field in [
-                "resourceVersion",
-                "uid",
-                "creationTimestamp",
-                "generation",
-                "managedFields",
-            ] {
-                metadata.remove(field);
-            }
-        }
+        strip_server_set_metadata(&mut applied);
         // The main resource of a type with a status subresource ignores status.
         let keeps_status = rt.has_subresource("status");
         if keeps_status {
@@ -478,17 +468,7 @@ impl Store {
             },
         };
         check_body(rt, namespace, &name, &mut object)?;
-        if let Some(metadata) = object["metadata"].as_object_mut() {
-            for field in [
-                "resourceVersion",
-                "uid",
-                "creationTimestamp",
-                "generation",
-                "managedFields",
-            ] {
-                metadata.remove(field);
-            }
-        }
+        strip_server_set_metadata(&mut object);
         self.write(rt, namespace, &name, options.dry_run, true, |old| {
             if old.is_some() {
                 return Err(ApiError::AlreadyExists {
@@ -869,4 +849,19 @@ fn fill_server_metadata(
         old_meta("creationTimestamp").unwrap_or_else(|| json!(now_rfc3339()));
     metadata["generation"] = json!(generation);
     metadata["resourceVersion"] = old_meta("resourceVersion").unwrap_or(json!(""));
+}
+
+/// Drops the metadata the server sets itself (a client's value for them is ignored).
+fn strip_server_set_metadata(object: &mut Value) {
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        for field in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+        ] {
+            metadata.remove(field);
+        }
+    }
 }

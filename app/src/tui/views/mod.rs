@@ -309,7 +309,7 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::fixture::lab_state;
+    use crate::tui::fixture::{lab_state, silence};
     use crate::tui::state::PasteBox;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
@@ -361,12 +361,7 @@ mod tests {
         let mut state = lab_state(View::Sessions);
         assert!(!render(&state).contains("no decision line"));
         let first = state.activators[0].pod.clone();
-        let readings = state.counters.get_mut(&first).unwrap();
-        let (_, mut last) = *readings.last().unwrap();
-        last.requests += 5;
-        last.rejected += 5;
-        readings.push((65.0, last));
-        state.now = 65.0;
+        silence(&mut state, &first);
         let screen = render(&state);
         assert!(
             screen.contains(&format!(
