@@ -459,6 +459,21 @@ mod tests {
         assert_eq!(object["metadata"], json!({"name": "shop"}));
     }
 
+    /// Any bytes after the magic (a client's) give an answer, never a panic.
+    #[test]
+    fn arbitrary_bodies_never_panic() {
+        let valid = envelope("v1", "ConfigMap", &bytes_field(1, &meta("x")));
+        for _ in 0..20_000 {
+            let mut body = valid.clone();
+            for _ in 0..rand::random_range(1..8) {
+                let at = rand::random_range(MAGIC.len()..body.len());
+                body[at] = rand::random();
+            }
+            body.truncate(rand::random_range(MAGIC.len()..=body.len()));
+            let _ = decode(&body);
+        }
+    }
+
     #[test]
     fn other_kinds_and_broken_bodies_are_named() {
         assert_eq!(
