@@ -115,10 +115,15 @@ async fn measure_in(lab: &Lab, services: usize) -> anyhow::Result<ShrinkRow> {
     let client = kube_client(lab).await?;
     let mut options = RenderOptions::new(FilterSource::ConfigMap { wasm: Vec::new() });
     options.allowed_cidrs = Some(vec![lab.layout.pod_cidr()]);
-    let sidecar = render(&options)?
+    let mut sidecar = render(&options)?
         .into_iter()
         .find(|piece| piece.id == "sidecar")
         .context("the bundle has no Sidecar piece")?;
+    // The Sidecar alone, on the running activator: without the module label the rollout would
+    // add, so only its scoping is measured.
+    if let Some(labels) = sidecar.object["spec"]["workloadSelector"]["labels"].as_object_mut() {
+        labels.remove(kasi::install::render::MODULE_LABEL);
+    }
     objects::apply(
         &client,
         &sidecar.object,

@@ -20,6 +20,11 @@
 //!   ([`data_plane::ingress`]), kube-proxy ([`data_plane::kube_proxy`]), the istio-proxy Envoy
 //!   processes ([`data_plane::envoy`]), iptables' redirect into the sidecar as a PROXY header
 //!   ([`data_plane::forward`]), and the pod network on loopback ([`data_plane::layout`]).
+//! - [`kube_controllers`]: kube-controller-manager's Deployment controller — a template change
+//!   rolls the activator pods as a `RollingUpdate` does ([`kube_controllers::deployment`]); the
+//!   pods themselves are started and stopped like a kubelet would by
+//!   [`data_plane::activator_pods`], with istiod's injector ([`istiod::injector`]) and
+//!   pilot-agent's Envoy flags ([`data_plane::pilot_agent`]).
 //! - [`runtime`]: one running lab ([`Lab`]), which starts, wires and stops all of the above.
 //!
 //! Each emulated behaviour that matters to kasi names the upstream source it follows (file and
@@ -29,6 +34,7 @@ pub mod data_plane;
 pub mod istiod;
 pub mod knative;
 pub mod kube_api;
+pub mod kube_controllers;
 pub mod runtime;
 
 pub use runtime::{Lab, LabOptions};

@@ -2,18 +2,19 @@
 //! sidecars, the `hello` pods, the ingress, and the control plane (istiod's push, the activators'
 //! informers).
 
-use crate::data_plane::envoy::{self, find_envoy, EnvoyProcess, LogFeed};
+use crate::data_plane::activator_pods::{ActivatorPod, ActivatorPods};
+use crate::data_plane::envoy::{self, find_envoy};
 use crate::data_plane::ingress::Ingress;
 use crate::data_plane::kube_proxy;
-use crate::data_plane::layout::{Layout, POD_PORT, SIDECAR_ADMIN_PORT, SIDECAR_OUTBOUND_PORT};
+use crate::data_plane::layout::{Layout, POD_PORT, SIDECAR_ADMIN_PORT};
 use crate::data_plane::pods::PodServer;
-use crate::istiod::{self, push, push::SidecarSlot};
+use crate::istiod::push;
 use crate::knative::revisions;
 use crate::knative::routing::Routing;
 use crate::knative::seed::{
     self, SeedSpec, APP_NAMESPACE, HELLO_HOST, HELLO_REVISION, SYSTEM_NAMESPACE,
 };
-use crate::knative::{self, activator::Activator};
+use crate::knative;
 use crate::kube_api::{self, LabHooks, Store};
 use anyhow::{bail, Context as _};
 use std::collections::BTreeMap;
@@ -69,15 +70,6 @@ impl StateDir {
     }
 }
 
-/// One activator replica with its sidecar.
-pub struct ActivatorReplica {
-    pub pod_name: String,
-    pub activator: Arc<Activator>,
-    pub envoy: tokio::sync::Mutex<EnvoyProcess>,
-    pub sidecar_log: LogFeed,
-    pub activator_log: LogFeed,
-}
-
 /// A running lab.
 pub struct Lab {
     pub layout: Layout,
@@ -86,7 +78,8 @@ pub struct Lab {
     kubeconfig: PathBuf,
     api_url: String,
     ingress_url: String,
-    pub activators: Vec<ActivatorReplica>,
+    /// The activator Deployment's pods, as its rollouts leave them.
+    pub activator_pods: Arc<ActivatorPods>,
     /// `hello` pods by name.
     pods: tokio::sync::Mutex<BTreeMap<String, PodServer>>,
     pod_addrs: Arc<RwLock<BTreeMap<String, SocketAddr>>>,
@@ -96,7 +89,7 @@ pub struct Lab {
 
 /// The lab's answers to `pods/log` and `pods/portforward`.
 struct Hooks {
-    activators: Vec<(String, LogFeed, LogFeed, SocketAddr, SocketAddr)>,
+    activators: Arc<ActivatorPods>,
     pod_addrs: Arc<RwLock<BTreeMap<String, SocketAddr>>>,
 }
 
@@ -109,10 +102,10 @@ impl LabHooks for Hooks {
         follow: bool,
     ) -> Option<(String, Option<tokio::sync::mpsc::Receiver<String>>)> {
         if namespace == SYSTEM_NAMESPACE {
-            let (_, sidecar, activator, _, _) = self.activators.iter().find(|a| a.0 == pod)?;
+            let running = self.activators.find(pod)?;
             let feed = match container {
-                Some("istio-proxy") => sidecar,
-                Some("activator") | None => activator,
+                Some("istio-proxy") => &running.sidecar_log,
+                Some("activator") | None => &running.activator_log,
                 Some(_) => return None,
             };
             return Some(if follow {
@@ -128,10 +121,10 @@ impl LabHooks for Hooks {
 
     fn port_forward_target(&self, namespace: &str, pod: &str, port: u16) -> Option<SocketAddr> {
         if namespace == SYSTEM_NAMESPACE {
-            let (_, _, _, admin, http) = self.activators.iter().find(|a| a.0 == pod)?;
+            let running = self.activators.find(pod)?;
             return match port {
-                SIDECAR_ADMIN_PORT => Some(*admin),
-                POD_PORT => Some(*http),
+                SIDECAR_ADMIN_PORT => Some(running.admin()),
+                POD_PORT => Some(running.activator.listen),
                 _ => None,
             };
         }
@@ -185,58 +178,33 @@ impl Lab {
             pods.insert(name, pod);
         }
 
-        // Activators and their sidecars.
-        let mut activators = Vec::new();
-        let mut slots = Vec::new();
-        for replica in 0..options.activators {
-            let pod_name = seed::activator_pod_name(replica);
-            let ip = layout.activator_ip(replica);
-            let admin = SocketAddr::new(ip, SIDECAR_ADMIN_PORT);
-            let outbound = SocketAddr::new(ip, SIDECAR_OUTBOUND_PORT);
-            let config_dir = state.path().join("sidecars").join(&pod_name);
-            std::fs::create_dir_all(&config_dir)?;
-            let slot = SidecarSlot::new(&pod_name, ip, outbound, config_dir.clone());
-            // The first config is written before Envoy starts, so it comes up already configured.
-            push::configure_sidecar(&store, &slot, state.path())?;
-            let node_id = format!(
-                "sidecar~{ip}~{pod_name}.{SYSTEM_NAMESPACE}~{SYSTEM_NAMESPACE}.svc.cluster.local"
-            );
-            let bootstrap = istiod::bootstrap(&config_dir, admin, &node_id);
-            let bootstrap_path = config_dir.join("bootstrap.json");
-            std::fs::write(&bootstrap_path, serde_json::to_vec_pretty(&bootstrap)?)?;
-            let sidecar_log = LogFeed::new();
-            let envoy =
-                EnvoyProcess::start(&envoy_binary, &bootstrap_path, admin, sidecar_log.clone())
-                    .await
-                    .with_context(|| format!("starting the sidecar of {pod_name}"))?;
-            let activator = Activator::new(
-                SocketAddr::new(ip, POD_PORT),
-                outbound,
-                Arc::clone(&routing),
-            );
-            tasks.push(
-                activator
-                    .start()
-                    .await
-                    .with_context(|| format!("activator {pod_name} on {ip}:{POD_PORT}"))?,
-            );
-            let activator_log = LogFeed::new();
-            activator_log.push(format!("{{\"severity\":\"INFO\",\"message\":\"lab activator {pod_name} serving on {ip}:{POD_PORT}\"}}"));
-            slots.push(slot);
-            activators.push(ActivatorReplica {
-                pod_name,
-                activator,
-                envoy: tokio::sync::Mutex::new(envoy),
-                sidecar_log,
-                activator_log,
-            });
-        }
-
-        // The control plane, reacting to every change in the API: istiod pushes each sidecar's
-        // config, and the activators' informers refresh what Knative routes by.
+        // The control plane, reacting to every change in the API: the activators' and the
+        // ingress's informers refresh what Knative routes by, istiod pushes each connected
+        // sidecar's config, and the Deployment controller rolls the activator pods.
         *routing.write().unwrap_or_else(|e| e.into_inner()) = knative::routing::from_store(&store);
         tasks.push(knative::routing::spawn(store.clone(), Arc::clone(&routing)));
-        tasks.push(push::spawn(store.clone(), slots, state.path().to_owned()));
+        let activator_pods = ActivatorPods::new(
+            store.clone(),
+            envoy_binary,
+            state.path().to_owned(),
+            layout,
+            Arc::clone(&routing),
+            !options.classic_sidecars,
+        );
+        // The seeded pods exist in the API already: start what runs in them.
+        for replica in 0..options.activators {
+            let name = seed::activator_pod_name(replica);
+            let pod = kube_api::find_by_kind("v1", "Pod")
+                .and_then(|rt| store.get(rt, Some(SYSTEM_NAMESPACE), &name))
+                .with_context(|| format!("the seed has no pod {name}"))?;
+            activator_pods.start(&pod).await?;
+        }
+        tasks.push(push::spawn(
+            store.clone(),
+            Arc::clone(&activator_pods.proxies),
+            state.path().to_owned(),
+        ));
+        tasks.push(activator_pods.spawn_controller());
 
         // kube-proxy for the hello revision's private ClusterIP.
         if let Some((cluster_ip, _)) = routing.read().ok().and_then(|r| {
@@ -256,19 +224,7 @@ impl Lab {
 
         // API server.
         let hooks = Arc::new(Hooks {
-            activators: activators
-                .iter()
-                .map(|a| {
-                    let admin = SocketAddr::new(a.activator.listen.ip(), SIDECAR_ADMIN_PORT);
-                    (
-                        a.pod_name.clone(),
-                        a.sidecar_log.clone(),
-                        a.activator_log.clone(),
-                        admin,
-                        a.activator.listen,
-                    )
-                })
-                .collect(),
+            activators: Arc::clone(&activator_pods),
             pod_addrs: Arc::clone(&pod_addrs),
         });
         let api_listener =
@@ -285,7 +241,6 @@ impl Lab {
 
         // Ingress.
         let ingress = Ingress::new(
-            activators.iter().map(|a| a.activator.listen).collect(),
             Arc::clone(&routing),
             APP_NAMESPACE,
             HELLO_REVISION,
@@ -302,7 +257,7 @@ impl Lab {
             kubeconfig,
             api_url,
             ingress_url: format!("http://{ingress_addr}"),
-            activators,
+            activator_pods,
             pods: tokio::sync::Mutex::new(pods),
             pod_addrs,
             routing,
@@ -328,23 +283,23 @@ impl Lab {
         self.state.path()
     }
 
+    /// The activator pods running now, oldest first.
+    pub fn activators(&self) -> Vec<Arc<ActivatorPod>> {
+        self.activator_pods.list()
+    }
+
     /// Admin API address of each activator's sidecar.
     pub fn sidecar_admins(&self) -> Vec<(String, SocketAddr)> {
-        self.activators
+        self.activators()
             .iter()
-            .map(|a| {
-                (
-                    a.pod_name.clone(),
-                    SocketAddr::new(a.activator.listen.ip(), SIDECAR_ADMIN_PORT),
-                )
-            })
+            .map(|a| (a.pod_name.clone(), a.admin()))
             .collect()
     }
 
     /// Process id of each activator's sidecar Envoy.
     pub async fn sidecar_pids(&self) -> Vec<(String, u32)> {
         let mut pids = Vec::new();
-        for replica in &self.activators {
+        for replica in &self.activators() {
             if let Some(pid) = replica.envoy.lock().await.pid() {
                 pids.push((replica.pod_name.clone(), pid));
             }
@@ -445,10 +400,22 @@ impl Lab {
     /// Restarts one activator's Envoy (its sidecar), as `kubectl exec … pilot-agent request POST quitquitquit` would.
     pub async fn restart_sidecar(&self, replica: usize) -> anyhow::Result<()> {
         let activator = self
-            .activators
+            .activators()
             .get(replica)
+            .cloned()
             .with_context(|| format!("no activator replica {replica}"))?;
-        activator.envoy.lock().await.restart().await
+        let mut envoy = activator.envoy.lock().await;
+        envoy.restart().await
+    }
+
+    /// Restarts the sidecar of the activator pod `pod_name`.
+    pub async fn restart_sidecar_of(&self, pod_name: &str) -> anyhow::Result<()> {
+        let activator = self
+            .activator_pods
+            .find(pod_name)
+            .with_context(|| format!("no running activator pod {pod_name}"))?;
+        let mut envoy = activator.envoy.lock().await;
+        envoy.restart().await
     }
 
     /// Stops every process and task; removes the state unless `--state-dir` named it.
@@ -458,9 +425,7 @@ impl Lab {
         for task in &self.tasks {
             task.abort();
         }
-        for activator in &self.activators {
-            activator.envoy.lock().await.stop().await;
-        }
+        self.activator_pods.stop_all().await;
         self.pods.lock().await.clear();
     }
 }

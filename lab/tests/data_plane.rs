@@ -111,7 +111,9 @@ async fn start(
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap()
     };
-    let activator = Activator::new(listen, outbound, routing);
+    // The activator reads `mesh-compatibility-mode` once, when it starts.
+    let mode = routing.read().unwrap().mesh_mode;
+    let activator = Activator::new(listen, outbound, routing, mode);
     (listen, activator.start().await.unwrap())
 }
 
@@ -284,8 +286,8 @@ async fn through_ingress(target_burst_capacity: f64, requests: usize) -> Vec<(St
     let pod = recorder("pod", Arc::clone(&seen)).await;
     let routing = routing(MeshMode::Disabled, &[&pod.to_string()]);
     routing.write().unwrap().target_burst_capacity = target_burst_capacity;
+    routing.write().unwrap().activators = activators;
     let ingress = Ingress::new(
-        activators,
         routing,
         "default",
         "hello-00001",

@@ -9,6 +9,7 @@ use kasi_lab::kube_api::Store;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 fn slot(layout: Layout, replica: usize, dir: &Path) -> SidecarSlot {
@@ -52,7 +53,11 @@ async fn an_api_change_rebuilds_every_sidecar() {
         .collect();
     let pushing = push::spawn(
         store.clone(),
-        (0..2).map(|r| slot(layout, r, dir.path())).collect(),
+        Arc::new(RwLock::new(
+            (0..2)
+                .map(|r| Arc::new(slot(layout, r, dir.path())))
+                .collect(),
+        )),
         dir.path().to_owned(),
     );
 

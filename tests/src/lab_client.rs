@@ -66,3 +66,37 @@ pub async fn activator_pods(client: &Client) -> Vec<Pod> {
         .expect("list activators")
         .items
 }
+
+/// Waits for the activator Deployment's rollout (what `kasi apply` waits for), then returns the
+/// activator pods that serve now.
+pub async fn rolled_out_activators(client: &Client) -> Vec<Pod> {
+    let mut sink = Vec::new();
+    kasi::install::rollout::wait_for(
+        client,
+        "knative-serving",
+        kasi::install::rollout::ACTIVATOR,
+        std::time::Duration::from_secs(120),
+        &mut sink,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&sink)));
+    activator_pods(client).await
+}
+
+/// `kubectl rollout restart deployment/activator`: a template annotation with the time, so the
+/// activators are replaced (and read `config-network` again as they start).
+pub async fn restart_activators(client: &Client) -> Vec<Pod> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "knative-serving");
+    let now = format!("{:?}", std::time::SystemTime::now());
+    deployments
+        .patch(
+            kasi::install::rollout::ACTIVATOR,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"template": {"metadata": {
+                "annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}})),
+        )
+        .await
+        .expect("restart the activators");
+    rolled_out_activators(client).await
+}

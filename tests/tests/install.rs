@@ -272,7 +272,16 @@ async fn apply_status_reapply_revert() {
     let text = String::from_utf8_lossy(&out).to_string();
     assert_eq!(outcome, ApplyOutcome::Applied { changed: 9 }, "{text}");
     assert!(
-        text.contains("[3/9] applied WasmPlugin knative-serving/kasi-affinity"),
+        text.contains("[5/9] applied WasmPlugin knative-serving/kasi-affinity"),
+        "{text}"
+    );
+    // The Deployment goes last and apply returns once its rollout is done.
+    assert!(
+        text.contains("[9/9] applied Deployment knative-serving/activator"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rollout: deployment knative-serving/activator rolled out"),
         "{text}"
     );
     let found = status::collect(&client, NS).await.expect("status");

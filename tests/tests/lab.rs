@@ -6,7 +6,9 @@
 use k8s_openapi::api::core::v1::Pod;
 use kasi::install::render::{render, FilterSource, RenderOptions};
 use kasi::install::session_keys::KeyRing;
-use kasi_e2e::lab_client::{activator_pods, hit_rate, kube_client};
+use kasi_e2e::lab_client::{
+    activator_pods, hit_rate, kube_client, restart_activators, rolled_out_activators,
+};
 use kasi_e2e::{envoy_binary, filter_wasm, Response, Session};
 use kasi_lab::{Lab, LabOptions};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -147,8 +149,11 @@ async fn affinity_breaks_without_the_bundle_and_heals_with_it() {
 
     let pieces = apply_bundle(&client, pod_cidr(&activators)).await;
     assert_eq!(pieces, 9);
+    // The activators roll onto the template with the mount; the new ones run the bundle.
+    let activators = rolled_out_activators(&client).await;
+    let activator = activators[0].metadata.name.clone().unwrap();
 
-    // The sidecar's config shrinks once the Sidecar lands (istiod pushes within moments).
+    // The new sidecar's config is the scoped one (istiod pushes within moments).
     let deadline = Instant::now() + Duration::from_secs(15);
     let dump_after = loop {
         let body = port_forward_get(&client, &activator, 15000, "/config_dump").await;
@@ -284,10 +289,10 @@ async fn every_piece_matters() {
         .parse()
         .unwrap();
     let activators = activator_pods(&client).await;
-    let activator = activators[0].metadata.name.clone().unwrap();
     let cidr = pod_cidr(&activators);
 
     apply_pieces(&client, cidr.clone(), |id| !id.starts_with("config-")).await;
+    rolled_out_activators(&client).await;
     // Each piece's steady state is measured here, not the switch: wait until both sidecars run
     // the scoped config. (While one switches, a mesh-mode request can meet a route whose cluster
     // the scoped CDS already removed: 503 `NC`, as in a cluster when a Sidecar lands while the
@@ -313,8 +318,20 @@ async fn every_piece_matters() {
         "in mesh-compatibility mode a session was pinned (hit rate {mesh_mode:.2})"
     );
 
+    // An activator reads `mesh-compatibility-mode` when it starts: the change takes a restart
+    // (which is why `kasi apply` writes config-network before it rolls the activators).
     apply_pieces(&client, cidr, |id| id == "config-network").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let (still_mesh, sessions) = hit_rate(ingress).await;
+    assert!(
+        sessions
+            .iter()
+            .all(|(session, _)| session.cookie().is_none()),
+        "running activators switched mesh mode without a restart (hit rate {still_mesh:.2})"
+    );
+    let activators = restart_activators(&client).await;
+    let activator = activators[0].metadata.name.clone().unwrap();
+    wait_until_scoped(&lab).await;
     let (full, _) = hit_rate(ingress).await;
     assert_eq!(full, 1.0, "with the whole bundle");
     eprintln!("hit rate: Istio pieces only {istio_only:.2}, + target-burst-capacity -1 {mesh_mode:.2}, + mesh compatibility off {full:.2}");

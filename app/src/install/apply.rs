@@ -8,6 +8,7 @@ use super::findings;
 use super::objects::{self, ApplyMode, FieldConflict, ObjectRef};
 use super::prereqs;
 use super::record::{self, SavedOptions};
+use super::rollout;
 use super::render::{render, Piece, RenderOptions};
 use super::session_keys::{self, KeyRing};
 use super::{InstallError, Result};
@@ -261,6 +262,11 @@ pub async fn apply(
             out,
             &format!("[{}/{total}] {word} {}", index + 1, planned.target),
         );
+    }
+    // The activators roll onto the new template (mount, log level, the module label every Istio
+    // piece selects); done means every activator serving runs the bundle.
+    if plan.pieces.iter().any(|p| p.piece.id == "injection") {
+        rollout::wait(client, &ns, out).await?;
     }
     Ok(ApplyOutcome::Applied { changed })
 }

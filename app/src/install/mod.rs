@@ -14,6 +14,7 @@ pub mod prereqs;
 pub mod record;
 pub mod render;
 pub mod revert;
+pub mod rollout;
 pub mod session_keys;
 pub mod status;
 

@@ -29,9 +29,19 @@ const TEMPLATES: [(&str, &str, &str); 9] = [
         include_str!("../../../manifests/filter-configmap.yaml"),
     ),
     (
-        "injection",
-        "Sidecar injection + filter mount on the activator",
-        include_str!("../../../manifests/activator-injection.yaml"),
+        "placeholder",
+        "Placeholder Service (HTTP on 8012/8013)",
+        include_str!("../../../manifests/placeholder-service.yaml"),
+    ),
+    (
+        "config-network",
+        "config-network: mesh-compatibility-mode disabled",
+        include_str!("../../../manifests/config-network.yaml"),
+    ),
+    (
+        "config-autoscaler",
+        "config-autoscaler: target-burst-capacity -1",
+        include_str!("../../../manifests/config-autoscaler.yaml"),
     ),
     (
         "wasmplugin",
@@ -49,24 +59,14 @@ const TEMPLATES: [(&str, &str, &str); 9] = [
         include_str!("../../../manifests/envoyfilter-passthrough.yaml"),
     ),
     (
-        "placeholder",
-        "Placeholder Service (HTTP on 8012/8013)",
-        include_str!("../../../manifests/placeholder-service.yaml"),
-    ),
-    (
         "sidecar",
         "Sidecar (scoped activator egress)",
         include_str!("../../../manifests/sidecar.yaml"),
     ),
     (
-        "config-network",
-        "config-network: mesh-compatibility-mode disabled",
-        include_str!("../../../manifests/config-network.yaml"),
-    ),
-    (
-        "config-autoscaler",
-        "config-autoscaler: target-burst-capacity -1",
-        include_str!("../../../manifests/config-autoscaler.yaml"),
+        "injection",
+        "Sidecar injection + filter mount on the activator",
+        include_str!("../../../manifests/activator-injection.yaml"),
     ),
 ];
 
@@ -138,9 +138,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The bundle, in apply order: the filter is in place before `stateful_session` starts issuing
-/// cookies (so the first cookies are already signed), and the Sidecar comes last of the Istio
-/// pieces so the listeners it keeps already carry the filters.
+/// The pod-template label that gates every Istio piece: the WasmPlugin, both EnvoyFilters and
+/// the Sidecar select only activator pods carrying it, and only the injection piece puts it on
+/// the template — so only pods created after the mount exists (a pod's volumes are fixed at
+/// creation) ever receive the filter, and a new module version rolls the activators. Its value is
+/// the module's sha256, cut to the 63 characters a label value may have (32 hex digits: 128 bits).
+pub const MODULE_LABEL: &str = "kasi.dev/filter-sha256";
+
+/// The gate label's value for a module.
+pub fn module_label_value(sha256: &str) -> String {
+    sha256.chars().take(32).collect()
+}
+
+/// The bundle, in apply order, so that no request fails on the way in:
+/// 1. the module's ConfigMap and the placeholder Service (HTTP listeners on 8012/8013);
+/// 2. `config-network` and `config-autoscaler` — the activator reads `mesh-compatibility-mode`
+///    only when it starts, so the pods the rollout creates send to pod IPs from their first
+///    request, while the old ones keep their ClusterIP routes;
+/// 3. the WasmPlugin, EnvoyFilters and Sidecar, gated on [`MODULE_LABEL`]: they select no pod
+///    yet, so no running sidecar gets a module it cannot load or a scope that drops its routes;
+/// 4. the activator Deployment last: its template gains the mount, the log level and the label,
+///    and the rollout brings pods that have everything from their first request.
+/// `kasi revert` goes the other way (see `revert`).
 pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
     validate(options)?;
     let mut pieces = Vec::new();
@@ -211,9 +230,30 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
             }
             _ => {}
         }
+        gate(id, &mut object, &module_label_value(&module_sha256(&options.filter)));
         pieces.push(Piece { id, title, object });
     }
     Ok(pieces)
+}
+
+fn module_sha256(filter: &FilterSource) -> String {
+    match filter {
+        FilterSource::ConfigMap { wasm } => sha256_hex(wasm),
+        FilterSource::Url { sha256, .. } => sha256.clone(),
+    }
+}
+
+/// Puts [`MODULE_LABEL`] on the activator's template and in the selector of every Istio piece.
+fn gate(id: &str, object: &mut Value, value: &str) {
+    let labels = match id {
+        "injection" => &mut object["spec"]["template"]["metadata"]["labels"],
+        "wasmplugin" => &mut object["spec"]["selector"]["matchLabels"],
+        "stateful-session" | "passthrough" | "sidecar" => {
+            &mut object["spec"]["workloadSelector"]["labels"]
+        }
+        _ => return,
+    };
+    labels[MODULE_LABEL] = json!(value);
 }
 
 /// The WasmPlugin's `pluginConfig` over the template's values: cookie name and path from the same
@@ -269,6 +309,10 @@ pub fn to_yaml(pieces: &[Piece]) -> anyhow::Result<String> {
 mod tests {
     use super::*;
 
+    fn piece<'a>(pieces: &'a [Piece], id: &str) -> &'a Value {
+        &pieces.iter().find(|p| p.id == id).unwrap().object
+    }
+
     fn options() -> RenderOptions {
         RenderOptions::new(FilterSource::ConfigMap {
             wasm: b"\0asm fake".to_vec(),
@@ -283,25 +327,54 @@ mod tests {
             ids,
             [
                 "filter",
-                "injection",
+                "placeholder",
+                "config-network",
+                "config-autoscaler",
                 "wasmplugin",
                 "stateful-session",
                 "passthrough",
-                "placeholder",
                 "sidecar",
-                "config-network",
-                "config-autoscaler"
+                "injection",
             ]
         );
-        let wasm = &pieces[2].object;
-        assert_eq!(pieces[2].name(), WASM_PLUGIN);
+        let wasm = &piece(&pieces, "wasmplugin");
+        assert_eq!(pieces[4].name(), WASM_PLUGIN);
         assert_eq!(wasm["spec"]["phase"], "AUTHN");
         assert_eq!(
             wasm["spec"]["url"],
             "file:///var/local/kasi/kasi_filter.wasm"
         );
         assert_eq!(wasm["spec"]["sha256"], sha256_hex(b"\0asm fake"));
-        assert_eq!(pieces[0].object["binaryData"][FILTER_FILE], "AGFzbSBmYWtl");
+        assert_eq!(piece(&pieces, "filter")["binaryData"][FILTER_FILE], "AGFzbSBmYWtl");
+    }
+
+    #[test]
+    fn every_istio_piece_selects_only_pods_the_injection_piece_labels() {
+        let pieces = render(&options()).unwrap();
+        let value = module_label_value(&sha256_hex(b"\0asm fake"));
+        assert_eq!(value.len(), 32);
+        let template = &piece(&pieces, "injection")["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(template[MODULE_LABEL], value.as_str());
+        assert_eq!(
+            piece(&pieces, "wasmplugin")["spec"]["selector"]["matchLabels"][MODULE_LABEL],
+            value.as_str()
+        );
+        for id in ["stateful-session", "passthrough", "sidecar"] {
+            assert_eq!(
+                piece(&pieces, id)["spec"]["workloadSelector"]["labels"][MODULE_LABEL],
+                value.as_str(),
+                "{id}"
+            );
+        }
+        // A new module is a new label: the activators roll.
+        let other = render(&RenderOptions::new(FilterSource::ConfigMap {
+            wasm: b"\0asm other".to_vec(),
+        }))
+        .unwrap();
+        assert_ne!(
+            piece(&other, "injection")["spec"]["template"]["metadata"]["labels"][MODULE_LABEL],
+            value.as_str()
+        );
     }
 
     #[test]
@@ -325,7 +398,7 @@ mod tests {
     fn plugin_config_follows_the_filter_contract() {
         let mut o = options();
         let pieces = render(&o).unwrap();
-        let config = &pieces[2].object["spec"]["pluginConfig"];
+        let config = &piece(&pieces, "wasmplugin")["spec"]["pluginConfig"];
         assert!(config.get("header").is_none(), "{config}");
         assert!(
             config.get("session_keys").is_none(),
@@ -341,7 +414,7 @@ mod tests {
         );
         o.session_keys = Some(keys.clone());
         let pieces = render(&o).unwrap();
-        let plugin = &pieces[2].object;
+        let plugin = &piece(&pieces, "wasmplugin");
         assert_eq!(
             plugin["spec"]["pluginConfig"]["session_keys"],
             json!(keys.texts())
@@ -372,22 +445,22 @@ mod tests {
         o.allowed_cidrs = Some(vec!["10.244.0.0/16".into()]);
         o.system_namespace = "kn".into();
         let pieces = render(&o).unwrap();
-        let session = &pieces[3].object["spec"]["configPatches"][0]["patch"]["value"];
+        let session = &piece(&pieces, "stateful-session")["spec"]["configPatches"][0]["patch"]["value"];
         let cookie = &session["typed_config"]["session_state"]["typed_config"]["cookie"];
         assert_eq!(cookie["name"], "sticky");
         assert_eq!(cookie["path"], "/app");
         assert_eq!(cookie["ttl"], "3600s");
         // One source: the filter reads the cookie stateful_session writes, on the same path.
         assert_eq!(
-            pieces[2].object["spec"]["pluginConfig"]["cookie_name"],
+            piece(&pieces, "wasmplugin")["spec"]["pluginConfig"]["cookie_name"],
             "sticky"
         );
         assert_eq!(
-            pieces[2].object["spec"]["pluginConfig"]["cookie_path"],
+            piece(&pieces, "wasmplugin")["spec"]["pluginConfig"]["cookie_path"],
             "/app"
         );
         assert_eq!(
-            pieces[2].object["spec"]["pluginConfig"]["allowed_cidrs"][0],
+            piece(&pieces, "wasmplugin")["spec"]["pluginConfig"]["allowed_cidrs"][0],
             "10.244.0.0/16"
         );
         assert!(pieces.iter().all(|p| p.namespace() == Some("kn")));
@@ -405,8 +478,8 @@ mod tests {
             json!([{"hosts": ["./*", "istio-system/*"]}])
         );
         assert_eq!(
-            sidecar.object["spec"]["workloadSelector"]["labels"],
-            json!({"app": "activator"})
+            sidecar.object["spec"]["workloadSelector"]["labels"]["app"],
+            "activator"
         );
         // Nothing assumes the cluster domain.
         for piece in &pieces {

@@ -103,11 +103,26 @@ pub async fn revert(
         return Ok(RevertOutcome::Declined);
     }
 
+    // The reverse of apply's order: the ConfigMaps first (an activator reads
+    // `mesh-compatibility-mode` when it starts, so the pods the rollout creates start with the
+    // restored value), then the activator Deployment, waiting for its rollout — the new pods lack
+    // the module label, so the Istio pieces select none of them — and only then are the Istio
+    // pieces deleted: no running activator ever loses a config it is using.
+    let (deployments, others): (Vec<&RecordedObject>, Vec<&RecordedObject>) = restore
+        .iter()
+        .rev()
+        .partition(|o| o.target.kind == "Deployment");
     let mut restored = 0;
-    for object in restore.iter().rev() {
+    for object in others.iter().chain(deployments.iter()) {
         restore_object(client, object).await?;
         restored += 1;
         say(out, &format!("restored {}", object.target));
+    }
+    if deployments
+        .iter()
+        .any(|o| o.target.name == super::rollout::ACTIVATOR)
+    {
+        super::rollout::wait(client, ns, out).await?;
     }
     let mut deleted = 0;
     for target in delete.iter().rev() {

@@ -17,6 +17,8 @@ struct EventWriter {
     pending: Vec<u8>,
     done: usize,
     total: usize,
+    /// The activators' rollout counts as one more step, done when it has rolled out.
+    rolling: bool,
 }
 
 impl Write for EventWriter {
@@ -29,6 +31,14 @@ impl Write for EventWriter {
             self.pending.drain(..=end);
             if let Some((done, total)) = progress(&line) {
                 (self.done, self.total) = (done, total);
+            } else if line.starts_with(ROLLOUT_PREFIX) {
+                if !self.rolling {
+                    self.rolling = true;
+                    self.total += 1;
+                }
+                if line.ends_with(ROLLED_OUT) {
+                    self.done = self.total;
+                }
             }
             if !line.is_empty() {
                 // The UI drains its channel continuously; a full channel only drops a log line.
@@ -47,6 +57,10 @@ impl Write for EventWriter {
     }
 }
 
+/// How `install::rollout` reports (its lines are the rollout's progress).
+const ROLLOUT_PREFIX: &str = "rollout: ";
+const ROLLED_OUT: &str = "rolled out";
+
 /// `[3/9] applied …` → (3, 9).
 fn progress(line: &str) -> Option<(usize, usize)> {
     let inner = line.strip_prefix('[')?.split(']').next()?;
@@ -64,6 +78,7 @@ pub fn installer(target: ClusterTarget, render: RenderOptions) -> Installer {
                 pending: Vec::new(),
                 done: 0,
                 total: 0,
+                rolling: false,
             };
             // The UI asked y/n already.
             let mut yes = |_: &str| Ok(true);
@@ -117,6 +132,7 @@ mod tests {
             pending: Vec::new(),
             done: 0,
             total: 0,
+            rolling: false,
         };
         write!(w, "[1/2] applied a\n[2/2] app").unwrap();
         writeln!(w, "lied b").unwrap();
@@ -131,5 +147,13 @@ mod tests {
                 (2, 2, "[2/2] applied b".into())
             ]
         );
+        // The rollout is one more step, finished only once it has rolled out.
+        writeln!(w, "rollout: 1 of 2 new activator pods updated").unwrap();
+        writeln!(w, "rollout: deployment knative-serving/activator rolled out").unwrap();
+        let mut steps = Vec::new();
+        while let Ok(Event::InstallProgress { done, total, .. }) = rx.try_recv() {
+            steps.push((done, total));
+        }
+        assert_eq!(steps, vec![(2, 3), (3, 3)]);
     }
 }

@@ -286,13 +286,9 @@ fn run_effect(
                 return;
             };
             tokio::spawn(async move {
-                let replica = lab.activators.iter().position(|a| a.pod_name == pod);
-                let message = match replica {
-                    Some(i) => match lab.restart_sidecar(i).await {
-                        Ok(()) => format!("restarted the sidecar of {pod}"),
-                        Err(e) => format!("{e:#}"),
-                    },
-                    None => format!("{pod} is not a lab activator"),
+                let message = match lab.restart_sidecar_of(&pod).await {
+                    Ok(()) => format!("restarted the sidecar of {pod}"),
+                    Err(e) => format!("{e:#}"),
                 };
                 let _ = tx.send(Event::Message(message)).await;
             });

@@ -142,6 +142,8 @@ pub struct EnvoyProcess {
     bootstrap: PathBuf,
     admin: SocketAddr,
     log: LogFeed,
+    /// pilot-agent's flags for this pod ([`super::pilot_agent::envoy_flags`]).
+    flags: Vec<String>,
     child: Option<Child>,
 }
 
@@ -152,12 +154,14 @@ impl EnvoyProcess {
         bootstrap: &Path,
         admin: SocketAddr,
         log: LogFeed,
+        flags: Vec<String>,
     ) -> anyhow::Result<EnvoyProcess> {
         let mut envoy = EnvoyProcess {
             binary: binary.to_owned(),
             bootstrap: bootstrap.to_owned(),
             admin,
             log,
+            flags,
             child: None,
         };
         envoy.spawn().await?;
@@ -183,14 +187,7 @@ impl EnvoyProcess {
         let mut child = command
             .arg("-c")
             .arg(&self.bootstrap)
-            // pilot-agent starts Envoy with its own flags (istio's `pkg/envoy/proxy.go`
-            // `envoy.args`: `-l`, `--component-log-level`, `--concurrency` from the proxy
-            // config); the lab differs for now: one worker (two activators share a 2-core machine
-            // with everything else) and `info` logs.
-            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
-            // Removed listeners leave config_dump once drained; Envoy's default 600 s drain would
-            // keep a Sidecar's shrink invisible for ten minutes (istio-proxy drains in 45 s).
-            .args(["--drain-time-s", "1", "--drain-strategy", "immediate"])
+            .args(&self.flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -24,8 +24,8 @@ use std::sync::{Arc, RwLock};
 use tokio::task::JoinHandle;
 
 pub struct Ingress {
-    /// Activator replicas' `ip:8012`.
-    pub activators: Vec<SocketAddr>,
+    /// The revision's endpoints and the ready activators (`activator-service`), as the
+    /// ingress's own informers see them: a terminating activator leaves them before it stops.
     pub routing: Arc<RwLock<Routing>>,
     pub namespace: String,
     pub revision: String,
@@ -38,14 +38,12 @@ pub struct Ingress {
 
 impl Ingress {
     pub fn new(
-        activators: Vec<SocketAddr>,
         routing: Arc<RwLock<Routing>>,
         namespace: &str,
         revision: &str,
         host: &str,
     ) -> Arc<Ingress> {
         Arc::new(Ingress {
-            activators,
             routing,
             namespace: namespace.to_owned(),
             revision: revision.to_owned(),
@@ -74,15 +72,16 @@ impl Ingress {
 
     async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let direct_pod = {
+        let (direct_pod, activators) = {
             let routing = self.routing.read().unwrap_or_else(|e| e.into_inner());
             let pods = routing
                 .revision(&self.namespace, &self.revision)
                 .map(|t| t.ready_pods.clone())
                 .unwrap_or_default();
             // Serve mode: the public Endpoints hold pods too, so half the requests skip the activator.
-            (!routing.activator_always_in_path() && n % 2 == 1 && !pods.is_empty())
-                .then(|| pods[(n / 2) % pods.len()])
+            let direct = (!routing.activator_always_in_path() && n % 2 == 1 && !pods.is_empty())
+                .then(|| pods[(n / 2) % pods.len()]);
+            (direct, routing.activators.clone())
         };
         let headers = request.headers_mut();
         let host_is_ip = headers
@@ -103,11 +102,11 @@ impl Ingress {
         if let Some(pod) = direct_pod {
             return forward(pod, None, request).await;
         }
-        if self.activators.is_empty() {
+        if activators.is_empty() {
             return text_response(StatusCode::SERVICE_UNAVAILABLE, "ingress: no activator\n");
         }
         let pick = self.next_activator.fetch_add(1, Ordering::Relaxed);
-        let activator = self.activators[pick % self.activators.len()];
+        let activator = activators[pick % activators.len()];
         for (name, value) in [
             (NAMESPACE_HEADER, &self.namespace),
             (REVISION_HEADER, &self.revision),

@@ -3,10 +3,12 @@
 //! (kube-proxy's DNAT, iptables' redirect into the sidecar), all on loopback addresses laid out
 //! like a pod network.
 
+pub mod activator_pods;
 pub mod envoy;
 pub mod forward;
 pub mod ingress;
 pub mod kube_proxy;
 pub mod layout;
+pub mod pilot_agent;
 pub mod pods;
 pub mod serve;

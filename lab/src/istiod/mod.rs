@@ -26,6 +26,7 @@
 mod clusters;
 mod envoy_filter;
 mod files;
+pub mod injector;
 mod inputs;
 mod listeners;
 mod proto_merge;

@@ -10,17 +10,16 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// The kinds istiod reads (ConfigMaps and Deployments for the sidecar's mounts, see [`Mounts`]).
-const WATCHED: [(&str, &str); 8] = [
+/// The kinds istiod reads (ConfigMaps for the sidecar's mounts, see [`Mounts`]).
+const WATCHED: [(&str, &str); 7] = [
     ("v1", "Service"),
     ("v1", "Endpoints"),
     ("v1", "ConfigMap"),
     ("v1", "Pod"),
-    ("apps/v1", "Deployment"),
     ("networking.istio.io/v1", "Sidecar"),
     ("networking.istio.io/v1alpha3", "EnvoyFilter"),
     ("extensions.istio.io/v1alpha1", "WasmPlugin"),
@@ -89,7 +88,7 @@ fn configure_from(objects: &[Value], slot: &SidecarSlot, state_dir: &Path) -> an
         labels,
         pod_ip: slot.ip,
     };
-    let mounts = Mounts::from_objects(objects, state_dir);
+    let mounts = Mounts::from_pod(objects, pod, state_dir);
     let resolve = |url: &str| mounts.resolve(url);
     let config = super::build(&MeshInputs {
         objects,
@@ -109,12 +108,20 @@ fn configure_from(objects: &[Value], slot: &SidecarSlot, state_dir: &Path) -> an
     Ok(())
 }
 
-/// Runs until aborted: every API change (debounced) rebuilds each sidecar's config.
-pub fn spawn(store: Store, slots: Vec<SidecarSlot>, state_dir: PathBuf) -> JoinHandle<()> {
+/// The proxies connected to istiod: one slot per running sidecar, added when its pod starts and
+/// removed when it stops.
+pub type Proxies = Arc<RwLock<Vec<Arc<SidecarSlot>>>>;
+
+/// Runs until aborted: every API change (debounced) rebuilds each connected sidecar's config.
+pub fn spawn(store: Store, proxies: Proxies, state_dir: PathBuf) -> JoinHandle<()> {
     let mut events = store.subscribe();
     tokio::spawn(async move {
         while kube_api::next_change(&mut events, DEBOUNCE).await {
             let objects = snapshot(&store);
+            let slots: Vec<Arc<SidecarSlot>> = proxies
+                .read()
+                .map(|p| p.clone())
+                .unwrap_or_default();
             for slot in &slots {
                 if let Err(e) = configure_from(&objects, slot, &state_dir) {
                     tracing::error!(sidecar = %slot.pod_name, "cannot configure the sidecar: {e:#}");
@@ -124,41 +131,40 @@ pub fn spawn(store: Store, slots: Vec<SidecarSlot>, state_dir: PathBuf) -> JoinH
     })
 }
 
-/// ConfigMaps mounted into the activator's istio-proxy through the
-/// `sidecar.istio.io/userVolume`/`userVolumeMount` pod-template annotations (the injector's
-/// `manifests/charts/istio-control/istio-discovery/files/injection-template.yaml` turns them into
-/// the istio-proxy container's volumes), materialised as files under the lab's state directory so
-/// `file://` WasmPlugin URLs resolve as in the pod. Unlike a cluster, they are read from the
-/// Deployment's template, not the pod: a real pod's volumes are fixed when it is created.
+/// ConfigMap volumes mounted into the pod's istio-proxy, read from the *pod* (its `volumes` and
+/// istio-proxy's `volumeMounts`, which the injector made from the `sidecar.istio.io/userVolume` /
+/// `userVolumeMount` annotations the pod was created with: [`super::injector`]), materialised as
+/// files under the lab's state directory so `file://` WasmPlugin URLs resolve as in the pod. A
+/// pod created before the mount was added has none, however the Deployment changed since: as in
+/// a cluster, its Envoy cannot load such a module. The files follow the ConfigMap's current data,
+/// as the kubelet's periodic volume sync does.
 struct Mounts {
     /// (mountPath, directory holding the ConfigMap's keys)
     mounts: Vec<(String, PathBuf)>,
 }
 
 impl Mounts {
-    fn from_objects(objects: &[Value], state_dir: &Path) -> Mounts {
-        let deployment = objects.iter().find(|o| {
-            o["kind"] == "Deployment"
-                && o["metadata"]["name"] == "activator"
-                && o["metadata"]["namespace"] == SYSTEM_NAMESPACE
-        });
-        let annotations = deployment.map(|d| &d["spec"]["template"]["metadata"]["annotations"]);
-        let parse = |key: &str| -> Value {
-            annotations
-                .and_then(|a| a[key].as_str())
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or(Value::Null)
-        };
-        let (volumes, volume_mounts) = (
-            parse("sidecar.istio.io/userVolume"),
-            parse("sidecar.istio.io/userVolumeMount"),
-        );
+    fn from_pod(objects: &[Value], pod: Option<&Value>, state_dir: &Path) -> Mounts {
         let mut mounts = Vec::new();
-        for (volume, mount) in volume_mounts.as_object().into_iter().flatten() {
-            let (Some(mount_path), Some(configmap)) = (
-                mount["mountPath"].as_str(),
-                volumes[volume]["configMap"]["name"].as_str(),
-            ) else {
+        let Some(pod) = pod else {
+            return Mounts { mounts };
+        };
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let volumes = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+        let proxy_mounts = super::injector::proxy_container(pod)
+            .and_then(|c| c["volumeMounts"].as_array().cloned())
+            .unwrap_or_default();
+        for mount in &proxy_mounts {
+            let (Some(volume), Some(mount_path)) =
+                (mount["name"].as_str(), mount["mountPath"].as_str())
+            else {
+                continue;
+            };
+            let Some(configmap) = volumes
+                .iter()
+                .find(|v| v["name"] == volume)
+                .and_then(|v| v["configMap"]["name"].as_str())
+            else {
                 continue;
             };
             let Some(cm) = objects.iter().find(|o| {
@@ -168,7 +174,7 @@ impl Mounts {
             }) else {
                 continue;
             };
-            let dir = state_dir.join("mounts").join(volume);
+            let dir = state_dir.join("mounts").join(pod_name).join(volume);
             if std::fs::create_dir_all(&dir).is_err() {
                 continue;
             }

@@ -26,7 +26,21 @@ pub struct Activator {
     pub listen: SocketAddr,
     pub sidecar_outbound: SocketAddr,
     pub routing: Arc<RwLock<Routing>>,
+    /// `config-network`'s `mesh-compatibility-mode` as it was when this activator started:
+    /// `cmd/activator/main.go` reads `config-network` once ("Fetch networking configuration")
+    /// and hands the mode to `revision_backends.go`; a change takes effect on the next pod.
+    pub mesh_mode: MeshMode,
     next: AtomicUsize,
+    in_flight: AtomicUsize,
+}
+
+/// Counts one request in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Activator {
@@ -34,13 +48,21 @@ impl Activator {
         listen: SocketAddr,
         sidecar_outbound: SocketAddr,
         routing: Arc<RwLock<Routing>>,
+        mesh_mode: MeshMode,
     ) -> Arc<Activator> {
         Arc::new(Activator {
             listen,
             sidecar_outbound,
             routing,
+            mesh_mode,
             next: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
         })
+    }
+
+    /// Requests being proxied now (a terminating pod drains until this is 0).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Serves on `listen` until the returned task is aborted.
@@ -54,6 +76,8 @@ impl Activator {
     }
 
     async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.in_flight);
         let header = |name: &str| {
             request
                 .headers()
@@ -91,7 +115,7 @@ impl Activator {
             // `enabled` always uses it. Knative's `auto` probes the pod IPs first and falls back
             // only when the probes fail as a mesh makes them; the lab's `auto` takes the ClusterIP
             // at once (a difference from Knative).
-            match (routing.mesh_mode, &target.private_service) {
+            match (self.mesh_mode, &target.private_service) {
                 (MeshMode::Disabled, _) | (_, None) => (pod, None),
                 (_, Some((cluster_ip, fqdn))) => (*cluster_ip, Some(fqdn.clone())),
             }

@@ -62,6 +62,10 @@ pub struct Routing {
     pub target_burst_capacity: f64,
     /// Keyed by (namespace, revision).
     pub revisions: BTreeMap<(String, String), RevisionTarget>,
+    /// Ready activators' `ip:8012`, from the `activator-service` Endpoints: where a revision in
+    /// proxy mode sends (its public Endpoints are the activators', copied by the SKS reconciler:
+    /// `pkg/reconciler/serverlessservice/serverlessservice.go` `reconcilePublicEndpoints`).
+    pub activators: Vec<SocketAddr>,
 }
 
 impl Default for Routing {
@@ -70,6 +74,7 @@ impl Default for Routing {
             mesh_mode: MeshMode::Auto,
             target_burst_capacity: DEFAULT_TARGET_BURST_CAPACITY,
             revisions: BTreeMap::new(),
+            activators: Vec::new(),
         }
     }
 }
@@ -131,6 +136,11 @@ impl Routing {
                     }
                 }
                 Some("Endpoints") if private => private_endpoints.push(object),
+                Some("Endpoints")
+                    if namespace == system_namespace && name == "activator-service" =>
+                {
+                    routing.activators = ready_addresses(object, "http");
+                }
                 _ => {}
             }
         }

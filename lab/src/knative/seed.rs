@@ -3,6 +3,8 @@
 //! Endpoints with Knative's labels and ports, an `istio-system` with istiod, and the Istio CRDs.
 
 use crate::data_plane::layout::{Layout, POD_PORT};
+use crate::istiod::injector;
+use crate::kube_controllers::deployment::template_hash;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
@@ -34,9 +36,19 @@ pub struct SeedSpec {
     pub native_sidecars: bool,
 }
 
-/// Names of the lab's pods, stable for one lab so logs and tests can name them.
+/// Names of the lab's first activator pods (the ones a fresh lab starts with), stable so logs and
+/// tests can name them; pods of later rollouts get random suffixes, as a ReplicaSet's do.
 pub fn activator_pod_name(replica: usize) -> String {
-    format!("activator-7d9f8c6b5-{}", suffix(replica))
+    format!("activator-{}-{}", seed_template_hash(), suffix(replica))
+}
+
+/// The `pod-template-hash` of Knative's activator Deployment as the lab seeds it.
+pub fn seed_template_hash() -> String {
+    yaml_documents(ACTIVATOR_YAML)
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .map(|d| template_hash(&d["spec"]["template"]))
+        .unwrap_or_default()
 }
 
 pub fn hello_pod_name(index: usize) -> String {
@@ -149,7 +161,14 @@ fn system(spec: &SeedSpec) -> Vec<Value> {
                 "availableReplicas": spec.activators, "updatedReplicas": spec.activators,
                 "observedGeneration": 1});
             for replica in 0..spec.activators {
-                out.push(activator_pod(spec, &doc, replica));
+                out.push(activator_pod(
+                    &doc,
+                    &activator_pod_name(replica),
+                    spec.layout.activator_ip(replica),
+                    spec.native_sidecars,
+                    true,
+                    true,
+                ));
             }
         }
         out.push(doc);
@@ -170,59 +189,90 @@ fn system(spec: &SeedSpec) -> Vec<Value> {
     out
 }
 
-/// An activator pod as the Deployment would make it, with istio-proxy injected — as a native
-/// sidecar (`istio-init`, then `istio-proxy` with `restartPolicy: Always`, both in
-/// `initContainers`: the injector's `ENABLE_NATIVE_SIDECARS`, on by default from Istio 1.27 on
-/// Kubernetes ≥ 1.33) or, with `native_sidecars` off, in `containers`.
-fn activator_pod(spec: &SeedSpec, deployment: &Value, replica: usize) -> Value {
+/// An activator pod as the Deployment's ReplicaSet makes it from the current template, with
+/// istio-proxy injected by the webhook when injection applies ([`crate::istiod::injector`]), and
+/// the status a running (or, with `ready` off, a starting) pod has.
+pub fn activator_pod(
+    deployment: &Value,
+    name: &str,
+    ip: IpAddr,
+    native_sidecars: bool,
+    injection_enabled: bool,
+    ready: bool,
+) -> Value {
     let template = &deployment["spec"]["template"];
-    let mut containers = template["spec"]["containers"].clone();
-    let proxy = json!({
-        "name": "istio-proxy",
-        "image": "docker.io/istio/proxyv2:1.28.0",
-        "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local",
-                 "--proxyLogLevel=warning", "--proxyComponentLogLevel=misc:error", "--log_output_level=default:info"],
-        "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
-    });
-    let ip = spec.layout.activator_ip(replica);
+    let hash = template_hash(template);
     let mut labels = template["metadata"]["labels"].clone();
-    labels["pod-template-hash"] = json!("7d9f8c6b5");
-    labels["security.istio.io/tlsMode"] = json!("istio");
-    labels["service.istio.io/canonical-name"] = json!("activator");
-    let mut pod_spec = json!({"serviceAccountName": "activator", "nodeName": "lab-node",
-                              "terminationGracePeriodSeconds": 600});
-    let mut status = running_status(ip, &["activator"]);
-    let injected = if spec.native_sidecars {
-        let mut native = proxy;
-        native["restartPolicy"] = json!("Always");
-        let init = json!({"name": "istio-init", "image": "docker.io/istio/proxyv2:1.28.0",
-                          "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337"]});
-        pod_spec["initContainers"] = json!([init, native]);
-        status["initContainerStatuses"] = json!([
-            {"name": "istio-init", "ready": true, "restartCount": 0, "image": "istio-init", "imageID": "",
-             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": CREATED, "finishedAt": CREATED}}},
-            {"name": "istio-proxy", "ready": true, "restartCount": 0, "started": true, "image": "istio-proxy",
-             "imageID": "", "state": {"running": {"startedAt": CREATED}}},
-        ]);
-        "{\"initContainers\":[\"istio-init\",\"istio-proxy\"],\"containers\":null}"
-    } else {
-        if let Some(list) = containers.as_array_mut() {
-            list.push(proxy);
-        }
-        status = running_status(ip, &["activator", "istio-proxy"]);
-        "{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"]}"
-    };
-    pod_spec["containers"] = containers;
+    if !labels.is_object() {
+        labels = json!({});
+    }
+    labels["pod-template-hash"] = json!(hash);
     let mut pod = json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": meta(Some(SYSTEM_NAMESPACE), &activator_pod_name(replica), labels),
-        "spec": pod_spec,
-        "status": status,
+        "metadata": meta(Some(SYSTEM_NAMESPACE), name, labels),
+        "spec": template["spec"].clone(),
     });
+    pod["metadata"]["creationTimestamp"] = json!(crate::kube_api::store::now_rfc3339());
+    if let Some(annotations) = template["metadata"]["annotations"].as_object() {
+        pod["metadata"]["annotations"] = json!(annotations);
+    }
+    pod["spec"]["nodeName"] = json!("lab-node");
+    if pod["spec"]["terminationGracePeriodSeconds"].is_null() {
+        pod["spec"]["terminationGracePeriodSeconds"] = json!(600);
+    }
     pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "name": "activator-7d9f8c6b5", "uid": "lab-activator-rs", "controller": true}]);
-    pod["metadata"]["annotations"] = json!({"sidecar.istio.io/status": injected});
+        "name": format!("activator-{hash}"), "uid": format!("lab-activator-rs-{hash}"), "controller": true}]);
+    let injected = injector::injection_required(&pod, injection_enabled);
+    if injected {
+        injector::inject(&mut pod, native_sidecars);
+    }
+    pod["status"] = activator_pod_status(&pod, ip, ready);
     pod
+}
+
+/// A pod's status as the kubelet reports it: `Running` and Ready once its containers are up,
+/// `Pending` before; a native istio-proxy is reported among the init containers.
+pub fn activator_pod_status(pod: &Value, ip: IpAddr, ready: bool) -> Value {
+    let names = |list: &str| -> Vec<(String, bool)> {
+        pod["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["name"].as_str()?.to_owned(), c["restartPolicy"] == "Always")))
+            .collect()
+    };
+    let containers: Vec<String> = names("containers").into_iter().map(|(n, _)| n).collect();
+    let refs: Vec<&str> = containers.iter().map(String::as_str).collect();
+    let mut status = running_status(ip, &refs);
+    let init: Vec<Value> = names("initContainers")
+        .into_iter()
+        .map(|(name, restartable)| {
+            if restartable {
+                json!({"name": name, "ready": ready, "restartCount": 0, "started": ready, "image": name,
+                       "imageID": "", "state": {"running": {"startedAt": CREATED}}})
+            } else {
+                json!({"name": name, "ready": true, "restartCount": 0, "image": name, "imageID": "",
+                       "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": CREATED, "finishedAt": CREATED}}})
+            }
+        })
+        .collect();
+    if !init.is_empty() {
+        status["initContainerStatuses"] = json!(init);
+    }
+    if !ready {
+        status["phase"] = json!("Pending");
+        for condition in status["conditions"].as_array_mut().into_iter().flatten() {
+            if condition["type"] == "Ready" || condition["type"] == "ContainersReady" {
+                condition["status"] = json!("False");
+            }
+        }
+        for container in status["containerStatuses"].as_array_mut().into_iter().flatten() {
+            container["ready"] = json!(false);
+            container["started"] = json!(false);
+            container["state"] = json!({"waiting": {"reason": "ContainerCreating"}});
+        }
+    }
+    status
 }
 
 pub fn running_status(ip: IpAddr, containers: &[&str]) -> Value {
@@ -611,7 +661,8 @@ mod tests {
             names(&pod["spec"]["containers"]),
             ["activator", "istio-proxy"]
         );
-        assert!(pod["spec"].get("initContainers").is_none());
+        // istio-init still sets up the pod's iptables first.
+        assert_eq!(names(&pod["spec"]["initContainers"]), ["istio-init"]);
         let private = find("Service", "hello-00001-private");
         assert_eq!(
             private["metadata"]["labels"]["networking.internal.knative.dev/serviceType"],

@@ -264,6 +264,36 @@ impl Store {
         })
     }
 
+    /// Changes an existing object under the store's lock, as a controller's update does when it
+    /// holds the latest resourceVersion: nobody's write can fall between the read and the write
+    /// (a controller writing Deployment status must never put back a spec it read before an apply).
+    pub fn edit(
+        &self,
+        rt: &'static ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Value, ApiError> {
+        self.write(rt, namespace, name, false, false, |old| {
+            let old = old.ok_or_else(|| ApiError::NotFound {
+                resource: rt.plural.into(),
+                name: name.to_owned(),
+            })?;
+            let mut new = old.clone();
+            change(&mut new);
+            managed_fields::record_update(
+                Some(old),
+                &mut new,
+                LAB_FIELD_MANAGER,
+                &rt.api_version(),
+                subresource,
+                &now_rfc3339(),
+            );
+            Ok(new)
+        })
+    }
+
     pub fn get(&self, rt: &ResourceType, namespace: Option<&str>, name: &str) -> Option<Value> {
         let state = self.state();
         let object = state
