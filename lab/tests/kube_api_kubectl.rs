@@ -1,16 +1,18 @@
 //! The lab API against the real kubectl: discovery (aggregated first, then the classic documents),
 //! get with selectors and tables, -o json, describe, logs, create -f, delete, apply --server-side,
-//! get --watch; each with Debian's kubectl and, when `./dev` installed it (`KASI_KUBECTL_NEW`),
-//! kubectl 1.35.
+//! get --watch, port-forward (against a started lab: real Envoy sidecars and pods); each with
+//! Debian's kubectl and, when `./dev` installed it (`KASI_KUBECTL_NEW`), kubectl 1.35.
 
 use kasi_lab::kube_api::{find_by_kind, kubeconfig_yaml, serve, LabHooks, Store};
+use kasi_lab::{Lab as StartedLab, LabOptions};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct NoHooks;
 
@@ -414,6 +416,251 @@ async fn kubectl_create_and_delete_with(binary: &str) {
             _ => assert_eq!(created["metadata"]["name"], name, "{created}"),
         }
     }
+}
+
+/// A running `kubectl port-forward`: the local port it listens on and what it logged; killed on
+/// drop.
+struct PortForward {
+    child: std::process::Child,
+    local: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    /// Kept so its stdout stays read: kubectl prints a line per connection, and a closed pipe
+    /// would kill it (SIGPIPE).
+    _stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PortForward {
+    /// Starts `kubectl port-forward -n namespace pod/name :port` and waits for its
+    /// `Forwarding from 127.0.0.1:N -> port` line. `websockets: false` turns kubectl's tunnelling
+    /// dialer off (`KUBECTL_PORT_FORWARD_WEBSOCKETS=false`), so it upgrades to SPDY directly.
+    async fn start(
+        binary: &str,
+        kubeconfig: &Path,
+        websockets: bool,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+    ) -> PortForward {
+        let mut child = Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args([
+                "port-forward",
+                "-v=4",
+                "--address",
+                "127.0.0.1",
+                "-n",
+                namespace,
+            ])
+            .arg(format!("pod/{pod}"))
+            .arg(format!(":{port}"))
+            .env("KUBECACHEDIR", kubeconfig.with_file_name("cache"))
+            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        let mut lines = stdout_lines(&mut child);
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("{binary} port-forward {pod}: {}", stderr.lock().unwrap()));
+        let local = line
+            .strip_prefix("Forwarding from ")
+            .and_then(|rest| rest.split(" -> ").next())
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        PortForward {
+            child,
+            local,
+            stderr,
+            _stdout: lines,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+/// A plain HTTP/1.1 GET through the forward's local port: the response head (lowercased) and
+/// body.
+async fn http_get(forward: &PortForward, path: &str) -> (String, String) {
+    let address = forward.local;
+    let exchange = async {
+        let mut connection = tokio::net::TcpStream::connect(address).await?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        connection.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        connection.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = match tokio::time::timeout(Duration::from_secs(20), exchange).await {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(error)) => {
+            // Let kubectl's last words reach its stderr.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            panic!(
+                "GET {path} through {address}: {error}\n{}",
+                forward.stderr()
+            )
+        }
+        Err(_) => panic!(
+            "GET {path} through {address}: no answer within 20 s\n{}",
+            forward.stderr()
+        ),
+    };
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let head = head.to_ascii_lowercase();
+    if !head.contains("transfer-encoding: chunked") {
+        return (head, body.to_owned());
+    }
+    // Envoy's admin answers in chunks: `size\r\ndata\r\n` until a zero size.
+    let mut rest = body;
+    let mut joined = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        joined.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    (head, joined)
+}
+
+/// `kubectl port-forward` to an activator's sidecar admin port and to a `hello` pod, through
+/// the dialer kubectl picks by default (≥ 1.31: SPDY tunnelled in a WebSocket) and through plain
+/// SPDY: plain HTTP GETs through the local port get the real Envoy's and pod's answers, several
+/// connections share one forward, and a port nothing listens on is reported as kubelet does.
+async fn kubectl_port_forward_with(binary: &str, lab: &StartedLab, websockets: bool) {
+    let kubeconfig = lab.kubeconfig_path();
+    let (activator, _) = lab.sidecar_admins().remove(0);
+    let (hello, _) = lab.pods().await.remove(0);
+    let mode = if websockets { "tunnel" } else { "spdy" };
+
+    let forward = PortForward::start(
+        binary,
+        kubeconfig,
+        websockets,
+        "knative-serving",
+        &activator,
+        15000,
+    )
+    .await;
+    for _ in 0..2 {
+        let (head, body) = http_get(&forward, "/server_info").await;
+        assert!(
+            head.starts_with("http/1.1 200"),
+            "{binary} {mode}: {head}\n{}",
+            forward.stderr()
+        );
+        let info: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(info["state"], "LIVE", "{body}");
+    }
+    let (head, body) = http_get(&forward, "/ready").await;
+    assert!(
+        head.starts_with("http/1.1 200") && body.trim() == "LIVE",
+        "{head}\n{body}"
+    );
+    let log = forward.stderr();
+    drop(forward);
+    // Which dialer carried it: the tunnelling one logs its negotiation at -v=4 ("negotiated
+    // protocol: portforward.k8s.io"), and no fallback to plain SPDY happened.
+    let tunnelled = log.contains("negotiated protocol: portforward.k8s.io");
+    assert_eq!(tunnelled, websockets, "{binary} {mode}: {log}");
+    assert!(!log.contains("fallback"), "{binary} {mode}: {log}");
+
+    let forward = PortForward::start(binary, kubeconfig, websockets, "default", &hello, 8012).await;
+    let (head, body) = http_get(&forward, "/").await;
+    assert!(
+        head.starts_with("http/1.1 200"),
+        "{binary} {mode}: {head}\n{}",
+        forward.stderr()
+    );
+    assert!(head.contains(&format!("x-kasi-pod: {hello}")), "{head}");
+    assert!(body.starts_with(&hello), "{body}");
+    drop(forward);
+
+    // Nothing listens on 9999: kubectl logs kubelet's error and gives up the connection.
+    let mut forward = PortForward::start(
+        binary,
+        kubeconfig,
+        websockets,
+        "knative-serving",
+        &activator,
+        9999,
+    )
+    .await;
+    let local = forward.local;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async move {
+        let mut connection = tokio::net::TcpStream::connect(local).await.unwrap();
+        let _ = connection.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
+        let _ = connection.read_to_end(&mut Vec::new()).await;
+    })
+    .await;
+    let exited = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Some(status)) = forward.child.try_wait() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // Its last lines may still be on their way through the pipe.
+    let expected = "error forwarding port 9999 to pod knative-serving/";
+    for _ in 0..40 {
+        if forward.stderr().contains(expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = forward.stderr();
+    assert!(log.contains(expected), "{binary} {mode}: {log}");
+    assert!(
+        exited.is_ok(),
+        "{binary} {mode}: still running after the error: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_port_forward_reaches_the_sidecar_admin_and_a_pod() {
+    let lab = StartedLab::start(LabOptions {
+        services: 2,
+        activators: 1,
+        hello_pods: 1,
+        ..LabOptions::default()
+    })
+    .await
+    .expect("the lab starts (Envoy: KASI_ENVOY or on PATH)");
+    for binary in kubectl_binaries() {
+        for websockets in [true, false] {
+            kubectl_port_forward_with(&binary, &lab, websockets).await;
+        }
+    }
+    lab.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

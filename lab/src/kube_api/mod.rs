@@ -1,7 +1,7 @@
 //! A Kubernetes API server for the lab: plain HTTP on loopback, no auth, speaking the real wire
 //! protocol (discovery, list/watch, get/create/update/delete, patch and server-side apply with
-//! managedFields, pod logs, port-forward over WebSocket, Table output) for the resources kasi and
-//! kubectl use. Objects are kept as JSON like `unstructured`, so any client sees what it would see
+//! managedFields, pod logs, port-forward over WebSocket and SPDY, Table output) for the resources
+//! kasi and kubectl use. Objects are kept as JSON like `unstructured`, so any client sees what it would see
 //! in a cluster: fidelity is the point, because where the lab differs from a cluster, tests lie.
 
 mod crds;

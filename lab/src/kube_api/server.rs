@@ -165,13 +165,7 @@ async fn resource(
             return logs::handle(&context.store, context.hooks.as_ref(), &path, &query)
         }
         (Some("portforward"), &Method::GET | &Method::POST) => {
-            return portforward::handle(
-                &context.store,
-                context.hooks.as_ref(),
-                &path,
-                &query,
-                request,
-            )
+            return portforward::handle(&context.store, &context.hooks, &path, &query, request)
         }
         (Some("log" | "portforward"), _) => return Err(ApiError::MethodNotAllowed),
         _ => {}

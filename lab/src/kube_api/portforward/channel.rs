@@ -4,11 +4,10 @@
 //! channel byte (`staging/src/k8s.io/kubelet/pkg/cri/streaming/portforward/websocket.go`). Each
 //! port is bridged to a TCP connection to [`LabHooks::port_forward_target`].
 
-use super::http::{Body, Query};
-use super::routes::ResourcePath;
-use super::status::ApiError;
-use super::store::Store;
-use super::LabHooks;
+use super::{forward_error, websocket_config, NOTHING_LISTENS};
+use crate::kube_api::http::{Body, Query};
+use crate::kube_api::status::ApiError;
+use crate::kube_api::LabHooks;
 use futures::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
@@ -20,7 +19,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-const SUBPROTOCOL: &str = "v4.channel.k8s.io";
+pub const SUBPROTOCOL: &str = "v4.channel.k8s.io";
 
 fn requested_ports(query: &Query) -> Result<Vec<u16>, ApiError> {
     let ports: Result<Vec<u16>, _> = query
@@ -38,39 +37,21 @@ fn requested_ports(query: &Query) -> Result<Vec<u16>, ApiError> {
     }
 }
 
+/// Upgrades `request` (a WebSocket upgrade) and bridges the requested ports of `namespace/name`.
 pub fn handle<B>(
-    store: &Store,
     hooks: &dyn LabHooks,
-    path: &ResourcePath,
+    namespace: &str,
+    name: &str,
     query: &Query,
+    offered: bool,
     request: &mut Request<B>,
 ) -> Result<Response<Body>, ApiError> {
-    let name = path.name.as_deref().unwrap_or_default();
-    let namespace = path.namespace.as_deref().unwrap_or("default");
-    if store.get(path.rt, Some(namespace), name).is_none() {
-        return Err(ApiError::NotFound {
-            resource: "pods".into(),
-            name: name.to_string(),
-        });
-    }
-    if !hyper_tungstenite::is_upgrade_request(request) {
-        return Err(ApiError::BadRequest(
-            "port forwarding needs a WebSocket upgrade (subprotocol v4.channel.k8s.io)".into(),
-        ));
-    }
     let ports = requested_ports(query)?;
-    let offered = request
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == SUBPROTOCOL);
     let targets: Vec<(u16, Option<SocketAddr>)> = ports
         .iter()
         .map(|port| (*port, hooks.port_forward_target(namespace, name, *port)))
         .collect();
-    let (response, websocket) = hyper_tungstenite::upgrade(request, None)
+    let (response, websocket) = hyper_tungstenite::upgrade(request, Some(websocket_config()))
         .map_err(|e| ApiError::BadRequest(format!("bad WebSocket upgrade: {e}")))?;
     let (mut parts, body) = response.into_parts();
     if offered {
@@ -118,7 +99,7 @@ async fn bridge(
         sink.send(frame(error_channel, &port.to_le_bytes())).await?;
         let connection = match target {
             Some(address) => TcpStream::connect(address).await.map_err(|e| e.to_string()),
-            None => Err("nothing listens on this port in the lab".to_string()),
+            None => Err(NOTHING_LISTENS.to_string()),
         };
         match connection {
             Ok(connection) => {
@@ -144,9 +125,7 @@ async fn bridge(
             }
             Err(error) => {
                 writers.push(None);
-                let message = format!(
-                    "error forwarding port {port} to pod {pod}: failed to connect to localhost:{port}: {error}"
-                );
+                let message = forward_error(*port, pod, None, &error);
                 sink.send(frame(error_channel, message.as_bytes())).await?;
             }
         }
