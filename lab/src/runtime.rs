@@ -9,12 +9,12 @@ use crate::data_plane::kube_proxy;
 use crate::data_plane::layout::{Layout, POD_PORT, SIDECAR_ADMIN_PORT};
 use crate::data_plane::pods::PodServer;
 use crate::istiod::push;
+use crate::knative;
 use crate::knative::revisions;
 use crate::knative::routing::Routing;
 use crate::knative::seed::{
     self, SeedSpec, APP_NAMESPACE, HELLO_HOST, HELLO_REVISION, SYSTEM_NAMESPACE,
 };
-use crate::knative;
 use crate::kube_api::{self, LabHooks, Store};
 use anyhow::{bail, Context as _};
 use std::collections::BTreeMap;

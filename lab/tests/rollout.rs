@@ -108,7 +108,9 @@ async fn patch_template(client: &Client, annotations: Value) {
         .patch(
             "activator",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": annotations}}}})),
+            &Patch::Merge(
+                json!({"spec": {"template": {"metadata": {"annotations": annotations}}}}),
+            ),
         )
         .await
         .unwrap();
@@ -139,10 +141,15 @@ async fn a_template_change_rolls_the_activators_without_dropping_a_request() {
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("lab-mount".into());
     cm.data = Some([("hello.txt".to_owned(), "mounted".to_owned())].into());
-    configmaps.create(&PostParams::default(), &cm).await.unwrap();
+    configmaps
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let loads: Vec<_> = (0..3).map(|_| load(ingress(&lab), Arc::clone(&stop))).collect();
+    let loads: Vec<_> = (0..3)
+        .map(|_| load(ingress(&lab), Arc::clone(&stop)))
+        .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut annotations = mount_annotations("lab-mount", "/var/local/lab");
     annotations["sidecar.istio.io/componentLogLevel"] = json!("misc:error,wasm:info");
@@ -166,12 +173,19 @@ async fn a_template_change_rolls_the_activators_without_dropping_a_request() {
     // New pods, named by the new template's hash; the old ones are gone from the API.
     let after = pod_names(&client).await;
     assert_eq!(after.len(), 2, "{after:?}");
-    assert!(after.iter().all(|p| !before.contains(p)), "{before:?} → {after:?}");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} → {after:?}"
+    );
     assert_eq!(
         rolled.status.as_ref().and_then(|s| s.observed_generation),
         rolled.metadata.generation
     );
-    let running: Vec<String> = lab.activators().iter().map(|a| a.pod_name.clone()).collect();
+    let running: Vec<String> = lab
+        .activators()
+        .iter()
+        .map(|a| a.pod_name.clone())
+        .collect();
     let mut running_sorted = running.clone();
     running_sorted.sort();
     assert_eq!(running_sorted, after);
@@ -222,14 +236,11 @@ async fn a_plugin_whose_module_the_pods_lack_fails_requests_until_they_roll() {
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "knative-serving");
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("kasi-filter".into());
-    cm.binary_data = Some(
-        [(
-            "kasi_filter.wasm".to_owned(),
-            k8s_openapi::ByteString(wasm),
-        )]
-        .into(),
-    );
-    configmaps.create(&PostParams::default(), &cm).await.unwrap();
+    cm.binary_data = Some([("kasi_filter.wasm".to_owned(), k8s_openapi::ByteString(wasm))].into());
+    configmaps
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
     let plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
         "metadata": {"name": "kasi-affinity", "namespace": "knative-serving"},
@@ -267,7 +278,10 @@ async fn a_plugin_whose_module_the_pods_lack_fails_requests_until_they_roll() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(outage, "pods without the mount kept serving with the plugin");
+    assert!(
+        outage,
+        "pods without the mount kept serving with the plugin"
+    );
 
     // New pods get the mount from the template: the module loads and requests succeed.
     patch_template(&client, mount_annotations("kasi-filter", "/var/local/kasi")).await;

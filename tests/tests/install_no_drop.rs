@@ -110,7 +110,9 @@ async fn apply_and_revert_under_load_fail_no_request() {
             .lines()
             .filter(|l| {
                 let fields: Vec<&str> = l.split('\t').collect();
-                fields.get(1).is_some_and(|level| *level == "info" || *level == "debug")
+                fields
+                    .get(1)
+                    .is_some_and(|level| *level == "info" || *level == "debug")
                     && fields.get(2) != Some(&"envoy wasm")
             })
             .collect();
@@ -165,7 +167,10 @@ async fn apply_and_revert_under_load_fail_no_request() {
             hits += usize::from(s.pod == first.pod);
         }
     }
-    assert!(counted > SESSIONS * 10, "only {counted} requests after apply");
+    assert!(
+        counted > SESSIONS * 10,
+        "only {counted} requests after apply"
+    );
     assert_eq!(hits, counted, "hit rate after apply {hits}/{counted}");
     eprintln!("{total} requests, none failed; after apply {hits}/{counted} stuck");
     lab.shutdown().await;

@@ -159,6 +159,7 @@ pub fn module_label_value(sha256: &str) -> String {
 ///    yet, so no running sidecar gets a module it cannot load or a scope that drops its routes;
 /// 4. the activator Deployment last: its template gains the mount, the log level and the label,
 ///    and the rollout brings pods that have everything from their first request.
+///
 /// `kasi revert` goes the other way (see `revert`).
 pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
     validate(options)?;
@@ -230,7 +231,11 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
             }
             _ => {}
         }
-        gate(id, &mut object, &module_label_value(&module_sha256(&options.filter)));
+        gate(
+            id,
+            &mut object,
+            &module_label_value(&module_sha256(&options.filter)),
+        );
         pieces.push(Piece { id, title, object });
     }
     Ok(pieces)
@@ -345,7 +350,10 @@ mod tests {
             "file:///var/local/kasi/kasi_filter.wasm"
         );
         assert_eq!(wasm["spec"]["sha256"], sha256_hex(b"\0asm fake"));
-        assert_eq!(piece(&pieces, "filter")["binaryData"][FILTER_FILE], "AGFzbSBmYWtl");
+        assert_eq!(
+            piece(&pieces, "filter")["binaryData"][FILTER_FILE],
+            "AGFzbSBmYWtl"
+        );
     }
 
     #[test]
@@ -445,7 +453,8 @@ mod tests {
         o.allowed_cidrs = Some(vec!["10.244.0.0/16".into()]);
         o.system_namespace = "kn".into();
         let pieces = render(&o).unwrap();
-        let session = &piece(&pieces, "stateful-session")["spec"]["configPatches"][0]["patch"]["value"];
+        let session =
+            &piece(&pieces, "stateful-session")["spec"]["configPatches"][0]["patch"]["value"];
         let cookie = &session["typed_config"]["session_state"]["typed_config"]["cookie"];
         assert_eq!(cookie["name"], "sticky");
         assert_eq!(cookie["path"], "/app");

@@ -53,9 +53,7 @@ pub fn progress(deployment: &Deployment) -> Progress {
     let replicas = status.replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     if updated < want {
-        return Progress::Waiting(format!(
-            "{updated} of {want} new activator pods updated"
-        ));
+        return Progress::Waiting(format!("{updated} of {want} new activator pods updated"));
     }
     if replicas > updated {
         return Progress::Waiting(format!(
@@ -135,19 +133,36 @@ mod tests {
 
     #[test]
     fn reads_a_rollout_as_kubectl_does() {
-        let unobserved = deployment(3, json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}));
+        let unobserved = deployment(
+            3,
+            json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
         assert!(matches!(progress(&unobserved), Progress::Waiting(w) if w.contains("observed")));
-        let half = deployment(3, json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 3}));
+        let half = deployment(
+            3,
+            json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 3}),
+        );
         assert_eq!(
             progress(&half),
             Progress::Waiting("1 of 2 new activator pods updated".into())
         );
-        let old_left = deployment(3, json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 3}));
-        assert!(matches!(progress(&old_left), Progress::Waiting(w) if w.contains("pending termination")));
-        let done = deployment(3, json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}));
+        let old_left = deployment(
+            3,
+            json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 3}),
+        );
+        assert!(
+            matches!(progress(&old_left), Progress::Waiting(w) if w.contains("pending termination"))
+        );
+        let done = deployment(
+            3,
+            json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
         assert_eq!(progress(&done), Progress::Done);
-        let stuck = deployment(3, json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1,
-            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"activator-x\" has timed out progressing."}]}));
+        let stuck = deployment(
+            3,
+            json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"activator-x\" has timed out progressing."}]}),
+        );
         assert!(matches!(progress(&stuck), Progress::Failed(w) if w.contains("timed out")));
     }
 }

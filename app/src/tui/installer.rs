@@ -149,7 +149,11 @@ mod tests {
         );
         // The rollout is one more step, finished only once it has rolled out.
         writeln!(w, "rollout: 1 of 2 new activator pods updated").unwrap();
-        writeln!(w, "rollout: deployment knative-serving/activator rolled out").unwrap();
+        writeln!(
+            w,
+            "rollout: deployment knative-serving/activator rolled out"
+        )
+        .unwrap();
         let mut steps = Vec::new();
         while let Ok(Event::InstallProgress { done, total, .. }) = rx.try_recv() {
             steps.push((done, total));

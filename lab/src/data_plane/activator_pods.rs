@@ -122,7 +122,12 @@ impl ActivatorPods {
         let outbound = SocketAddr::new(ip, SIDECAR_OUTBOUND_PORT);
         let config_dir = self.state_dir.join("sidecars").join(&pod_name);
         std::fs::create_dir_all(&config_dir)?;
-        let slot = Arc::new(SidecarSlot::new(&pod_name, ip, outbound, config_dir.clone()));
+        let slot = Arc::new(SidecarSlot::new(
+            &pod_name,
+            ip,
+            outbound,
+            config_dir.clone(),
+        ));
         // Connected to istiod first, so no change between the first config and the push is lost.
         self.proxies
             .write()
@@ -162,7 +167,13 @@ impl ActivatorPods {
         ip: IpAddr,
         admin: SocketAddr,
         slot: &SidecarSlot,
-    ) -> anyhow::Result<(EnvoyProcess, Arc<Activator>, JoinHandle<()>, LogFeed, LogFeed)> {
+    ) -> anyhow::Result<(
+        EnvoyProcess,
+        Arc<Activator>,
+        JoinHandle<()>,
+        LogFeed,
+        LogFeed,
+    )> {
         if istiod::injector::proxy_container(pod).is_none() {
             anyhow::bail!("pod {pod_name} has no istio-proxy: the lab runs activators only with their sidecar (label knative-serving istio-injection=enabled)");
         }
@@ -288,7 +299,8 @@ impl ActivatorPods {
     async fn remove_pod(&self, name: &str) -> anyhow::Result<()> {
         let _ = edit(&self.store, "v1", "Pod", name, None, |p| {
             p["metadata"]["deletionTimestamp"] = json!(crate::kube_api::store::now_rfc3339());
-            p["metadata"]["deletionGracePeriodSeconds"] = p["spec"]["terminationGracePeriodSeconds"].clone();
+            p["metadata"]["deletionGracePeriodSeconds"] =
+                p["spec"]["terminationGracePeriodSeconds"].clone();
         });
         edit_activator_endpoints(&self.store, |addresses| {
             addresses.retain(|(pod, _)| pod != name);
@@ -348,14 +360,18 @@ impl ActivatorPods {
                     available: true,
                 })
                 .collect();
-            let _ = self
-                .store
-                .edit(rt, Some(SYSTEM_NAMESPACE), DEPLOYMENT, Some("status"), |d| {
+            let _ = self.store.edit(
+                rt,
+                Some(SYSTEM_NAMESPACE),
+                DEPLOYMENT,
+                Some("status"),
+                |d| {
                     let status = deployment::status(d, &owned);
                     if strip_times(&d["status"]) != strip_times(&status) {
                         d["status"] = status;
                     }
-                });
+                },
+            );
             match deployment::next_step(replicas, surge, unavailable, &owned) {
                 Step::Create => {
                     if failed.as_deref() == Some(hash.as_str()) {

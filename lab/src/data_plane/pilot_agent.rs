@@ -71,7 +71,10 @@ mod tests {
         inject(&mut pod, true);
         let flags = envoy_flags(&pod).join(" ");
         assert!(flags.contains("-l warning"), "{flags}");
-        assert!(flags.contains("--component-log-level misc:error "), "{flags}");
+        assert!(
+            flags.contains("--component-log-level misc:error "),
+            "{flags}"
+        );
         assert!(flags.contains("--concurrency 2"), "{flags}");
 
         let mut pod = json!({"metadata": {"annotations": {

@@ -80,7 +80,10 @@ pub fn inject(pod: &mut Value, native: bool) {
     let init = json!({"name": "istio-init", "image": PROXY_IMAGE,
                       "args": ["istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337"]});
     let spec = &mut pod["spec"];
-    let mut init_containers = spec["initContainers"].as_array().cloned().unwrap_or_default();
+    let mut init_containers = spec["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     init_containers.insert(0, init);
     let status = if native {
         let mut native_proxy = proxy;
@@ -117,7 +120,10 @@ pub fn inject(pod: &mut Value, native: bool) {
         meta["labels"] = json!({});
     }
     meta["labels"]["security.istio.io/tlsMode"] = json!("istio");
-    let app = meta["labels"]["app"].as_str().unwrap_or("unknown").to_owned();
+    let app = meta["labels"]["app"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_owned();
     meta["labels"]["service.istio.io/canonical-name"] = json!(app);
 }
 
@@ -173,7 +179,10 @@ mod tests {
             .as_str()
             .unwrap();
         let status: Value = serde_json::from_str(status).unwrap();
-        assert_eq!(status["initContainers"], json!(["istio-init", "istio-proxy"]));
+        assert_eq!(
+            status["initContainers"],
+            json!(["istio-init", "istio-proxy"])
+        );
     }
 
     #[test]

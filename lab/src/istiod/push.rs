@@ -118,10 +118,8 @@ pub fn spawn(store: Store, proxies: Proxies, state_dir: PathBuf) -> JoinHandle<(
     tokio::spawn(async move {
         while kube_api::next_change(&mut events, DEBOUNCE).await {
             let objects = snapshot(&store);
-            let slots: Vec<Arc<SidecarSlot>> = proxies
-                .read()
-                .map(|p| p.clone())
-                .unwrap_or_default();
+            let slots: Vec<Arc<SidecarSlot>> =
+                proxies.read().map(|p| p.clone()).unwrap_or_default();
             for slot in &slots {
                 if let Err(e) = configure_from(&objects, slot, &state_dir) {
                     tracing::error!(sidecar = %slot.pod_name, "cannot configure the sidecar: {e:#}");
@@ -150,7 +148,10 @@ impl Mounts {
             return Mounts { mounts };
         };
         let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
-        let volumes = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+        let volumes = pod["spec"]["volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let proxy_mounts = super::injector::proxy_container(pod)
             .and_then(|c| c["volumeMounts"].as_array().cloned())
             .unwrap_or_default();

@@ -238,7 +238,12 @@ pub fn activator_pod_status(pod: &Value, ip: IpAddr, ready: bool) -> Value {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|c| Some((c["name"].as_str()?.to_owned(), c["restartPolicy"] == "Always")))
+            .filter_map(|c| {
+                Some((
+                    c["name"].as_str()?.to_owned(),
+                    c["restartPolicy"] == "Always",
+                ))
+            })
             .collect()
     };
     let containers: Vec<String> = names("containers").into_iter().map(|(n, _)| n).collect();
@@ -266,7 +271,11 @@ pub fn activator_pod_status(pod: &Value, ip: IpAddr, ready: bool) -> Value {
                 condition["status"] = json!("False");
             }
         }
-        for container in status["containerStatuses"].as_array_mut().into_iter().flatten() {
+        for container in status["containerStatuses"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
             container["ready"] = json!(false);
             container["started"] = json!(false);
             container["state"] = json!({"waiting": {"reason": "ContainerCreating"}});

@@ -138,7 +138,9 @@ pub fn status(deployment: &Value, pods: &[OwnedPod]) -> Value {
     let total = pods.len();
     let done = updated == replicas && total == replicas && available == replicas;
     let now = chrono_like_now();
-    let available_condition = if available >= replicas.saturating_sub(fenceposts(deployment, replicas).1) {
+    let available_condition = if available
+        >= replicas.saturating_sub(fenceposts(deployment, replicas).1)
+    {
         json!({"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
                "message": "Deployment has minimum availability.", "lastUpdateTime": now, "lastTransitionTime": now})
     } else {
@@ -146,7 +148,10 @@ pub fn status(deployment: &Value, pods: &[OwnedPod]) -> Value {
                "message": "Deployment does not have minimum availability.", "lastUpdateTime": now, "lastTransitionTime": now})
     };
     let (reason, message) = if done {
-        ("NewReplicaSetAvailable", "ReplicaSet has successfully progressed.")
+        (
+            "NewReplicaSetAvailable",
+            "ReplicaSet has successfully progressed.",
+        )
     } else {
         ("ReplicaSetUpdated", "ReplicaSet is progressing.")
     };
@@ -219,7 +224,8 @@ mod tests {
     fn fenceposts_round_as_kubernetes_does() {
         let pct = json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": "50%"}}}});
         assert_eq!(fenceposts(&pct, 3), (2, 1));
-        let zero = json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}});
+        let zero =
+            json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}});
         assert_eq!(fenceposts(&zero, 2), (0, 1));
         assert_eq!(fenceposts(&json!({}), 4), (1, 1));
     }
