@@ -44,26 +44,27 @@ impl Sidecar {
         ConfigDump::parse(&body)
     }
 
-    /// The level of each logger (`wasm` → `warning`), from `GET /logging`; Envoy versions that
-    /// take `/logging` only as POST answer the same list to a POST without parameters.
+    /// The level of each logger (`wasm` → `warning`). Envoy registers `/logging` as a handler
+    /// that changes state, so it answers only POST (a GET gets 405 on 1.36 and 1.40, measured);
+    /// a POST without parameters changes nothing and lists every logger (`logs_handler.cc`).
     pub async fn log_levels(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        let path = "/logging";
-        let got = http_get(&self.client, &self.namespace, &self.pod, ADMIN_PORT, path).await?;
-        let body = if got.status == 200 {
-            got.body
-        } else {
-            self.post(path).await?
-        };
+        let body = self.post("/logging").await?;
         Ok(parse_log_levels(&String::from_utf8_lossy(&body)))
     }
 
-    /// Sets one logger's level (`POST /logging?wasm=info`).
+    /// Sets one logger's level (`POST /logging?wasm=info`); Envoy answers with every logger's
+    /// level after the change, which is checked.
     pub async fn set_log_level(&self, logger: &str, level: &str) -> anyhow::Result<()> {
         let path = format!("/logging?{logger}={level}");
         let levels = parse_log_levels(&String::from_utf8_lossy(&self.post(&path).await?));
         match levels.get(logger) {
             Some(now) if now != level => bail!(
                 "{}/{} kept its {logger} logger at {now} after {path}",
+                self.namespace,
+                self.pod
+            ),
+            None => bail!(
+                "{}/{} has no {logger} logger (POST {path} listed none)",
                 self.namespace,
                 self.pod
             ),
@@ -103,6 +104,20 @@ impl Sidecar {
     }
 }
 
+/// The logger the filter's decision lines go to (proxy-wasm's `log` at info).
+pub const WASM_LOGGER: &str = "wasm";
+
+/// Whether a logger at `level` writes info lines (`trace`, `debug`, `info`: yes; `warning`,
+/// `error`, `critical`, `off`: no — spdlog's level names, as `/logging` lists them). `None` for
+/// a name Envoy does not use.
+pub fn logs_info(level: &str) -> Option<bool> {
+    match level {
+        "trace" | "debug" | "info" => Some(true),
+        "warning" | "error" | "critical" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// Envoy's `/logging` answer: `active loggers:` then one `  name: level` line per logger.
 pub fn parse_log_levels(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -130,5 +145,16 @@ mod tests {
         let text = "error: unknown logger\n\nusage: /logging?<name>=<level>\nactive loggers:\n  wasm: info\n";
         assert_eq!(parse_log_levels(text)["wasm"], "info");
         assert!(parse_log_levels("").is_empty());
+    }
+
+    #[test]
+    fn levels_above_info_drop_decision_lines() {
+        for level in ["trace", "debug", "info"] {
+            assert_eq!(logs_info(level), Some(true), "{level}");
+        }
+        for level in ["warning", "error", "critical", "off"] {
+            assert_eq!(logs_info(level), Some(false), "{level}");
+        }
+        assert_eq!(logs_info("loud"), None);
     }
 }

@@ -69,6 +69,11 @@ impl ConfigDump {
 
     /// An ECDS config named `name` whose `typed_config` is a wasm filter.
     fn ecds_has(&self, name: &str) -> bool {
+        self.ecds_wasm(name).is_some()
+    }
+
+    /// The `typed_config` of the ECDS config named `name`, when it is a wasm filter.
+    fn ecds_wasm(&self, name: &str) -> Option<&Value> {
         self.document["configs"]
             .as_array()
             .into_iter()
@@ -76,7 +81,39 @@ impl ConfigDump {
             .filter(|c| section_name(c["@type"].as_str().unwrap_or("")) == "ecds")
             .flat_map(|c| c["ecds_filters"].as_array().into_iter().flatten())
             .map(|f| &f["ecds_filter"])
-            .any(|f| f["name"].as_str() == Some(name) && is_wasm(&f["typed_config"]))
+            .find(|f| f["name"].as_str() == Some(name) && is_wasm(&f["typed_config"]))
+            .map(|f| &f["typed_config"])
+    }
+
+    /// The pluginConfig the WasmPlugin `namespace/plugin` runs with in this sidecar: the bytes
+    /// proxy-wasm's `on_configure` receives (istiod renders the WasmPlugin's `pluginConfig` as
+    /// JSON in a `google.protobuf.StringValue`; empty when it has none). `None` when the plugin
+    /// is not in the dump or its configuration is in a form kasi does not read.
+    pub fn wasm_plugin_config(&self, namespace: &str, plugin: &str) -> Option<String> {
+        let typed_config = wasm_plugin_names(namespace, plugin)
+            .iter()
+            .find_map(|name| self.ecds_wasm(name))
+            .or_else(|| find_inline_config(&self.document, &format!("{namespace}.{plugin}")))?;
+        // Envoy's `Wasm` message, or Istio's `TypedStruct` holding it under `value`.
+        let wasm = if typed_config["config"].is_object() {
+            &typed_config["config"]
+        } else {
+            &typed_config["value"]["config"]
+        };
+        if !wasm.is_object() {
+            return None;
+        }
+        match &wasm["configuration"] {
+            Value::Null => Some(String::new()),
+            configuration
+                if configuration["@type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("google.protobuf.StringValue")) =>
+            {
+                Some(configuration["value"].as_str().unwrap_or("").to_owned())
+            }
+            _ => None,
+        }
     }
 
     pub fn sizes(&self) -> ConfigSizes {
@@ -158,18 +195,26 @@ fn is_wasm(typed_config: &Value) -> bool {
 
 /// An inline HTTP filter named `name` (not an ECDS reference) whose config is a wasm filter.
 fn find_inline(value: &Value, name: &str) -> bool {
+    find_inline_config(value, name).is_some()
+}
+
+/// The `typed_config` of the first inline HTTP filter named `name` that is a wasm filter.
+fn find_inline_config<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     match value {
         Value::Object(map) => {
             if map.get("name").and_then(Value::as_str) == Some(name)
                 && !map.contains_key("config_discovery")
                 && is_wasm(&value["typed_config"])
             {
-                return true;
+                return Some(&value["typed_config"]);
             }
-            map.values().any(|child| find_inline(child, name))
+            map.values()
+                .find_map(|child| find_inline_config(child, name))
         }
-        Value::Array(items) => items.iter().any(|child| find_inline(child, name)),
-        _ => false,
+        Value::Array(items) => items
+            .iter()
+            .find_map(|child| find_inline_config(child, name)),
+        _ => None,
     }
 }
 
@@ -220,7 +265,9 @@ mod tests {
                     "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
                     "name": name,
                     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                        "config": {"name": "kasi-affinity"}}}}]}));
+                        "config": {"name": "kasi-affinity", "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": "{\"log_decisions\":\"off\"}"}}}}}]}));
         }
         ConfigDump::parse(&serde_json::to_vec(&json!({"configs": configs})).unwrap()).unwrap()
     }
@@ -274,6 +321,37 @@ mod tests {
         assert!(dump.has_applied_wasm_plugin("knative-serving", "kasi-affinity", &applied));
         // Without the stat (not readable), config_dump decides.
         assert!(dump.has_applied_wasm_plugin("knative-serving", "kasi-affinity", &BTreeMap::new()));
+    }
+
+    #[test]
+    fn the_plugin_config_is_read_as_the_filter_receives_it() {
+        let name = "extensions.istio.io/wasmplugin/knative-serving.kasi-affinity";
+        let dump = ecds_dump(name, Some(name));
+        assert_eq!(
+            dump.wasm_plugin_config("knative-serving", "kasi-affinity")
+                .as_deref(),
+            Some(r#"{"log_decisions":"off"}"#)
+        );
+        assert_eq!(dump.wasm_plugin_config("default", "kasi-affinity"), None);
+        // Not delivered: no config.
+        assert_eq!(
+            ecds_dump(name, None).wasm_plugin_config("knative-serving", "kasi-affinity"),
+            None
+        );
+        // Inline, without a pluginConfig: the filter's defaults (empty bytes).
+        let inline = json!({"configs": [{"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "dynamic_listeners": [{"active_state": {"listener": {"filter_chains": [{"filters": [{"typed_config": {
+                "http_filters": [{"name": "knative-serving.kasi-affinity", "typed_config": {
+                    "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
+                    "type_url": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "value": {"config": {"name": "kasi-affinity"}}}}]}}]}]}}}]}]});
+        let inline = ConfigDump::parse(&serde_json::to_vec(&inline).unwrap()).unwrap();
+        assert_eq!(
+            inline
+                .wasm_plugin_config("knative-serving", "kasi-affinity")
+                .as_deref(),
+            Some("")
+        );
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub struct KasiCounters {
     /// Envoy's `server.memory_allocated` (bytes), read from the same document.
     #[serde(skip)]
     pub memory_allocated: Option<u64>,
+    /// Envoy's `server.uptime` (seconds): going down means the sidecar restarted, with the log
+    /// levels it starts with.
+    #[serde(skip)]
+    pub uptime_s: Option<u64>,
 }
 
 impl KasiCounters {
@@ -22,12 +26,15 @@ impl KasiCounters {
         let mut counters: BTreeMap<String, u64> =
             metrics::ALL.iter().map(|n| (n.to_string(), 0)).collect();
         let mut memory_allocated = None;
+        let mut uptime_s = None;
         for stat in document["stats"].as_array().into_iter().flatten() {
             let (Some(name), Some(value)) = (stat["name"].as_str(), stat["value"].as_u64()) else {
                 continue;
             };
-            if name == "server.memory_allocated" {
-                memory_allocated = Some(value);
+            match name {
+                "server.memory_allocated" => memory_allocated = Some(value),
+                "server.uptime" => uptime_s = Some(value),
+                _ => {}
             }
             let name = name.strip_prefix("wasmcustom.").unwrap_or(name);
             if let Some(slot) = counters.get_mut(name) {
@@ -37,6 +44,7 @@ impl KasiCounters {
         Ok(KasiCounters {
             counters,
             memory_allocated,
+            uptime_s,
         })
     }
 
@@ -91,12 +99,14 @@ mod tests {
             {"name":"wasmcustom.kasi_affinity.cookie_routed","value":9},
             {"name":"kasi_affinity.rejected_dead","value":1},
             {"name":"cluster.x.upstream_rq","value":77},
+            {"name":"server.uptime","value":42},
             {"histograms":{}}]}"#;
         let counters = KasiCounters::parse(body).unwrap();
         assert_eq!(counters.get(metrics::STICKY_HITS), 9);
         assert_eq!(counters.get("sticky_hits"), 9);
         assert_eq!(counters.rejected_total(), 1);
         assert_eq!(counters.hit_rate(), Some(0.9));
+        assert_eq!(counters.uptime_s, Some(42));
         assert_eq!(
             KasiCounters::parse(br#"{"stats":[]}"#).unwrap().hit_rate(),
             None

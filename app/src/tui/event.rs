@@ -33,6 +33,13 @@ pub enum Event {
         sidecar: String,
         sample: ConfigSample,
         filter_loaded: bool,
+        /// The loaded filter's `log_decisions` (from its pluginConfig in the same config_dump).
+        decision_logging: Option<DecisionLogging>,
+    },
+    /// A sidecar's `wasm` logger level, read from its admin API (`POST /logging`).
+    WasmLevel {
+        sidecar: String,
+        level: String,
     },
     Counters {
         sidecar: String,
@@ -54,7 +61,7 @@ pub enum Event {
     Message(String),
     /// What in the cluster defeats kasi (read every few tens of seconds).
     Findings(crate::install::findings::Findings),
-    /// A sidecar's `wasm` logger was raised, restored, or the admin call failed.
+    /// A sidecar's `wasm` logger was raised, left alone, restored, or the admin call failed.
     WasmLog {
         sidecar: String,
         change: WasmLogChange,
@@ -107,8 +114,13 @@ pub fn apply(state: &mut AppState, event: Event) {
                     row.config_bytes = row.config_bytes.or(old.config_bytes);
                     row.memory_bytes = row.memory_bytes.or(old.memory_bytes);
                     row.hit_rate = row.hit_rate.or(old.hit_rate);
+                    row.decision_logging =
+                        row.decision_logging.take().or(old.decision_logging.clone());
                 }
             }
+            state
+                .wasm_levels
+                .retain(|pod, _| activators.iter().any(|a| &a.pod == pod));
             state.activators = activators;
         }
         Event::Revisions(revisions) => state.revisions = revisions,
@@ -117,10 +129,12 @@ pub fn apply(state: &mut AppState, event: Event) {
             sidecar,
             sample,
             filter_loaded,
+            decision_logging,
         } => {
             if let Some(activator) = state.activators.iter_mut().find(|a| a.pod == sidecar) {
                 activator.config_bytes = Some(sample.total());
                 activator.filter_loaded = Some(filter_loaded);
+                activator.decision_logging = decision_logging;
             }
             state
                 .config_history
@@ -168,30 +182,52 @@ pub fn apply(state: &mut AppState, event: Event) {
         }
         Event::Message(message) => state.ui.message = Some(message),
         Event::Findings(findings) => state.findings = Some(findings),
-        Event::WasmLog { sidecar, change } => match change {
-            WasmLogChange::Raised {
-                previous,
-                for_seconds,
-            } => {
-                state.wasm_log.insert(
-                    sidecar,
-                    WasmLogRaise {
-                        until: state.now + for_seconds,
-                        previous,
-                    },
-                );
-            }
-            WasmLogChange::Restored { level } => {
-                state.wasm_log.remove(&sidecar);
-                state.ui.message = Some(format!("{sidecar}: wasm logger back at {level}"));
-            }
-            WasmLogChange::Failed(error) => {
-                state.wasm_log.remove(&sidecar);
-                state.ui.message = Some(format!("{sidecar}: wasm logger: {error}"));
-            }
-        },
+        Event::WasmLevel { sidecar, level } => {
+            state.wasm_levels.insert(sidecar, level);
+        }
+        Event::WasmLog { sidecar, change } => record_wasm_log(state, sidecar, change),
         Event::Shutdown => state.ui.quit = true,
     }
+}
+
+/// Keeps what `L` did to one sidecar, and the level its `wasm` logger is at now.
+fn record_wasm_log(state: &mut AppState, sidecar: String, change: WasmLogChange) {
+    match change {
+        WasmLogChange::Raised {
+            previous,
+            for_seconds,
+        } => {
+            state.wasm_levels.insert(sidecar.clone(), "info".into());
+            let until = state.now + for_seconds;
+            state
+                .wasm_log
+                .insert(sidecar, WasmLogRaise::Raised { until, previous });
+        }
+        WasmLogChange::Unchanged { level } => {
+            state.wasm_log.remove(&sidecar);
+            let prefix =
+                format!("wasm logger already at {level} (info lines included), left alone: ");
+            name_in_message(state, &prefix, &sidecar);
+            state.wasm_levels.insert(sidecar, level);
+        }
+        WasmLogChange::Restored { level } => {
+            state.wasm_log.remove(&sidecar);
+            name_in_message(state, &format!("wasm logger back at {level} on "), &sidecar);
+            state.wasm_levels.insert(sidecar, level);
+        }
+        WasmLogChange::Failed(error) => {
+            state.wasm_log.insert(sidecar, WasmLogRaise::Failed(error));
+        }
+    }
+}
+
+/// Shows `prefix` + `pod` in the footer; raises made together report together, so a message
+/// with the same prefix already there gets the pod appended instead.
+fn name_in_message(state: &mut AppState, prefix: &str, pod: &str) {
+    state.ui.message = Some(match state.ui.message.take() {
+        Some(earlier) if earlier.starts_with(prefix) => format!("{earlier}, {pod}"),
+        _ => format!("{prefix}{pod}"),
+    });
 }
 
 /// The probe's own sessions join the table, seen by `probe`, one row per pinned address.
@@ -294,39 +330,80 @@ mod tests {
     }
 
     #[test]
-    fn wasm_log_raises_are_kept_until_restored() {
+    fn wasm_log_raises_are_kept_until_restored_and_levels_follow() {
         let mut state = AppState {
             now: 20.0,
             ..Default::default()
         };
-        let raised = |change| Event::WasmLog {
-            sidecar: "activator-a".into(),
+        let report = |pod: &str, change| Event::WasmLog {
+            sidecar: pod.into(),
             change,
         };
-        apply(
-            &mut state,
-            raised(WasmLogChange::Raised {
-                previous: "warning".into(),
-                for_seconds: 600.0,
-            }),
+        for pod in ["activator-a", "activator-b"] {
+            apply(
+                &mut state,
+                Event::WasmLevel {
+                    sidecar: pod.into(),
+                    level: "warning".into(),
+                },
+            );
+            apply(
+                &mut state,
+                report(
+                    pod,
+                    WasmLogChange::Raised {
+                        previous: "warning".into(),
+                        for_seconds: 600.0,
+                    },
+                ),
+            );
+        }
+        assert_eq!(
+            state.wasm_log["activator-a"],
+            WasmLogRaise::Raised {
+                until: 620.0,
+                previous: "warning".into()
+            }
         );
-        assert_eq!(state.wasm_log["activator-a"].until, 620.0);
-        assert_eq!(state.wasm_log["activator-a"].previous, "warning");
-        apply(
-            &mut state,
-            raised(WasmLogChange::Restored {
-                level: "warning".into(),
-            }),
-        );
+        assert_eq!(state.wasm_levels["activator-a"], "info");
+        for pod in ["activator-a", "activator-b"] {
+            let level = "warning".into();
+            apply(&mut state, report(pod, WasmLogChange::Restored { level }));
+        }
         assert!(state.wasm_log.is_empty());
-        assert!(state
-            .ui
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("back at warning"));
+        assert_eq!(state.wasm_levels["activator-b"], "warning");
+        assert_eq!(
+            state.ui.message.as_deref(),
+            Some("wasm logger back at warning on activator-a, activator-b")
+        );
+        // A failure is kept, named, until the next raise.
+        let failed = WasmLogChange::Failed("admin POST /logging answered 503".into());
+        apply(&mut state, report("activator-a", failed));
+        assert!(
+            matches!(&state.wasm_log["activator-a"], WasmLogRaise::Failed(e) if e.contains("503"))
+        );
+        // One at info already is left alone.
+        let level = "debug".into();
+        apply(
+            &mut state,
+            report("activator-b", WasmLogChange::Unchanged { level }),
+        );
+        assert_eq!(state.wasm_levels["activator-b"], "debug");
+        assert!(!state.wasm_log.contains_key("activator-b"));
         apply(&mut state, decision("pin", "10.0.0.1:8012", "new_session"));
         assert_eq!(state.last_decision["activator-a"], 20.0);
+        // Levels of pods that left are dropped.
+        apply(
+            &mut state,
+            Event::Activators(vec![ActivatorRow {
+                pod: "activator-b".into(),
+                ..Default::default()
+            }]),
+        );
+        assert_eq!(
+            state.wasm_levels.keys().collect::<Vec<_>>(),
+            ["activator-b"]
+        );
     }
 
     #[test]

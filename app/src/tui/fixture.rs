@@ -112,6 +112,7 @@ pub fn lab_state(view: View) -> AppState {
             config_bytes: Some(140_050 + i as u64 * 12),
             memory_bytes: Some(31_457_280),
             hit_rate: Some(if i == 0 { 1.0 } else { 0.955 }),
+            decision_logging: Some(DecisionLogging::Changes),
         })
         .collect();
     state.revisions = vec![RevisionRow {
@@ -203,6 +204,10 @@ pub fn lab_state(view: View) -> AppState {
     });
     for activator in &state.activators {
         state.last_decision.insert(activator.pod.clone(), 55.0);
+        // The lab's Envoy runs at `-l info`.
+        state
+            .wasm_levels
+            .insert(activator.pod.clone(), "info".into());
     }
     state.probe = Some(ProbeState {
         url: "http://127.42.0.1:41877".into(),
@@ -232,4 +237,10 @@ pub fn silence(state: &mut AppState, pod: &str) {
     last.rejected += 5;
     readings.push((65.0, last));
     state.now = 65.0;
+}
+
+/// Takes `pod`'s decision lines away: the sessions it saw and when it last logged one.
+pub fn without_decision_lines(state: &mut AppState, pod: &str) {
+    state.sessions.retain(|s| s.seen_by != pod);
+    state.last_decision.remove(pod);
 }

@@ -29,7 +29,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "L",
-        "raise sidecars' wasm logger to info (10 min)",
+        "raise wasm logs to info for 10 min, then restore",
         "Sessions",
     ),
     (

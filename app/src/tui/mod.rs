@@ -14,3 +14,4 @@ pub mod state;
 pub mod update;
 pub mod view;
 pub mod views;
+pub mod wasm_log;

@@ -1,18 +1,24 @@
 //! The UI's main loop: one task owns the state; keys, ticks and sources arrive on one channel;
 //! effects run as their own tasks and report back as events. The terminal is restored on every
-//! exit path, panics included (ratatui's init installs the hook).
+//! exit path, panics included (ratatui's init installs the hook), and so are the `wasm` loggers
+//! `L` raised — after the terminal, within [`WASM_LOG_RESTORE_AT_EXIT`].
 
 use super::action::Effect;
 use super::event::{self, Event};
-use super::state::{AppState, ClusterInfo, Connection, ProbeState, WasmLogChange, WASM_LOG_RAISE};
+use super::state::{
+    AppState, ClusterInfo, Connection, ProbeState, WASM_LOG_RAISE, WASM_LOG_RESTORE_AT_EXIT,
+};
+use super::wasm_log::{self, Raises};
 use super::{keys, sources, update, views};
 use crate::envoy::admin::Sidecar;
 use crate::probe::{self, ProbeOptions};
+use futures::FutureExt as _;
 use kasi_lab::Lab;
 use kube::Client;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// How the installer is called from the UI: `apply` (true) or `revert` (false), reporting
@@ -44,14 +50,39 @@ const TICK: Duration = Duration::from_millis(250);
 
 pub async fn run(options: TuiOptions) -> anyhow::Result<()> {
     let mut terminal = ratatui::try_init()?;
-    let result = main_loop(&mut terminal, options).await;
+    let mut raises = Raises::default();
+    // However the loop ends — `q`, Ctrl-C (a key in raw mode), a signal, an error, a panic — the
+    // terminal comes back first, then every raised logger goes back to the level it had.
+    let result = AssertUnwindSafe(main_loop(&mut terminal, options, &mut raises))
+        .catch_unwind()
+        .await;
     ratatui::restore();
-    result
+    restore_wasm_logs(raises).await;
+    match result {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Puts back every `wasm` logger `L` raised, bounded by [`WASM_LOG_RESTORE_AT_EXIT`], and says
+/// on the terminal what was restored and what may still be at info.
+async fn restore_wasm_logs(raises: Raises) {
+    let live = raises.live().join(", ");
+    if !live.is_empty() {
+        eprintln!("kasi: putting the wasm logger of {live} back…");
+    }
+    let ended = raises
+        .restore_all(Duration::from_secs_f64(WASM_LOG_RESTORE_AT_EXIT))
+        .await;
+    for line in wasm_log::exit_lines(&ended) {
+        eprintln!("{line}");
+    }
 }
 
 async fn main_loop(
     terminal: &mut ratatui::DefaultTerminal,
     options: TuiOptions,
+    raises: &mut Raises,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
@@ -76,9 +107,6 @@ async fn main_loop(
     tasks.push(spawn_ticks(tx.clone(), start));
     tasks.push(spawn_signals(tx.clone()));
     let mut probe_task: Option<JoinHandle<()>> = None;
-    // Raised `wasm` loggers go back when their time is up or when this becomes true (exit).
-    let (exiting, exit_rx) = watch::channel(false);
-    let mut raises: Vec<JoinHandle<()>> = Vec::new();
 
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
@@ -90,15 +118,14 @@ async fn main_loop(
                 if let Some(action) = keys::action(&state, key) {
                     for effect in update::update(&mut state, action) {
                         if let Effect::RaiseWasmLog(pods) = effect {
-                            raises.retain(|task| !task.is_finished());
+                            let hold = Duration::from_secs_f64(WASM_LOG_RAISE);
                             for pod in pods {
                                 let sidecar = Sidecar::new(
                                     options.client.clone(),
                                     &options.system_namespace,
                                     &pod,
                                 );
-                                let task = raise_wasm_log(sidecar, tx.clone(), exit_rx.clone());
-                                raises.push(tokio::spawn(task));
+                                raises.start(sidecar, hold, tx.clone());
                             }
                             continue;
                         }
@@ -123,58 +150,7 @@ async fn main_loop(
     for task in tasks.into_iter().chain(probe_task) {
         task.abort();
     }
-    // Every raised logger back to the level it had, each within its admin call's time.
-    let _ = exiting.send(true);
-    let restore = futures::future::join_all(raises);
-    let _ = tokio::time::timeout(Duration::from_secs(25), restore).await;
     Ok(())
-}
-
-/// Raises one sidecar's `wasm` logger to info through its admin API (the level it had read
-/// first), holds it for [`WASM_LOG_RAISE`] or until the UI exits, then restores that level.
-/// Reports each step as an event.
-async fn raise_wasm_log(
-    sidecar: Sidecar,
-    tx: mpsc::Sender<Event>,
-    mut exiting: watch::Receiver<bool>,
-) {
-    let report = |change| Event::WasmLog {
-        sidecar: sidecar.pod.clone(),
-        change,
-    };
-    let previous = match sidecar.log_levels().await {
-        Ok(levels) => levels
-            .get("wasm")
-            .cloned()
-            .unwrap_or_else(|| "warning".into()),
-        Err(e) => {
-            let _ = tx
-                .send(report(WasmLogChange::Failed(format!("{e:#}"))))
-                .await;
-            return;
-        }
-    };
-    if let Err(e) = sidecar.set_log_level("wasm", "info").await {
-        let _ = tx
-            .send(report(WasmLogChange::Failed(format!("{e:#}"))))
-            .await;
-        return;
-    }
-    let raised = WasmLogChange::Raised {
-        previous: previous.clone(),
-        for_seconds: WASM_LOG_RAISE,
-    };
-    let _ = tx.send(report(raised)).await;
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs_f64(WASM_LOG_RAISE)) => {}
-        _ = exiting.wait_for(|exit| *exit) => {}
-    }
-    let change = match sidecar.set_log_level("wasm", &previous).await {
-        Ok(()) => WasmLogChange::Restored { level: previous },
-        Err(e) => WasmLogChange::Failed(format!("restoring {previous}: {e:#}")),
-    };
-    // At exit nobody reads the channel any more: never wait on it.
-    let _ = tx.try_send(report(change));
 }
 
 /// Keys come from a blocking reader thread: crossterm's `read` blocks.
@@ -205,15 +181,18 @@ fn spawn_signals(tx: mpsc::Sender<Event>) -> JoinHandle<()> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut hangup)) = (
+            // In raw mode Ctrl-C is a key; SIGINT still comes from `kill -INT`.
+            let (Ok(mut term), Ok(mut hangup), Ok(mut interrupt)) = (
                 signal(SignalKind::terminate()),
                 signal(SignalKind::hangup()),
+                signal(SignalKind::interrupt()),
             ) else {
                 return;
             };
             tokio::select! {
                 _ = term.recv() => {}
                 _ = hangup.recv() => {}
+                _ = interrupt.recv() => {}
             }
             let _ = tx.send(Event::Shutdown).await;
         }

@@ -5,7 +5,8 @@
 
 use super::event::Event;
 use super::state::{
-    ActivatorRow, ConfigSample, Connection, Counters, PieceRow, PieceStatus, PodRow, RevisionRow,
+    ActivatorRow, ConfigSample, Connection, Counters, DecisionLogging, PieceRow, PieceStatus,
+    PodRow, RevisionRow,
 };
 use crate::affinity::decisions::DecisionLine;
 use crate::cluster::lean::{LeanEndpoints, LeanPod};
@@ -452,8 +453,40 @@ async fn platform(client: &Client, namespace: &str) -> (Option<String>, Option<S
     (Some(istio), Some(knative))
 }
 
+/// How often a sidecar's log levels are read again without a reason (someone may have changed
+/// them by other means); a failed read is retried sooner.
+const LEVELS_REFRESH: Duration = Duration::from_secs(60);
+const LEVELS_RETRY: Duration = Duration::from_secs(5);
+
+/// What the poller remembers of one sidecar between rounds, to read its log levels only when a
+/// reason to: it appeared, restarted (its uptime went down: Envoy starts with the levels of its
+/// command line), the last read failed, or a minute passed. kasi's own changes report the level
+/// they leave.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct LevelsRead {
+    /// When the levels were last read, and whether that worked.
+    at: Option<(Instant, bool)>,
+    /// Envoy's `server.uptime` at the latest counters reading. Envoy updates it when it flushes
+    /// stats (every 5 s by default), so a restart in a sidecar's first seconds waits for the
+    /// minute's refresh.
+    uptime_s: Option<u64>,
+}
+
+impl LevelsRead {
+    fn due(&self, uptime_s: Option<u64>, now: Instant) -> bool {
+        let Some((at, ok)) = self.at else {
+            return true;
+        };
+        let restarted =
+            matches!((self.uptime_s, uptime_s), (Some(before), Some(after)) if after < before);
+        let wait = if ok { LEVELS_REFRESH } else { LEVELS_RETRY };
+        restarted || now.saturating_duration_since(at) >= wait
+    }
+}
+
 /// Once a second, each activator's sidecar: config_dump size by section, and the filter's
-/// counters. Sidecars are read concurrently so one slow pod does not delay the others.
+/// counters; its `wasm` log level when [`LevelsRead::due`]. Sidecars are read concurrently so
+/// one slow pod does not delay the others.
 async fn poll_sidecars(
     client: Client,
     namespace: String,
@@ -463,19 +496,21 @@ async fn poll_sidecars(
 ) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut levels: BTreeMap<String, LevelsRead> = BTreeMap::new();
     loop {
         interval.tick().await;
         let pods = names.borrow().clone();
         let reads = pods.into_iter().map(|pod| {
             let sidecar = Sidecar::new(client.clone(), &namespace, &pod);
             let tx = tx.clone();
+            let mut read = levels.get(&pod).copied().unwrap_or_default();
             async move {
                 let at = seconds(start);
                 let dump = match sidecar.config_dump().await {
                     Err(e) if chain_is_forbidden(&e) => {
                         let what = format!("create pods/portforward in {}", sidecar.namespace);
                         let _ = tx.send(Event::Forbidden(what)).await;
-                        return;
+                        return (pod, read);
                     }
                     dump => dump,
                 };
@@ -492,15 +527,22 @@ async fn poll_sidecars(
                         listener_count: dump.count("listeners") as u64,
                     };
                     let loaded = sidecar.wasm_plugin_loaded(&dump, WASM_PLUGIN).await;
+                    let decision_logging = loaded
+                        .then(|| dump.wasm_plugin_config(&sidecar.namespace, WASM_PLUGIN))
+                        .flatten()
+                        .map(|config| DecisionLogging::of_plugin_config(&config));
                     let _ = tx
                         .send(Event::Config {
                             sidecar: pod.clone(),
                             sample,
                             filter_loaded: loaded,
+                            decision_logging,
                         })
                         .await;
                 }
+                let mut uptime_s = None;
                 if let Ok(stats) = sidecar.kasi_counters().await {
+                    uptime_s = stats.uptime_s;
                     let counters = Counters {
                         requests: stats.get("requests"),
                         cookie_routed: stats.get("cookie_routed"),
@@ -513,16 +555,32 @@ async fn poll_sidecars(
                     };
                     let _ = tx
                         .send(Event::Counters {
-                            sidecar: pod,
+                            sidecar: pod.clone(),
                             at,
                             counters,
                             memory: stats.memory_allocated,
                         })
                         .await;
                 }
+                if read.due(uptime_s, Instant::now()) {
+                    let level = sidecar
+                        .log_levels()
+                        .await
+                        .map(|mut levels| levels.remove(crate::envoy::admin::WASM_LOGGER));
+                    read.at = Some((Instant::now(), level.is_ok()));
+                    if let Ok(Some(level)) = level {
+                        let event = Event::WasmLevel {
+                            sidecar: pod.clone(),
+                            level,
+                        };
+                        let _ = tx.send(event).await;
+                    }
+                }
+                read.uptime_s = uptime_s.or(read.uptime_s);
+                (pod, read)
             }
         });
-        futures::future::join_all(reads).await;
+        levels = futures::future::join_all(reads).await.into_iter().collect();
         if tx.is_closed() {
             return;
         }
@@ -597,5 +655,36 @@ async fn follow_one(client: Client, namespace: String, pod: String, tx: Sender) 
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_are_read_on_appearance_restart_failure_and_each_minute() {
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        // A sidecar just seen: read now.
+        assert!(LevelsRead::default().due(Some(30), t0));
+        // Read a moment ago, same Envoy: not again.
+        let read = LevelsRead {
+            at: Some((t0, true)),
+            uptime_s: Some(30),
+        };
+        assert!(!read.due(Some(31), secs(1)));
+        assert!(!read.due(None, secs(59)));
+        // Its uptime went down: Envoy restarted with its command line's levels.
+        assert!(read.due(Some(2), secs(1)));
+        // A minute later, in case someone changed them by other means.
+        assert!(read.due(Some(90), secs(60)));
+        // A failed read is retried after a few seconds.
+        let failed = LevelsRead {
+            at: Some((t0, false)),
+            uptime_s: None,
+        };
+        assert!(!failed.due(None, secs(1)));
+        assert!(failed.due(None, secs(5)));
     }
 }

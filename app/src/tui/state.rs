@@ -18,28 +18,87 @@ pub const SILENT_AFTER: Seconds = 10.0;
 /// How long `L` keeps a sidecar's `wasm` logger at info before restoring it.
 pub const WASM_LOG_RAISE: Seconds = 600.0;
 
-/// A sidecar whose `wasm` logger kasi raised to info.
+/// How long the UI waits, when it exits, for raised `wasm` loggers to be restored (one admin
+/// call each, in parallel) before it gives up and says which were not.
+pub const WASM_LOG_RESTORE_AT_EXIT: Seconds = 5.0;
+
+/// What `L` did to one sidecar's `wasm` logger.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WasmLogRaise {
-    /// When it goes back (seconds since start).
-    pub until: Seconds,
-    /// The level it had, restored when the time is up or the UI exits.
-    pub previous: String,
+pub enum WasmLogRaise {
+    /// Asked; the admin API has not answered yet.
+    Raising,
+    /// At info until `until` (seconds since start), then back to `previous`, the level read
+    /// first; also restored when the UI exits.
+    Raised { until: Seconds, previous: String },
+    /// Raising or restoring failed: the admin call's error.
+    Failed(String),
 }
 
-/// What the admin call that raises or restores a sidecar's `wasm` logger reports.
+/// What the task that raises and restores one sidecar's `wasm` logger reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WasmLogChange {
-    /// Now at info, for this long; `previous` is the level read first (`GET /logging`).
+    /// Now at info, for this long; `previous` is the level read first (`POST /logging`).
     Raised {
         previous: String,
         for_seconds: Seconds,
+    },
+    /// The logger already writes info lines (at `level`): left alone, nothing to restore.
+    Unchanged {
+        level: String,
     },
     /// Back at `level`.
     Restored {
         level: String,
     },
     Failed(String),
+}
+
+/// The filter's `log_decisions`, as a sidecar runs it (its pluginConfig, from config_dump).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionLogging {
+    Off,
+    Changes,
+    All,
+    /// The plugin refuses its pluginConfig, so it does not run: the filter's message.
+    Refused(String),
+}
+
+impl DecisionLogging {
+    /// What the filter makes of its pluginConfig bytes (its own parser).
+    pub fn of_plugin_config(config: &str) -> DecisionLogging {
+        use kasi_filter::config::{Config, LogDecisions};
+        match Config::parse(config.as_bytes()) {
+            Ok(config) => match config.log_decisions {
+                LogDecisions::Off => DecisionLogging::Off,
+                LogDecisions::Changes => DecisionLogging::Changes,
+                LogDecisions::All => DecisionLogging::All,
+            },
+            Err(e) => DecisionLogging::Refused(e.to_string()),
+        }
+    }
+}
+
+/// Why a sidecar gives the Sessions view no decision lines. [`AppState::quiet_sidecars`] gives
+/// each sidecar the first that holds, in this order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Quiet {
+    /// The activator pod has no istio-proxy: no filter.
+    NoSidecar,
+    /// kasi's filter is not loaded (or not applied) in the sidecar.
+    FilterNotLoaded,
+    /// The filter refuses its pluginConfig and does not run.
+    ConfigRefused(String),
+    /// The filter runs with `log_decisions: "off"`.
+    LoggingOff,
+    /// The sidecar's `wasm` logger is at this level, above info: decision lines (info) are dropped.
+    WasmLevel(String),
+    /// Requests that write a line went through, yet none arrived for [`SILENT_AFTER`]; the
+    /// `wasm` level, when known, is at info or below.
+    Silent { level: Option<String> },
+    /// The filter's counters have not moved over the readings kept: no requests yet.
+    NoRequests,
+    /// Every request was steered by its session, which at `log_decisions: "changes"` writes no line.
+    OnlySticky,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,6 +152,8 @@ pub struct ActivatorRow {
     pub config_bytes: Option<u64>,
     pub memory_bytes: Option<u64>,
     pub hit_rate: Option<f64>,
+    /// The filter's `log_decisions` in this sidecar, read with its config_dump.
+    pub decision_logging: Option<DecisionLogging>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,7 +318,10 @@ pub struct AppState {
     pub findings: Option<Findings>,
     /// When each sidecar's log last gave a decision line.
     pub last_decision: BTreeMap<String, Seconds>,
-    /// Sidecars whose `wasm` logger kasi raised to info.
+    /// Each sidecar's `wasm` logger level, from its admin API (read when the sidecar appears,
+    /// restarts, every minute, and reported by kasi's own changes).
+    pub wasm_levels: BTreeMap<String, String>,
+    /// What `L` did, by sidecar: raises in flight or held, and failures.
     pub wasm_log: BTreeMap<String, WasmLogRaise>,
     pub ui: UiState,
 }
@@ -319,13 +383,14 @@ impl AppState {
     }
 
     /// Activators whose counters show, over the last [`SILENT_AFTER`], requests that write a
-    /// decision line, while their log follower saw none for as long: their sidecar's `wasm`
-    /// logger is below info (istio-proxy runs `--component-log-level misc:error` by default).
-    /// Sidecars kasi already raised are not in it.
+    /// decision line (at the `log_decisions` their filter runs with), while their log follower
+    /// saw none for as long: their sidecar's `wasm` logger is likely below info (istio-proxy runs
+    /// `--log-level warning` by default), or their log does not reach kasi. Sidecars whose
+    /// raise is in flight or held are not in it.
     pub fn silent_sidecars(&self) -> Vec<&str> {
         self.counters
             .iter()
-            .filter(|(pod, _)| !self.wasm_log.contains_key(*pod))
+            .filter(|(pod, _)| !self.raise_active(pod))
             .filter(|(pod, readings)| {
                 let Some((at, last)) = readings.last() else {
                     return false;
@@ -338,9 +403,105 @@ impl AppState {
                     .last_decision
                     .get(*pod)
                     .is_some_and(|t| self.now - t < SILENT_AFTER);
-                last.logged_since(earlier) > 0 && !heard
+                let logged = match self.decision_logging(pod) {
+                    Some(DecisionLogging::All) => last.requests.saturating_sub(earlier.requests),
+                    Some(DecisionLogging::Off | DecisionLogging::Refused(_)) => 0,
+                    Some(DecisionLogging::Changes) | None => last.logged_since(earlier),
+                };
+                logged > 0 && !heard
             })
             .map(|(pod, _)| pod.as_str())
+            .collect()
+    }
+
+    fn decision_logging(&self, pod: &str) -> Option<&DecisionLogging> {
+        let activator = self.activators.iter().find(|a| a.pod == pod)?;
+        activator.decision_logging.as_ref()
+    }
+
+    /// Whether `pod`'s `wasm` logger is known to drop info lines (its level is above info).
+    pub fn wasm_above_info(&self, pod: &str) -> bool {
+        let level = self.wasm_levels.get(pod);
+        level.and_then(|l| crate::envoy::admin::logs_info(l)) == Some(false)
+    }
+
+    /// A raise of `pod`'s `wasm` logger is in flight, or held and still in effect (a sidecar
+    /// that restarted meanwhile is back at its own level: that raise no longer counts).
+    pub fn raise_active(&self, pod: &str) -> bool {
+        match self.wasm_log.get(pod) {
+            Some(WasmLogRaise::Raising) => true,
+            Some(WasmLogRaise::Raised { .. }) => !self.wasm_above_info(pod),
+            Some(WasmLogRaise::Failed(_)) | None => false,
+        }
+    }
+
+    /// Why each activator's sidecar gives no decision lines, for those where one of the
+    /// [`Quiet`] cases holds: the sidecar's state (no sidecar, no filter, a refused config,
+    /// `log_decisions: "off"`, the `wasm` logger above info) whenever it holds; what its traffic
+    /// shows (silent, no requests, only sticky requests) when no line came from it for the
+    /// window the sessions table keeps.
+    pub fn quiet_sidecars(&self) -> Vec<(&str, Quiet)> {
+        let mut quiet = Vec::new();
+        for activator in &self.activators {
+            let pod = activator.pod.as_str();
+            if let Some(why) = self.quiet(activator) {
+                quiet.push((pod, why));
+            }
+        }
+        quiet
+    }
+
+    fn quiet(&self, activator: &ActivatorRow) -> Option<Quiet> {
+        let pod = activator.pod.as_str();
+        if !activator.sidecar_injected {
+            return Some(Quiet::NoSidecar);
+        }
+        if activator.filter_loaded == Some(false) {
+            return Some(Quiet::FilterNotLoaded);
+        }
+        match &activator.decision_logging {
+            Some(DecisionLogging::Refused(why)) => return Some(Quiet::ConfigRefused(why.clone())),
+            Some(DecisionLogging::Off) => return Some(Quiet::LoggingOff),
+            _ => {}
+        }
+        if self.wasm_above_info(pod) && !self.raise_active(pod) {
+            return Some(Quiet::WasmLevel(self.wasm_levels[pod].clone()));
+        }
+        if self.silent_sidecars().contains(&pod) {
+            let level = self.wasm_levels.get(pod).cloned();
+            return Some(Quiet::Silent { level });
+        }
+        let heard = self
+            .last_decision
+            .get(pod)
+            .is_some_and(|t| self.now - t < HISTORY_SECONDS);
+        if heard || activator.filter_loaded.is_none() {
+            return None;
+        }
+        let readings = self.counters.get(pod)?;
+        let ((_, first), (_, last)) = (readings.first()?, readings.last()?);
+        if readings.len() < 2 {
+            return None;
+        }
+        if last.requests == first.requests {
+            return Some(Quiet::NoRequests);
+        }
+        let all = activator.decision_logging == Some(DecisionLogging::All);
+        (!all && last.logged_since(first) == 0).then_some(Quiet::OnlySticky)
+    }
+
+    /// The sidecars `L` raises: every activator's sidecar whose `wasm` logger is above info or
+    /// not read yet (the raise reads it first and leaves one at info alone), unless a raise of
+    /// it is in flight or held.
+    pub fn wasm_raise_targets(&self) -> Vec<&str> {
+        self.activators
+            .iter()
+            .filter(|a| a.sidecar_injected && !self.raise_active(&a.pod))
+            .filter(|a| {
+                let level = self.wasm_levels.get(&a.pod);
+                level.and_then(|l| crate::envoy::admin::logs_info(l)) != Some(true)
+            })
+            .map(|a| a.pod.as_str())
             .collect()
     }
 
@@ -430,12 +591,26 @@ mod tests {
         // Raised already: not offered again.
         state.wasm_log.insert(
             "b".into(),
-            WasmLogRaise {
+            WasmLogRaise::Raised {
                 until: 600.0,
                 previous: "warning".into(),
             },
         );
         assert!(state.silent_sidecars().is_empty());
+        state.wasm_log.clear();
+        // At log_decisions "all" sticky requests log too; at "off" nothing does.
+        let activator = |pod: &str, logging| ActivatorRow {
+            pod: pod.into(),
+            sidecar_injected: true,
+            filter_loaded: Some(true),
+            decision_logging: Some(logging),
+            ..Default::default()
+        };
+        state.activators = vec![
+            activator("a", DecisionLogging::All),
+            activator("b", DecisionLogging::Off),
+        ];
+        assert_eq!(state.silent_sidecars(), ["a"]);
         // Less than SILENT_AFTER of readings: too early to say.
         let mut early = AppState {
             now: 5.0,
@@ -445,6 +620,169 @@ mod tests {
             .counters
             .insert("c".into(), vec![(1.0, c(0, 0, 0)), (5.0, c(9, 0, 9))]);
         assert!(early.silent_sidecars().is_empty());
+    }
+
+    /// Two activators with the filter loaded, logging at "changes", `wasm` at info, a line from
+    /// each 5 s ago and requests of every kind in their counters: nothing to explain.
+    fn logging_lab() -> AppState {
+        let mut state = crate::tui::fixture::lab_state(View::Sessions);
+        state.now = 60.0;
+        for pod in state.activators.iter().map(|a| a.pod.clone()) {
+            state.last_decision.insert(pod, 55.0);
+        }
+        state
+    }
+
+    #[test]
+    fn quiet_sidecars_say_the_first_reason_that_holds() {
+        let state = logging_lab();
+        let (a, b) = (
+            state.activators[0].pod.clone(),
+            state.activators[1].pod.clone(),
+        );
+        assert_eq!(state.quiet_sidecars(), []);
+        let why = |change: &dyn Fn(&mut AppState)| {
+            let mut state = logging_lab();
+            change(&mut state);
+            state
+                .quiet_sidecars()
+                .into_iter()
+                .map(|(pod, why)| (pod.to_owned(), why))
+                .collect::<Vec<_>>()
+        };
+        // The sidecar's own state explains it even while lines came before.
+        assert_eq!(
+            why(&|s| {
+                s.wasm_levels.insert(a.clone(), "warning".into());
+            }),
+            [(a.clone(), Quiet::WasmLevel("warning".into()))]
+        );
+        assert_eq!(
+            why(&|s| s.activators[1].decision_logging = Some(DecisionLogging::Off)),
+            [(b.clone(), Quiet::LoggingOff)]
+        );
+        assert_eq!(
+            why(&|s| {
+                s.activators[1].decision_logging =
+                    Some(DecisionLogging::of_plugin_config(r#"{"log_decision":"all"}"#))
+            }),
+            [(
+                b.clone(),
+                Quiet::ConfigRefused(
+                    "pluginConfig key \"log_decision\": unknown key; known keys are cookie_name, cookie_path, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions, session_keys".into()
+                )
+            )]
+        );
+        // No filter wins over the log level; no sidecar over everything.
+        assert_eq!(
+            why(&|s| {
+                s.activators[0].filter_loaded = Some(false);
+                s.wasm_levels.insert(a.clone(), "warning".into());
+                s.activators[1].sidecar_injected = false;
+            }),
+            [
+                (a.clone(), Quiet::FilterNotLoaded),
+                (b.clone(), Quiet::NoSidecar)
+            ]
+        );
+        // A raise in flight or held covers the level; one the sidecar lost (it restarted and is
+        // back at warning) does not.
+        let raised = |s: &mut AppState, raise: WasmLogRaise, level: &str| {
+            s.wasm_log.insert(a.clone(), raise);
+            s.wasm_levels.insert(a.clone(), level.into());
+        };
+        assert_eq!(why(&|s| raised(s, WasmLogRaise::Raising, "warning")), []);
+        let held = || WasmLogRaise::Raised {
+            until: 600.0,
+            previous: "warning".into(),
+        };
+        assert_eq!(why(&|s| raised(s, held(), "info")), []);
+        assert_eq!(
+            why(&|s| raised(s, held(), "warning")),
+            [(a.clone(), Quiet::WasmLevel("warning".into()))]
+        );
+        // Requests that log and no line for 10 s: silent, with the level if known.
+        assert_eq!(
+            why(&|s| {
+                crate::tui::fixture::silence(s, &a);
+                s.wasm_levels.remove(&a);
+            }),
+            [(a.clone(), Quiet::Silent { level: None })]
+        );
+        // Traffic cases only once no line came for the whole window.
+        let no_lines = |s: &mut AppState| {
+            s.last_decision.clear();
+            s.sessions.clear();
+        };
+        let flat = |s: &mut AppState, pod: &str, counters: Counters| {
+            s.counters
+                .insert(pod.into(), vec![(0.0, counters), (60.0, counters)]);
+        };
+        assert_eq!(
+            why(&|s| {
+                no_lines(s);
+                flat(s, &a, Counters::default());
+                let sticky = Counters {
+                    requests: 50,
+                    cookie_routed: 50,
+                    sticky_hits: 50,
+                    ..Default::default()
+                };
+                s.counters
+                    .insert(b.clone(), vec![(0.0, Counters::default()), (60.0, sticky)]);
+            }),
+            [
+                (a.clone(), Quiet::NoRequests),
+                (b.clone(), Quiet::OnlySticky)
+            ]
+        );
+        // A line within the window: the traffic explains itself.
+        assert_eq!(
+            why(&|s| {
+                flat(s, &a, Counters::default());
+            }),
+            []
+        );
+        // A single reading, or a filter not read yet: too early to say.
+        assert_eq!(
+            why(&|s| {
+                no_lines(s);
+                s.counters
+                    .insert(a.clone(), vec![(60.0, Counters::default())]);
+                s.activators[1].filter_loaded = None;
+            }),
+            []
+        );
+    }
+
+    #[test]
+    fn l_targets_sidecars_above_info_or_unread() {
+        let mut state = logging_lab();
+        let (a, b) = (
+            state.activators[0].pod.clone(),
+            state.activators[1].pod.clone(),
+        );
+        assert!(state.wasm_raise_targets().is_empty());
+        state.wasm_levels.insert(a.clone(), "error".into());
+        state.wasm_levels.remove(&b);
+        assert_eq!(state.wasm_raise_targets(), [a.as_str(), b.as_str()]);
+        state.activators[1].sidecar_injected = false;
+        assert_eq!(state.wasm_raise_targets(), [a.as_str()]);
+        state.wasm_log.insert(a.clone(), WasmLogRaise::Raising);
+        assert!(state.wasm_raise_targets().is_empty());
+    }
+
+    #[test]
+    fn decision_logging_is_what_the_filter_makes_of_its_config() {
+        let of = DecisionLogging::of_plugin_config;
+        assert_eq!(of(""), DecisionLogging::Changes);
+        assert_eq!(of(r#"{"cookie_name":"s"}"#), DecisionLogging::Changes);
+        assert_eq!(of(r#"{"log_decisions":"off"}"#), DecisionLogging::Off);
+        assert_eq!(of(r#"{"log_decisions":"all"}"#), DecisionLogging::All);
+        assert!(
+            matches!(of(r#"{"log_decisions":"none"}"#), DecisionLogging::Refused(e) if e.contains("log_decisions"))
+        );
+        assert!(matches!(of("{"), DecisionLogging::Refused(_)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Actions change the state; what needs the outside world comes back as [`Effect`]s.
 
 use super::action::{Action, Effect};
-use super::state::{AppState, Confirm, PasteBox};
+use super::state::{AppState, Confirm, PasteBox, WasmLogRaise};
 use super::view::View;
 use super::views::rows;
 
@@ -97,24 +97,22 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             }
         }
         Action::RaiseWasmLog => {
-            // The silent ones, else every activator with a sidecar: the user asked.
-            let mut pods: Vec<String> = state
-                .silent_sidecars()
+            let pods: Vec<String> = state
+                .wasm_raise_targets()
                 .into_iter()
                 .map(str::to_owned)
                 .collect();
             if pods.is_empty() {
-                pods = state
-                    .activators
-                    .iter()
-                    .filter(|a| a.sidecar_injected)
-                    .map(|a| a.pod.clone())
-                    .collect();
-            }
-            pods.retain(|pod| !state.wasm_log.contains_key(pod));
-            if pods.is_empty() {
-                state.ui.message = Some("no sidecar to raise: each is raised already".into());
+                let held = state.activators.iter().any(|a| state.raise_active(&a.pod));
+                state.ui.message = Some(if held {
+                    "the wasm logger is raised already where it was below info".into()
+                } else {
+                    "every sidecar's wasm logger writes info lines already: nothing to raise".into()
+                });
                 return Vec::new();
+            }
+            for pod in &pods {
+                state.wasm_log.insert(pod.clone(), WasmLogRaise::Raising);
             }
             state.ui.message = Some(format!(
                 "raising the wasm logger to info on {}",
@@ -182,7 +180,7 @@ fn run_command(state: &mut AppState, command: &str) -> Vec<Effect> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::fixture::{lab_state, silence};
+    use crate::tui::fixture::lab_state;
     use crate::tui::keys::action;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -274,38 +272,79 @@ mod tests {
     }
 
     #[test]
-    fn l_raises_the_silent_sidecars_only_once() {
+    fn l_raises_every_sidecar_above_info_once() {
         let mut state = lab_state(View::Sessions);
-        // Nothing silent: L offers every activator.
-        let all: Vec<String> = state.activators.iter().map(|a| a.pod.clone()).collect();
-        assert!(state.silent_sidecars().is_empty());
-        assert_eq!(press(&mut state, "L"), vec![Effect::RaiseWasmLog(all)]);
-        // The first activator rejects sessions and its log says nothing: only it is raised.
-        let first = state.activators[0].pod.clone();
-        silence(&mut state, &first);
-        assert_eq!(state.silent_sidecars(), [first.as_str()]);
+        let pods: Vec<String> = state.activators.iter().map(|a| a.pod.clone()).collect();
+        // The lab's sidecars log at info: nothing to raise.
+        assert_eq!(press(&mut state, "L"), vec![]);
+        assert!(state
+            .ui
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("nothing to raise"));
+        // Levels not read yet: L raises both (the raise reads each level first).
+        state.wasm_levels.clear();
         assert_eq!(
             press(&mut state, "L"),
-            vec![Effect::RaiseWasmLog(vec![first])]
+            vec![Effect::RaiseWasmLog(pods.clone())]
         );
-        for pod in &state
-            .activators
-            .iter()
-            .map(|a| a.pod.clone())
-            .collect::<Vec<_>>()
-        {
-            state.wasm_log.insert(
-                pod.clone(),
-                crate::tui::state::WasmLogRaise {
-                    until: 600.0,
-                    previous: "warning".into(),
-                },
-            );
-        }
+        assert!(state.wasm_log.values().all(|r| *r == WasmLogRaise::Raising));
+        assert!(state.ui.message.as_deref().unwrap().contains(&pods[1]));
+        // In flight: pressing again does not start a second raise.
         assert_eq!(press(&mut state, "L"), vec![]);
+        assert!(state
+            .ui
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("raised already"));
+        // Levels read: only the one above info is raised.
+        state.wasm_log.clear();
+        state.wasm_levels.insert(pods[0].clone(), "warning".into());
+        state.wasm_levels.insert(pods[1].clone(), "info".into());
+        assert_eq!(
+            press(&mut state, "L"),
+            vec![Effect::RaiseWasmLog(vec![pods[0].clone()])]
+        );
+        // Held and in effect: nothing to raise.
+        state.wasm_log.insert(
+            pods[0].clone(),
+            WasmLogRaise::Raised {
+                until: 660.0,
+                previous: "warning".into(),
+            },
+        );
+        state.wasm_levels.insert(pods[0].clone(), "info".into());
+        assert_eq!(press(&mut state, "L"), vec![]);
+        // The sidecar restarted during the raise: back at warning, L raises it again.
+        state.wasm_levels.insert(pods[0].clone(), "warning".into());
+        assert_eq!(
+            press(&mut state, "L"),
+            vec![Effect::RaiseWasmLog(vec![pods[0].clone()])]
+        );
+        // A failed raise can be retried.
+        state
+            .wasm_log
+            .insert(pods[0].clone(), WasmLogRaise::Failed("503".into()));
+        assert_eq!(
+            press(&mut state, "L"),
+            vec![Effect::RaiseWasmLog(vec![pods[0].clone()])]
+        );
+        // Every sidecar at info or below: nothing to do, and the message says so.
+        state.wasm_log.clear();
+        state.wasm_levels.insert(pods[0].clone(), "debug".into());
+        assert_eq!(press(&mut state, "L"), vec![]);
+        assert!(state
+            .ui
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("nothing to raise"));
         // Elsewhere L does nothing.
         let mut state = lab_state(View::Overview);
         assert_eq!(press(&mut state, "L"), vec![]);
+        assert!(state.wasm_log.is_empty());
     }
 
     #[test]

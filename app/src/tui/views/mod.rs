@@ -309,8 +309,8 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::fixture::{lab_state, silence};
-    use crate::tui::state::PasteBox;
+    use crate::tui::fixture::{lab_state, silence, without_decision_lines};
+    use crate::tui::state::{DecisionLogging, PasteBox, WasmLogRaise};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
@@ -357,37 +357,106 @@ mod tests {
     }
 
     #[test]
-    fn sessions_say_why_decision_lines_are_missing_and_the_raise_counts_down() {
+    fn sessions_say_why_decision_lines_are_missing() {
         let mut state = lab_state(View::Sessions);
-        assert!(!render(&state).contains("no decision line"));
-        let first = state.activators[0].pod.clone();
-        silence(&mut state, &first);
+        assert!(!render(&state).contains("decision line"));
+        let (a, b) = (
+            state.activators[0].pod.clone(),
+            state.activators[1].pod.clone(),
+        );
+        // An older install: the first sidecar's wasm logger at istio-proxy's default; the
+        // second has seen no request yet.
+        without_decision_lines(&mut state, &a);
+        without_decision_lines(&mut state, &b);
+        state.wasm_levels.insert(a.clone(), "warning".into());
+        let idle = state.counters[&b][0].1;
+        for reading in state.counters.get_mut(&b).unwrap() {
+            reading.1 = idle;
+        }
+        insta::assert_snapshot!("sessions_why", render(&state));
         let screen = render(&state);
         assert!(
             screen.contains(&format!(
-                "{first}: sessions flow but no decision line for 10 s · L raises the wasm logger to info for 10 min"
+                "wasm logs at warning on {a} (decision lines are info) · L raises it to info for 10 min"
             )),
             "{screen}"
         );
         assert!(
-            screen.contains("--component-log-level misc:error"),
+            screen.contains(&format!(
+                "no decision lines from {b}: no requests yet (the filter's counters have not moved)"
+            )),
+            "{screen}"
+        );
+        // The filter off, or logging off, say so instead.
+        state.activators[0].filter_loaded = Some(false);
+        state.activators[1].decision_logging = Some(DecisionLogging::Off);
+        let screen = render(&state);
+        assert!(
+            screen.contains(&format!(
+                "no decision lines from {a}: kasi's filter is not loaded in its sidecar"
+            )),
+            "{screen}"
+        );
+        assert!(
+            screen.contains(&format!(
+                "no decision lines from {b}: the filter runs with log_decisions \"off\""
+            )),
+            "{screen}"
+        );
+        // Silent with the level unknown: the line offers L.
+        let mut state = lab_state(View::Sessions);
+        silence(&mut state, &a);
+        state.wasm_levels.remove(&a);
+        let screen = render(&state);
+        assert!(
+            screen.contains(&format!(
+                "{a}: requests that write a decision line went through, yet none arrived for 10 s · L raises"
+            )),
+            "{screen}"
+        );
+    }
+
+    #[test]
+    fn sessions_show_the_raise_counting_down_and_failures_named() {
+        let mut state = lab_state(View::Sessions);
+        let (a, b) = (
+            state.activators[0].pod.clone(),
+            state.activators[1].pod.clone(),
+        );
+        state.wasm_log.insert(a.clone(), WasmLogRaise::Raising);
+        state.wasm_log.insert(b.clone(), WasmLogRaise::Raising);
+        let screen = render(&state);
+        assert!(
+            // By name: h6t4z before q2w8r.
+            screen.contains(&format!("raising the wasm logger to info on {b}, {a}…")),
             "{screen}"
         );
         state.wasm_log.insert(
-            first.clone(),
-            crate::tui::state::WasmLogRaise {
-                until: 65.0 + 572.0,
+            a.clone(),
+            WasmLogRaise::Raised {
+                until: 60.0 + 572.0,
                 previous: "warning".into(),
             },
         );
+        state.wasm_log.insert(
+            b.clone(),
+            WasmLogRaise::Failed(format!(
+                "raising to info: knative-serving/{b} admin POST /logging?wasm=info answered 503"
+            )),
+        );
+        state.wasm_levels.insert(b.clone(), "warning".into());
+        insta::assert_snapshot!("sessions_raised", render(&state));
         let screen = render(&state);
         assert!(
             screen.contains(&format!(
-                "wasm logger at info on {first} for 9:32 more, then back to warning"
+                "wasm logger at info on {a} for 9:32 more, then back to warning (also when kasi exits)"
             )),
             "{screen}"
         );
-        assert!(!screen.contains("no decision line"), "{screen}");
+        assert!(
+            screen.contains(&format!("wasm logger of {b}: raising to info:")),
+            "{screen}"
+        );
     }
 
     #[test]

@@ -1,52 +1,153 @@
 //! `3` Sessions: live session cookies decoded to pod and revision, plus the paste box.
 
 use super::{table_block, theme};
-use crate::tui::state::{AppState, SessionState};
+use crate::tui::state::{
+    AppState, Quiet, Seconds, SessionState, WasmLogRaise, SILENT_AFTER, WASM_LOG_RAISE,
+};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Text};
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
 use ratatui::Frame;
+use std::collections::BTreeMap;
 
-/// Lines above the table when decision lines are missing or the `wasm` logger is raised.
-fn notice(state: &AppState) -> Vec<Line<'static>> {
-    if let Some((_, first)) = state.wasm_log.iter().next() {
-        let left = (first.until - state.now).max(0.0) as u64;
-        let pods: Vec<&str> = state.wasm_log.keys().map(String::as_str).collect();
-        return vec![Line::styled(
-            format!(
-                " wasm logger at info on {} for {}:{:02} more, then back to {} (also when kasi exits)",
-                pods.join(", "),
-                left / 60,
-                left % 60,
-                first.previous
-            ),
-            Style::new().fg(theme::OK),
-        )];
+/// What `L` is doing (raises in flight, held with their countdown, failures), then why
+/// decision lines are missing, one line per case naming its sidecars: the text and its style.
+fn notice(state: &AppState) -> Vec<(String, Style)> {
+    let mut lines = Vec::new();
+    let mut raising = Vec::new();
+    // Raises held, by the level each goes back to: (pods, seconds left of the soonest).
+    let mut held: BTreeMap<&str, (Vec<&str>, Seconds)> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (pod, raise) in &state.wasm_log {
+        match raise {
+            WasmLogRaise::Raising => raising.push(pod.as_str()),
+            WasmLogRaise::Raised { until, previous } if state.raise_active(pod) => {
+                let (pods, left) = held.entry(previous).or_insert((Vec::new(), Seconds::MAX));
+                pods.push(pod);
+                *left = left.min(until - state.now);
+            }
+            WasmLogRaise::Raised { .. } => {}
+            WasmLogRaise::Failed(error) => failed.push((pod.as_str(), error.as_str())),
+        }
     }
-    let silent = state.silent_sidecars();
-    if silent.is_empty() {
-        return Vec::new();
+    if !raising.is_empty() {
+        let text = format!(
+            " raising the wasm logger to info on {}…",
+            raising.join(", ")
+        );
+        lines.push((text, theme::dim()));
     }
-    vec![
-        Line::styled(
-            format!(
-                " {}: sessions flow but no decision line for {:.0} s · L raises the wasm logger to info for {} min",
-                silent.join(", "),
-                crate::tui::state::SILENT_AFTER,
-                crate::tui::state::WASM_LOG_RAISE as u64 / 60
+    for (previous, (pods, left)) in held {
+        let left = left.max(0.0) as u64;
+        let text = format!(
+            " wasm logger at info on {} for {}:{:02} more, then back to {previous} (also when kasi exits)",
+            pods.join(", "),
+            left / 60,
+            left % 60,
+        );
+        lines.push((text, Style::new().fg(theme::OK)));
+    }
+    for (pod, error) in failed {
+        let text = format!(" wasm logger of {pod}: {error} · L tries again");
+        lines.push((text, Style::new().fg(theme::BAD)));
+    }
+    let mut cases: BTreeMap<Quiet, Vec<&str>> = BTreeMap::new();
+    for (pod, why) in state.quiet_sidecars() {
+        cases.entry(why).or_default().push(pod);
+    }
+    let raise_for = WASM_LOG_RAISE as u64 / 60;
+    let mut wasm_level = false;
+    for (why, pods) in cases {
+        let pods = pods.join(", ");
+        let none_from = format!(" no decision lines from {pods}:");
+        let (text, style) = match why {
+            Quiet::NoSidecar => (
+                format!("{none_from} no istio-proxy sidecar, so no filter"),
+                Style::new().fg(theme::BAD),
             ),
-            Style::new().fg(theme::WARN),
-        ),
-        Line::styled(
-            "   why: its sidecar logs wasm below info — istio-proxy runs --component-log-level misc:error by default (kasi's bundle sets wasm:info on pods it creates)",
+            Quiet::FilterNotLoaded => (
+                format!("{none_from} kasi's filter is not loaded in its sidecar (1 Overview, 6 Install)"),
+                Style::new().fg(theme::BAD),
+            ),
+            Quiet::ConfigRefused(error) => (
+                format!("{none_from} the filter refuses its pluginConfig and does not run: {error}"),
+                Style::new().fg(theme::BAD),
+            ),
+            Quiet::LoggingOff => (
+                format!("{none_from} the filter runs with log_decisions \"off\" (the WasmPlugin's pluginConfig)"),
+                Style::new().fg(theme::WARN),
+            ),
+            Quiet::WasmLevel(level) => {
+                wasm_level = true;
+                (
+                    format!(" wasm logs at {level} on {pods} (decision lines are info) · L raises it to info for {raise_for} min"),
+                    Style::new().fg(theme::WARN),
+                )
+            }
+            Quiet::Silent { level: None } => (
+                format!(" {pods}: requests that write a decision line went through, yet none arrived for {SILENT_AFTER:.0} s · L raises the wasm logger to info for {raise_for} min"),
+                Style::new().fg(theme::WARN),
+            ),
+            Quiet::Silent { level: Some(level) } => (
+                format!(" {pods}: requests that write a decision line went through, yet none arrived for {SILENT_AFTER:.0} s though wasm logs at {level}: is its istio-proxy log readable?"),
+                Style::new().fg(theme::WARN),
+            ),
+            Quiet::NoRequests => (
+                format!("{none_from} no requests yet (the filter's counters have not moved)"),
+                theme::dim(),
+            ),
+            Quiet::OnlySticky => (
+                format!("{none_from} every request stayed on its pinned pod, which log_decisions \"changes\" does not log"),
+                theme::dim(),
+            ),
+        };
+        lines.push((text, style));
+    }
+    if wasm_level {
+        lines.push((
+            "   for good: istio-proxy starts Envoy at --log-level warning; kasi's bundle gives activator pods the annotation sidecar.istio.io/componentLogLevel: \"misc:error,wasm:info\" when they are created".into(),
             theme::dim(),
-        ),
-    ]
+        ));
+    }
+    lines
+}
+
+/// Greedy word wrap to `width` columns, keeping the text's indent; continuation lines are
+/// indented two more.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(20);
+    let words = text.trim_start();
+    let indent = text.len() - words.len();
+    let mut lines = Vec::new();
+    let mut line = text[..indent].to_owned();
+    let mut empty = true;
+    for word in words.split(' ') {
+        if !empty && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut line, " ".repeat(indent + 2)));
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    lines.push(line);
+    lines
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
-    let lines = notice(state);
+    let lines: Vec<Line> = notice(state)
+        .into_iter()
+        .flat_map(|(text, style)| {
+            wrap(&text, area.width as usize)
+                .into_iter()
+                .map(move |l| Line::styled(l, style))
+        })
+        // The table keeps at least half the view.
+        .take((area.height / 2) as usize)
+        .collect();
     let area = if lines.is_empty() {
         area
     } else {
@@ -91,7 +192,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         "ADDRESS", "POD", "REVISION", "STATE", "REASON", "EXPIRES", "HOST", "SEEN BY", "LAST",
     ])
     .style(theme::header());
-    let title = format!("Sessions ({}) · p paste a cookie", sessions.len());
+    let title = format!(
+        "Sessions ({}) · p paste a cookie · L wasm logs to info",
+        sessions.len()
+    );
     let table = Table::new(
         rows,
         [
@@ -114,4 +218,20 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         area,
         &mut TableState::default().with_selected(Some(state.ui.selected)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn long_lines_wrap_at_words_with_an_indent() {
+        assert_eq!(wrap(" short", 80), [" short"]);
+        assert_eq!(
+            wrap(" one two three four five six", 20),
+            [" one two three four", "   five six"]
+        );
+        // A word longer than the width stays whole.
+        assert_eq!(wrap(&format!(" {}", "x".repeat(30)), 20).len(), 1);
+    }
 }
