@@ -94,7 +94,7 @@ async fn raise_and_restore(envoy: PathBuf) {
     })
     .await
     .unwrap_or_else(|e| panic!("the lab starts on {}: {e:#}", envoy.display()));
-    let pod = lab.activators[0].pod_name.clone();
+    let pod = lab.activators()[0].pod_name.clone();
     let client = client(&lab).await;
     let sidecar = Sidecar::new(client.clone(), NAMESPACE, &pod);
     // What a sidecar without kasi's componentLogLevel runs: istio-proxy's `--log-level warning`.
