@@ -293,3 +293,54 @@ async fn a_plugin_whose_module_the_pods_lack_fails_requests_until_they_roll() {
     }
     lab.shutdown().await;
 }
+
+/// kubectl's own rollout commands work on the lab's Deployment: `rollout restart` replaces the
+/// pods, and `rollout status` waits on the status the lab's controller writes and says it rolled
+/// out (kubectl's `rollout_status.go` reads nothing else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_restart_and_status() {
+    let lab = lab().await;
+    let client = client(&lab).await;
+    let kubeconfig = lab.kubeconfig_path().to_owned();
+    let mut binaries = vec!["kubectl".to_owned()];
+    if let Some(new) = std::env::var_os("KASI_KUBECTL_NEW") {
+        binaries.push(new.to_string_lossy().into_owned());
+    }
+    for binary in binaries {
+        let before = pod_names(&client).await;
+        let kubectl = |args: &'static [&'static str]| {
+            let (binary, kubeconfig) = (binary.clone(), kubeconfig.clone());
+            tokio::task::spawn_blocking(move || {
+                let out = std::process::Command::new(&binary)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["-n", "knative-serving"])
+                    .args(args)
+                    .output()
+                    .unwrap_or_else(|e| panic!("{binary} runs: {e} (install kubectl: ./dev does)"));
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+        };
+        let (ok, out, err) = kubectl(&["rollout", "restart", "deployment/activator"])
+            .await
+            .unwrap();
+        assert!(ok, "{binary}: {out}{err}");
+        let (ok, out, err) =
+            kubectl(&["rollout", "status", "deployment/activator", "--timeout=90s"])
+                .await
+                .unwrap();
+        assert!(ok, "{binary}: {out}{err}");
+        assert!(out.contains("successfully rolled out"), "{binary}: {out}");
+        let after = pod_names(&client).await;
+        assert_eq!(after.len(), 2);
+        assert!(
+            after.iter().all(|p| !before.contains(p)),
+            "{binary}: {before:?} → {after:?}"
+        );
+    }
+    lab.shutdown().await;
+}

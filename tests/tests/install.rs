@@ -272,7 +272,7 @@ async fn apply_status_reapply_revert() {
     let text = String::from_utf8_lossy(&out).to_string();
     assert_eq!(outcome, ApplyOutcome::Applied { changed: 9 }, "{text}");
     assert!(
-        text.contains("[5/9] applied WasmPlugin knative-serving/kasi-affinity"),
+        text.contains("[8/9] applied WasmPlugin knative-serving/kasi-affinity"),
         "{text}"
     );
     // The Deployment goes last and apply returns once its rollout is done.

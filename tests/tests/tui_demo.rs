@@ -87,9 +87,12 @@ fn demo_installs_with_three_keys_and_shows_it_working() {
         s.contains("Apply the bundle?")
     });
     session.keys(&["y"]);
-    session.wait_for("the apply to finish", Duration::from_secs(60), |s| {
-        s.contains("applied 9") || s.contains("9/9")
-    });
+    // Apply ends with the activators' rollout, its last step.
+    session.wait_for(
+        "the apply and its rollout to finish",
+        Duration::from_secs(90),
+        |s| s.contains("rolled out"),
+    );
 
     session.keys(&["5"]);
     session.wait_for(

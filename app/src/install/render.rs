@@ -44,11 +44,6 @@ const TEMPLATES: [(&str, &str, &str); 9] = [
         include_str!("../../../manifests/config-autoscaler.yaml"),
     ),
     (
-        "wasmplugin",
-        "WasmPlugin (signed cookie → filter state)",
-        include_str!("../../../manifests/wasmplugin.yaml"),
-    ),
-    (
         "stateful-session",
         "EnvoyFilter: stateful_session cookie",
         include_str!("../../../manifests/envoyfilter-stateful-session.yaml"),
@@ -62,6 +57,11 @@ const TEMPLATES: [(&str, &str, &str); 9] = [
         "sidecar",
         "Sidecar (scoped activator egress)",
         include_str!("../../../manifests/sidecar.yaml"),
+    ),
+    (
+        "wasmplugin",
+        "WasmPlugin (signed cookie → filter state)",
+        include_str!("../../../manifests/wasmplugin.yaml"),
     ),
     (
         "injection",
@@ -155,8 +155,11 @@ pub fn module_label_value(sha256: &str) -> String {
 /// 2. `config-network` and `config-autoscaler` — the activator reads `mesh-compatibility-mode`
 ///    only when it starts, so the pods the rollout creates send to pod IPs from their first
 ///    request, while the old ones keep their ClusterIP routes;
-/// 3. the WasmPlugin, EnvoyFilters and Sidecar, gated on [`MODULE_LABEL`]: they select no pod
-///    yet, so no running sidecar gets a module it cannot load or a scope that drops its routes;
+/// 3. both EnvoyFilters, the Sidecar and the WasmPlugin, gated on [`MODULE_LABEL`]: they select
+///    no pod yet, so no running sidecar gets a module it cannot load or a scope that drops its
+///    routes. On an upgrade (a new module, so a new label) the old pods lose each piece as it is
+///    applied: `stateful_session` first and the filter last, so no old pod ever runs
+///    `stateful_session` without kasi (it would re-issue unsigned cookies and move sessions);
 /// 4. the activator Deployment last: its template gains the mount, the log level and the label,
 ///    and the rollout brings pods that have everything from their first request.
 ///
@@ -335,15 +338,15 @@ mod tests {
                 "placeholder",
                 "config-network",
                 "config-autoscaler",
-                "wasmplugin",
                 "stateful-session",
                 "passthrough",
                 "sidecar",
+                "wasmplugin",
                 "injection",
             ]
         );
         let wasm = &piece(&pieces, "wasmplugin");
-        assert_eq!(pieces[4].name(), WASM_PLUGIN);
+        assert_eq!(pieces[7].name(), WASM_PLUGIN);
         assert_eq!(wasm["spec"]["phase"], "AUTHN");
         assert_eq!(
             wasm["spec"]["url"],

@@ -37,9 +37,11 @@ const DEBOUNCE: Duration = Duration::from_millis(30);
 /// How long a terminating activator waits for its requests to finish (Knative's activator has
 /// `terminationGracePeriodSeconds: 600`; the lab's requests are short).
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-/// How long the lab waits after taking a pod out of the Endpoints before it counts what is in
-/// flight: a request the ingress routed just before has to reach the pod first.
-const ENDPOINTS_PROPAGATION: Duration = Duration::from_millis(200);
+/// The drain's quiet period: a terminating activator serves until no request has arrived for
+/// this long (Knative's drainer waits 45 s, `network.DefaultDrainTimeout`; the lab's requests
+/// come from the lab's own ingress, which stops sending the moment the Endpoints change, so a
+/// short one covers a request routed just before).
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
 
 /// One running activator pod.
 pub struct ActivatorPod {
@@ -307,9 +309,9 @@ impl ActivatorPods {
         })?;
         self.refresh_routing();
         if let Some(pod) = self.find(name) {
-            tokio::time::sleep(ENDPOINTS_PROPAGATION).await;
             let deadline = Instant::now() + DRAIN_LIMIT;
-            while pod.activator.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_QUIET).await;
+            while !pod.activator.drained(DRAIN_QUIET) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }

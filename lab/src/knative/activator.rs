@@ -32,6 +32,8 @@ pub struct Activator {
     pub mesh_mode: MeshMode,
     next: AtomicUsize,
     in_flight: AtomicUsize,
+    /// When the last request arrived, for the drain's quiet period.
+    last_request: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Counts one request in flight for as long as it lives.
@@ -57,12 +59,21 @@ impl Activator {
             mesh_mode,
             next: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            last_request: std::sync::Mutex::new(None),
         })
     }
 
     /// Requests being proxied now (a terminating pod drains until this is 0).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether it has drained: nothing in flight and no request for `quiet` — what Knative's
+    /// drainer waits for before the activator stops serving (`knative.dev/pkg/network/handlers/
+    /// drain.go` `Drainer.Drain`: a quiet period after the last request, reset by each one).
+    pub fn drained(&self, quiet: std::time::Duration) -> bool {
+        let last = *self.last_request.lock().unwrap_or_else(|e| e.into_inner());
+        self.in_flight() == 0 && last.is_none_or(|t| t.elapsed() >= quiet)
     }
 
     /// Serves on `listen` until the returned task is aborted.
@@ -78,6 +89,8 @@ impl Activator {
     async fn handle(&self, mut request: Request<Incoming>) -> Response<Body> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
+        *self.last_request.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::time::Instant::now());
         let header = |name: &str| {
             request
                 .headers()

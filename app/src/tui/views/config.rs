@@ -12,9 +12,12 @@ use ratatui::Frame;
 const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
+    let live: Vec<&str> = state.activators.iter().map(|a| a.pod.as_str()).collect();
+    let shown = |pod: &str| live.is_empty() || live.contains(&pod);
+    let rows_shown = state.config_history.keys().filter(|p| shown(p)).count();
     let [chart_area, table_area] = Layout::vertical([
         Constraint::Min(8),
-        Constraint::Length(state.config_history.len() as u16 + 3),
+        Constraint::Length(rows_shown as u16 + 3),
     ])
     .areas(area);
     let series: Vec<(String, Vec<(f64, f64)>)> = state
@@ -86,28 +89,41 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         );
     frame.render_widget(chart, chart_area);
 
-    let rows = state.config_history.iter().map(|(pod, samples)| {
-        let last = samples.last().copied().unwrap_or_default();
-        let first = samples.first().copied().unwrap_or_default();
-        let change = if first.total() > 0 && last.total() < first.total() {
-            format!(
-                "{:.0}× smaller",
-                first.total() as f64 / last.total().max(1) as f64
-            )
-        } else {
-            String::new()
-        };
-        Row::new(vec![
-            pod.clone(),
-            theme::bytes(last.total()),
-            format!("{} ({})", theme::bytes(last.listeners), last.listener_count),
-            format!("{} ({})", theme::bytes(last.clusters), last.cluster_count),
-            theme::bytes(last.routes),
-            theme::bytes(last.endpoints),
-            theme::bytes(last.secrets),
-            change,
-        ])
-    });
+    // Installing rolls the activators, so the sidecars after the apply are new pods that never
+    // held the big config: "since start" compares each with the biggest config any activator had
+    // when kasi first saw it. Pods that are gone keep their line in the chart, not a row.
+    let baseline = state
+        .config_history
+        .values()
+        .filter_map(|samples| samples.first())
+        .map(|s| s.total())
+        .max()
+        .unwrap_or(0);
+    let rows = state
+        .config_history
+        .iter()
+        .filter(|(pod, _)| shown(pod))
+        .map(|(pod, samples)| {
+            let last = samples.last().copied().unwrap_or_default();
+            let change = if baseline > 0 && last.total() > 0 && last.total() < baseline {
+                format!(
+                    "{:.0}× smaller",
+                    baseline as f64 / last.total().max(1) as f64
+                )
+            } else {
+                String::new()
+            };
+            Row::new(vec![
+                pod.clone(),
+                theme::bytes(last.total()),
+                format!("{} ({})", theme::bytes(last.listeners), last.listener_count),
+                format!("{} ({})", theme::bytes(last.clusters), last.cluster_count),
+                theme::bytes(last.routes),
+                theme::bytes(last.endpoints),
+                theme::bytes(last.secrets),
+                change,
+            ])
+        });
     let header = Row::new([
         "SIDECAR",
         "TOTAL",

@@ -327,6 +327,39 @@ mod tests {
         }
     }
 
+    /// Installing rolls the activators: the sidecars after the apply are new pods that never held
+    /// the big config, and the Config view still says how much smaller they are than the ones
+    /// they replaced; the replaced pods keep their line in the chart but no row.
+    #[test]
+    fn the_shrink_shows_across_a_rollout() {
+        let mut state = lab_state(View::Config);
+        let old: Vec<String> = state.activators.iter().map(|a| a.pod.clone()).collect();
+        let big = state.config_history[&old[0]][0];
+        let small = *state.config_history[&old[0]].last().unwrap();
+        state.config_history.clear();
+        for pod in &old {
+            state.config_history.insert(pod.clone(), vec![big]);
+        }
+        for (i, activator) in state.activators.iter_mut().enumerate() {
+            activator.pod = format!("activator-5b8c9d7f6-new{i}");
+            state
+                .config_history
+                .insert(activator.pod.clone(), vec![small]);
+        }
+        let screen = render(&state);
+        let table: String = screen
+            .lines()
+            .skip_while(|l| !l.contains("SIDECAR"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let ratio = format!("{:.0}× smaller", big.total() as f64 / small.total() as f64);
+        assert_eq!(table.matches(ratio.as_str()).count(), 2, "{screen}");
+        assert!(table.contains("activator-5b8c9d7f6-new0"), "{screen}");
+        for pod in &old {
+            assert!(!table.contains(pod.as_str()), "{screen}");
+        }
+    }
+
     #[test]
     fn overlays_render() {
         let mut help = lab_state(View::Overview);
