@@ -175,6 +175,26 @@ async fn mesh_compatible_sends_go_to_the_clusterip_with_the_host_rewritten() {
     );
 }
 
+/// `cmd/activator/main.go` reads `config-network` once, at start: an activator keeps the mode it
+/// started with when the ConfigMap (and so the lab's routing view) changes; only a new pod reads
+/// the new one.
+#[tokio::test]
+async fn an_activator_keeps_the_mesh_mode_it_started_with() {
+    let (outbound, seen) = sidecar().await;
+    let routing = routing(MeshMode::Disabled, &["10.0.0.1:8012"]);
+    let (activator, _serving) = start(Arc::clone(&routing), outbound).await;
+    routing.write().unwrap().mesh_mode = MeshMode::Enabled;
+    assert_eq!(get(activator, &REVISION).await, 200);
+    let (restarted, _serving_too) = start(Arc::clone(&routing), outbound).await;
+    assert_eq!(get(restarted, &REVISION).await, 200);
+    let seen = seen.lock().unwrap().clone();
+    let destinations: Vec<&str> = seen
+        .iter()
+        .map(|(proxy, _)| proxy.split(' ').nth(3).unwrap())
+        .collect();
+    assert_eq!(destinations, ["10.0.0.1", "10.96.0.10"]);
+}
+
 #[tokio::test]
 async fn what_the_activator_answers_itself() {
     let (outbound, seen) = sidecar().await;
