@@ -16,7 +16,8 @@
 //!   ([`knative::routing`]); what Serving's reconcilers and Kubernetes' endpoints controller do to
 //!   a revision's pods and Endpoints ([`knative::revisions`]); a fresh cluster's objects, Knative's
 //!   own manifests among them ([`knative::seed`]).
-//! - [`data_plane`]: what carries requests — the pods ([`data_plane::pods`]), the ingress gateway
+//! - [`data_plane`]: what carries requests — the pods ([`data_plane::pods`]; the `mcp` revision's
+//!   MCP server, [`data_plane::mcp_pod`]), the ingress gateway
 //!   ([`data_plane::ingress`]), kube-proxy ([`data_plane::kube_proxy`]), the istio-proxy Envoy
 //!   processes ([`data_plane::envoy`]), iptables' redirect into the sidecar as a PROXY header
 //!   ([`data_plane::forward`]), and the pod network on loopback ([`data_plane::layout`]).

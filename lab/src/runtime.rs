@@ -1,19 +1,20 @@
 //! Starting, running and stopping one lab: the API server, the activators with their real Envoy
-//! sidecars, the `hello` pods, the ingress, and the control plane (istiod's push, the activators'
-//! informers).
+//! sidecars, the pods of the revisions that serve (`hello`, `hello-h2c`, `mcp`), the ingress,
+//! and the control plane (istiod's push, the activators' informers).
 
 use crate::data_plane::activator_pods::{ActivatorPod, ActivatorPods};
 use crate::data_plane::envoy::{self, find_envoy};
 use crate::data_plane::ingress::Ingress;
 use crate::data_plane::kube_proxy;
 use crate::data_plane::layout::{Layout, POD_PORT, SIDECAR_ADMIN_PORT};
-use crate::data_plane::pods::PodServer;
+use crate::data_plane::pods::{PodApp, PodServer};
 use crate::istiod::push;
 use crate::knative;
 use crate::knative::revisions;
 use crate::knative::routing::Routing;
 use crate::knative::seed::{
-    self, SeedSpec, APP_NAMESPACE, HELLO_HOST, HELLO_REVISION, SYSTEM_NAMESPACE,
+    self, LabService, SeedSpec, Workload, APP_NAMESPACE, HELLO_HOST, HELLO_REVISION, LAB_SERVICES,
+    SYSTEM_NAMESPACE,
 };
 use crate::kube_api::{self, LabHooks, Store};
 use anyhow::{bail, Context as _};
@@ -31,6 +32,10 @@ pub struct LabOptions {
     pub services: usize,
     pub activators: usize,
     pub hello_pods: usize,
+    /// Pods of `hello-h2c`, the h2c revision.
+    pub h2c_pods: usize,
+    /// Pods of `mcp`, the stateful MCP server.
+    pub mcp_pods: usize,
     /// Keep state (kubeconfig, Envoy config and logs) here instead of a temporary directory.
     pub state_dir: Option<PathBuf>,
     pub envoy: Option<PathBuf>,
@@ -47,6 +52,8 @@ impl Default for LabOptions {
             services: 150,
             activators: 2,
             hello_pods: 3,
+            h2c_pods: 3,
+            mcp_pods: 3,
             state_dir: None,
             envoy: None,
             istio_crds: true,
@@ -80,11 +87,44 @@ pub struct Lab {
     ingress_url: String,
     /// The activator Deployment's pods, as its rollouts leave them.
     pub activator_pods: Arc<ActivatorPods>,
-    /// `hello` pods by name.
-    pods: tokio::sync::Mutex<BTreeMap<String, PodServer>>,
+    /// The serving revisions' pods by name.
+    pods: tokio::sync::Mutex<BTreeMap<String, LabPod>>,
     pod_addrs: Arc<RwLock<BTreeMap<String, SocketAddr>>>,
     pub routing: Arc<RwLock<Routing>>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// A running (or stopped) revision pod and the lab service it belongs to.
+struct LabPod {
+    service: &'static LabService,
+    server: PodServer,
+}
+
+/// What a lab service's pods run.
+fn pod_app(service: &LabService) -> PodApp {
+    match service.workload {
+        Workload::Echo => PodApp::Echo,
+        Workload::Mcp => {
+            // Its Route's names, and loopback for a `kubectl port-forward` to the pod.
+            let mut allowed_hosts = service.hosts();
+            allowed_hosts.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+            PodApp::Mcp { allowed_hosts }
+        }
+    }
+}
+
+/// Starts a lab service's pod `index`.
+async fn start_pod(
+    layout: &Layout,
+    service: &'static LabService,
+    index: usize,
+) -> anyhow::Result<(String, SocketAddr, LabPod)> {
+    let name = service.pod_name(index);
+    let addr = service.pod_addr(layout, index);
+    let server = PodServer::start_app(&name, addr, pod_app(service))
+        .await
+        .with_context(|| format!("cannot listen on {addr} for pod {name}"))?;
+    Ok((name, addr, LabPod { service, server }))
 }
 
 /// The lab's answers to `pods/log` and `pods/portforward`.
@@ -129,7 +169,7 @@ impl LabHooks for Hooks {
             };
         }
         let addr = *self.pod_addrs.read().ok()?.get(pod)?;
-        (port == POD_PORT).then_some(addr)
+        (port == addr.port()).then_some(addr)
     }
 }
 
@@ -150,6 +190,8 @@ impl Lab {
             layout,
             activators: options.activators,
             hello_pods: options.hello_pods,
+            h2c_pods: options.h2c_pods,
+            mcp_pods: options.mcp_pods,
             filler_services: options.services,
             istio_crds: options.istio_crds,
             native_sidecars: !options.classic_sidecars,
@@ -165,17 +207,15 @@ impl Lab {
         let mut tasks = Vec::new();
         let pod_addrs = Arc::new(RwLock::new(BTreeMap::new()));
         let mut pods = BTreeMap::new();
-        for i in 0..options.hello_pods {
-            let name = seed::hello_pod_name(i);
-            let addr = SocketAddr::new(layout.hello_pod_ip(i), POD_PORT);
-            let pod = PodServer::start(&name, addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for pod {name}"))?;
-            pod_addrs
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.clone(), addr);
-            pods.insert(name, pod);
+        for service in &LAB_SERVICES {
+            for i in 0..spec.pods(service) {
+                let (name, addr, pod) = start_pod(&layout, service, i).await?;
+                pod_addrs
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.clone(), addr);
+                pods.insert(name, pod);
+            }
         }
 
         // The control plane, reacting to every change in the API: the activators' and the
@@ -206,20 +246,22 @@ impl Lab {
         ));
         tasks.push(activator_pods.spawn_controller());
 
-        // kube-proxy for the hello revision's private ClusterIP.
-        if let Some((cluster_ip, _)) = routing.read().ok().and_then(|r| {
-            r.revision(APP_NAMESPACE, HELLO_REVISION)
-                .and_then(|t| t.private_service.clone())
-        }) {
-            tasks.push(
-                kube_proxy::start(
-                    cluster_ip,
-                    APP_NAMESPACE.into(),
-                    HELLO_REVISION.into(),
-                    Arc::clone(&routing),
-                )
-                .await?,
-            );
+        // kube-proxy for the serving revisions' private ClusterIPs.
+        for service in &LAB_SERVICES {
+            if let Some((cluster_ip, _)) = routing.read().ok().and_then(|r| {
+                r.revision(APP_NAMESPACE, service.revision)
+                    .and_then(|t| t.private_service.clone())
+            }) {
+                tasks.push(
+                    kube_proxy::start(
+                        cluster_ip,
+                        APP_NAMESPACE.into(),
+                        service.revision.into(),
+                        Arc::clone(&routing),
+                    )
+                    .await?,
+                );
+            }
         }
 
         // API server.
@@ -321,14 +363,14 @@ impl Lab {
         }
     }
 
-    /// Stops a `hello` pod: its socket closes and its endpoint goes not-ready, as when a
-    /// container dies.
+    /// Stops a revision pod (of `hello`, `hello-h2c` or `mcp`): its socket closes, what it held
+    /// in memory is gone, and its endpoint goes not-ready, as when a container dies.
     pub async fn stop_pod(&self, name: &str) -> anyhow::Result<()> {
         let mut pods = self.pods.lock().await;
         let pod = pods
             .get_mut(name)
             .with_context(|| format!("no lab pod {name:?}"))?;
-        pod.stop();
+        pod.server.stop();
         revisions::set_pod_ready(&self.store, APP_NAMESPACE, name, false)?;
         self.refresh_routing();
         Ok(())
@@ -341,57 +383,86 @@ impl Lab {
         *self.routing.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
-    /// Brings a stopped pod back.
+    /// Brings a stopped pod back (a new container: an MCP pod starts with no sessions).
     pub async fn restore_pod(&self, name: &str) -> anyhow::Result<()> {
         let mut pods = self.pods.lock().await;
         let pod = pods
             .get_mut(name)
             .with_context(|| format!("no lab pod {name:?}"))?;
-        pod.restore().await?;
+        pod.server.restore().await?;
         revisions::set_pod_ready(&self.store, APP_NAMESPACE, name, true)?;
         self.refresh_routing();
         Ok(())
     }
 
-    /// Names of the `hello` pods and whether each is running.
+    /// Names of the serving revisions' pods (`hello`'s first) and whether each is running.
     pub async fn pods(&self) -> Vec<(String, bool)> {
         self.pods
             .lock()
             .await
             .iter()
-            .map(|(n, p)| (n.clone(), p.is_running()))
+            .map(|(n, p)| (n.clone(), p.server.is_running()))
+            .collect()
+    }
+
+    /// Names of one revision's pods and whether each is running.
+    pub async fn revision_pods(&self, revision: &str) -> Vec<(String, bool)> {
+        self.pods
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, p)| p.service.revision == revision)
+            .map(|(n, p)| (n.clone(), p.server.is_running()))
             .collect()
     }
 
     /// Scales the `hello` revision to `replicas` pods.
     pub async fn scale(&self, replicas: usize) -> anyhow::Result<()> {
+        self.scale_revision(HELLO_REVISION, replicas).await
+    }
+
+    /// Scales a serving revision (`hello-00001`, `hello-h2c-00001`, `mcp-00001`) to `replicas`
+    /// pods: new pods take the lowest free index, a scale-down removes the last by name.
+    pub async fn scale_revision(&self, revision: &str, replicas: usize) -> anyhow::Result<()> {
+        let service = LabService::by_revision(revision)
+            .with_context(|| format!("no lab revision {revision:?} runs pods"))?;
         let mut pods = self.pods.lock().await;
+        let count = |pods: &BTreeMap<String, LabPod>| {
+            pods.values()
+                .filter(|p| p.service.revision == revision)
+                .count()
+        };
         let mut index = 0;
-        while pods.len() < replicas {
-            let name = seed::hello_pod_name(index);
+        while count(&pods) < replicas {
+            let name = service.pod_name(index);
             if !pods.contains_key(&name) {
-                let addr = SocketAddr::new(self.layout.hello_pod_ip(index), POD_PORT);
-                pods.insert(name.clone(), PodServer::start(&name, addr).await?);
+                let (name, addr, pod) = start_pod(&self.layout, service, index).await?;
+                pods.insert(name.clone(), pod);
                 self.pod_addrs
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(name.clone(), addr);
-                revisions::add_hello_pod(&self.store, &name, addr.ip())?;
+                revisions::add_pod(&self.store, APP_NAMESPACE, revision, &name, addr.ip())?;
             }
             index += 1;
         }
-        while pods.len() > replicas {
-            let Some(name) = pods.keys().next_back().cloned() else {
+        while count(&pods) > replicas {
+            let Some(name) = pods
+                .iter()
+                .filter(|(_, p)| p.service.revision == revision)
+                .map(|(n, _)| n.clone())
+                .next_back()
+            else {
                 break;
             };
             if let Some(mut pod) = pods.remove(&name) {
-                pod.stop();
+                pod.server.stop();
             }
             self.pod_addrs
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&name);
-            revisions::remove_hello_pod(&self.store, &name)?;
+            revisions::remove_pod(&self.store, APP_NAMESPACE, &name)?;
         }
         self.refresh_routing();
         Ok(())

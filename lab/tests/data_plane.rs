@@ -93,6 +93,7 @@ fn routing(mode: MeshMode, pods: &[&str]) -> Arc<RwLock<Routing>> {
                 "10.96.0.10:80".parse().unwrap(),
                 "hello-00001-private.default.svc.cluster.local".to_owned(),
             )),
+            ..RevisionTarget::default()
         },
     );
     Arc::new(RwLock::new(Routing {
@@ -164,7 +165,7 @@ async fn mesh_compatible_sends_go_to_the_clusterip_with_the_host_rewritten() {
         proxy.contains(" 10.96.0.10 ") && proxy.ends_with(" 80"),
         "{proxy}"
     );
-    // `netheader.RewriteHostOut`.
+    // `netheader.RewriteHostIn`.
     assert!(
         head.contains("host: hello-00001-private.default.svc.cluster.local"),
         "{head}"

@@ -34,6 +34,8 @@ async fn an_api_change_rebuilds_every_sidecar() {
         layout,
         activators: 2,
         hello_pods: 2,
+        h2c_pods: 1,
+        mcp_pods: 1,
         filler_services: 20,
         istio_crds: true,
         native_sidecars: true,

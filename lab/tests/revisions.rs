@@ -19,6 +19,8 @@ fn seeded() -> (Store, Layout) {
         layout,
         activators: 2,
         hello_pods: 3,
+        h2c_pods: 1,
+        mcp_pods: 1,
         filler_services: 0,
         istio_crds: true,
         native_sidecars: true,

@@ -12,7 +12,7 @@
 //! `knative.dev/pkg/network/handlers/drain.go`), then stops.
 
 use super::envoy::{EnvoyProcess, LogFeed};
-use super::layout::{Layout, POD_PORT, SIDECAR_ADMIN_PORT, SIDECAR_OUTBOUND_PORT};
+use super::layout::{Layout, POD_H2C_PORT, POD_PORT, SIDECAR_ADMIN_PORT, SIDECAR_OUTBOUND_PORT};
 use super::pilot_agent;
 use crate::istiod::{self, push, push::SidecarSlot};
 use crate::knative::activator::Activator;
@@ -49,7 +49,8 @@ pub struct ActivatorPod {
     pub ip: IpAddr,
     pub template_hash: String,
     pub activator: Arc<Activator>,
-    activator_task: JoinHandle<()>,
+    /// Its `http1` (8012) and `h2c` (8013) servers.
+    activator_tasks: Vec<JoinHandle<()>>,
     pub envoy: tokio::sync::Mutex<EnvoyProcess>,
     pub sidecar_log: LogFeed,
     pub activator_log: LogFeed,
@@ -136,7 +137,7 @@ impl ActivatorPods {
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::clone(&slot));
         let started = self.start_processes(pod, &pod_name, ip, admin, &slot).await;
-        let (envoy, activator, activator_task, sidecar_log, activator_log) = match started {
+        let (envoy, activator, activator_tasks, sidecar_log, activator_log) = match started {
             Ok(parts) => parts,
             Err(e) => {
                 self.disconnect(&slot);
@@ -148,7 +149,7 @@ impl ActivatorPods {
             ip,
             template_hash,
             activator,
-            activator_task,
+            activator_tasks,
             envoy: tokio::sync::Mutex::new(envoy),
             sidecar_log,
             activator_log,
@@ -172,7 +173,7 @@ impl ActivatorPods {
     ) -> anyhow::Result<(
         EnvoyProcess,
         Arc<Activator>,
-        JoinHandle<()>,
+        Vec<JoinHandle<()>>,
         LogFeed,
         LogFeed,
     )> {
@@ -203,15 +204,33 @@ impl ActivatorPods {
             Arc::clone(&self.routing),
             mesh_mode,
         );
-        let activator_task = activator
+        // Knative's activator serves the same handler on 8012 and, for h2c revisions, 8013
+        // (`cmd/activator/main.go`: the `http1` and `h2c` servers).
+        let mut activator_tasks = vec![activator
             .start()
             .await
-            .with_context(|| format!("activator {pod_name} on {ip}:{POD_PORT}"))?;
+            .with_context(|| format!("activator {pod_name} on {ip}:{POD_PORT}"))?];
+        match activator.start_on(SocketAddr::new(ip, POD_H2C_PORT)).await {
+            Ok(task) => activator_tasks.push(task),
+            Err(e) => {
+                for task in &activator_tasks {
+                    task.abort();
+                }
+                return Err(e)
+                    .with_context(|| format!("activator {pod_name} on {ip}:{POD_H2C_PORT}"));
+            }
+        }
         let activator_log = LogFeed::new();
         activator_log.push(format!(
             "{{\"severity\":\"INFO\",\"message\":\"lab activator {pod_name} serving on {ip}:{POD_PORT} (mesh-compatibility-mode {mesh_mode:?})\"}}"
         ));
-        Ok((envoy, activator, activator_task, sidecar_log, activator_log))
+        Ok((
+            envoy,
+            activator,
+            activator_tasks,
+            sidecar_log,
+            activator_log,
+        ))
     }
 
     fn disconnect(&self, slot: &Arc<SidecarSlot>) {
@@ -230,7 +249,9 @@ impl ActivatorPods {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|p| p.pod_name != pod_name);
-        pod.activator_task.abort();
+        for task in &pod.activator_tasks {
+            task.abort();
+        }
         pod.envoy.lock().await.stop().await;
         self.disconnect(&pod.slot);
     }

@@ -8,6 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// The queue-proxy port the activator sends to (`networking.BackendHTTPPort`).
 pub const POD_PORT: u16 = 8012;
+/// The queue-proxy port of h2c revisions, and the activator's h2c port
+/// (`pkg/networking/constants.go` `BackendHTTP2Port`).
+pub const POD_H2C_PORT: u16 = 8013;
 /// istio-proxy's outbound capture port and admin port, as in a real pod.
 pub const SIDECAR_OUTBOUND_PORT: u16 = 15001;
 pub const SIDECAR_ADMIN_PORT: u16 = 15000;
@@ -46,7 +49,14 @@ impl Layout {
 
     /// The revision pod `index` of the lab's `hello` service.
     pub fn hello_pod_ip(&self, index: usize) -> IpAddr {
-        self.ip(1, 10 + (index % 240) as u8).into()
+        self.revision_pod_ip(0, index)
+    }
+
+    /// The revision pod `index` of the lab service `service` that serves (0 `hello`, 1
+    /// `hello-h2c`, 2 `mcp`: [`crate::knative::seed::LAB_SERVICES`]), one /24 each.
+    pub fn revision_pod_ip(&self, service: usize, index: usize) -> IpAddr {
+        self.ip(1 + (service % 3) as u8, 10 + (index % 240) as u8)
+            .into()
     }
 
     /// Pods of the other lab services: addresses only, nothing listens (they exist to make the
@@ -75,7 +85,7 @@ mod tests {
     fn addresses_do_not_overlap() {
         let l = Layout { subnet: 42 };
         let mut all: Vec<IpAddr> = vec![l.front_ip(), l.activator_ip(0), l.activator_ip(1)];
-        all.extend((0..3).map(|i| l.hello_pod_ip(i)));
+        all.extend((0..3).flat_map(|s| (0..3).map(move |i| l.revision_pod_ip(s, i))));
         all.extend((0..600).map(|i| l.filler_pod_ip(i)));
         all.extend((0..1000).map(|i| l.cluster_ip(i)));
         let n = all.len();

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod ingress;
 pub mod kube_proxy;
 pub mod layout;
+pub mod mcp_pod;
 pub mod pilot_agent;
 pub mod pods;
 pub mod serve;

@@ -1,16 +1,23 @@
 //! Lab pods: real HTTP servers that say who they are, so any client can see which pod served it.
 //!
-//! Each answers every request with `x-kasi-pod: <pod name>` and its name as the body's first line
-//! (the rest echoes the request's `cookie` headers, which is how tests see what reached a pod).
-//! Stopping a pod closes its socket and every open connection, as a killed container would.
+//! Every response carries `x-kasi-pod: <pod name>`. An echo pod (`hello`, `hello-h2c`) also
+//! answers `x-kasi-proto: <HTTP version it received>` and has its name as the body's first line;
+//! the rest echoes the request's `cookie` header fields, one line each, which is how tests see
+//! what reached a pod. An MCP pod (`mcp`) runs [`super::mcp_pod`].
+//!
+//! Like queue-proxy in front of a revision's container, a pod accepts HTTP/1.1 and HTTP/2 with
+//! prior knowledge on its port (`pkg/queue/sharedmain/servers.go` `mainServer` serves with
+//! `knative.dev/pkg/network/h2c.go` `NewServer`). Stopping a pod closes its socket and every open
+//! connection and forgets what it held in memory, as a killed container would.
 
+use super::mcp_pod::{McpServer, PodBody};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,26 +27,56 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// The header every lab pod answers with.
 pub const POD_HEADER: &str = "x-kasi-pod";
+/// The HTTP version an echo pod received the request in (`HTTP/1.1`, `HTTP/2.0`).
+pub const PROTO_HEADER: &str = "x-kasi-proto";
+
+/// What runs in a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodApp {
+    Echo,
+    /// The MCP server, accepting these Hosts.
+    Mcp {
+        allowed_hosts: Vec<String>,
+    },
+}
 
 /// A running (or stopped) lab pod.
 pub struct PodServer {
     name: String,
     addr: SocketAddr,
+    app: PodApp,
     requests: Arc<AtomicU64>,
     task: Option<JoinHandle<()>>,
+    /// The running MCP server, for an MCP pod: its sessions end when the pod stops.
+    mcp: Option<Arc<McpServer>>,
 }
 
 impl PodServer {
-    /// Binds `addr` and starts answering.
+    /// Binds `addr` and starts answering as an echo pod.
     pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<PodServer> {
+        PodServer::start_app(name, addr, PodApp::Echo).await
+    }
+
+    /// Binds `addr` and starts running `app`.
+    pub async fn start_app(
+        name: &str,
+        addr: SocketAddr,
+        app: PodApp,
+    ) -> std::io::Result<PodServer> {
         let mut pod = PodServer {
             name: name.to_owned(),
             addr,
+            app,
             requests: Arc::new(AtomicU64::new(0)),
             task: None,
+            mcp: None,
         };
         pod.restore().await?;
         Ok(pod)
+    }
+
+    pub fn app(&self) -> &PodApp {
+        &self.app
     }
 
     pub fn name(&self) -> &str {
@@ -63,6 +100,9 @@ impl PodServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        if let Some(mcp) = self.mcp.take() {
+            mcp.shutdown();
+        }
     }
 
     /// Listens again on the same address.
@@ -74,7 +114,15 @@ impl PodServer {
         let listener = bind_reusable(self.addr)?;
         let name: Arc<str> = Arc::from(self.name.as_str());
         let requests = Arc::clone(&self.requests);
-        self.task = Some(tokio::spawn(serve(listener, name, requests)));
+        // A new container: an MCP server starts with no sessions.
+        self.mcp = match &self.app {
+            PodApp::Echo => None,
+            PodApp::Mcp { allowed_hosts } => {
+                Some(Arc::new(McpServer::new(&self.name, allowed_hosts.clone())))
+            }
+        };
+        let mcp = self.mcp.clone();
+        self.task = Some(tokio::spawn(serve(listener, name, requests, mcp)));
         Ok(())
     }
 }
@@ -96,7 +144,12 @@ fn bind_reusable(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn serve(listener: TcpListener, name: Arc<str>, requests: Arc<AtomicU64>) {
+async fn serve(
+    listener: TcpListener,
+    name: Arc<str>,
+    requests: Arc<AtomicU64>,
+    mcp: Option<Arc<McpServer>>,
+) {
     // Dropping the JoinSet (when this task is aborted) aborts every connection with it.
     let mut connections = JoinSet::new();
     loop {
@@ -105,12 +158,20 @@ async fn serve(listener: TcpListener, name: Arc<str>, requests: Arc<AtomicU64>) 
         };
         let name = Arc::clone(&name);
         let requests = Arc::clone(&requests);
+        let mcp = mcp.clone();
         connections.spawn(async move {
             let service = service_fn(move |request| {
                 requests.fetch_add(1, Ordering::Relaxed);
-                answer(Arc::clone(&name), request)
+                let name = Arc::clone(&name);
+                let mcp = mcp.clone();
+                async move {
+                    Ok::<_, Infallible>(match mcp {
+                        Some(mcp) => mcp.handle(request).await,
+                        None => echo(&name, &request),
+                    })
+                }
             });
-            let _ = http1::Builder::new()
+            let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -119,22 +180,19 @@ async fn serve(listener: TcpListener, name: Arc<str>, requests: Arc<AtomicU64>) 
     }
 }
 
-async fn answer(
-    name: Arc<str>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+fn echo(name: &str, request: &Request<Incoming>) -> Response<PodBody> {
     let mut body = format!("{name}\n");
     for cookie in request.headers().get_all(http::header::COOKIE) {
         body.push_str("cookie: ");
         body.push_str(&String::from_utf8_lossy(cookie.as_bytes()));
         body.push('\n');
     }
-    let response = Response::builder()
-        .header(POD_HEADER, &*name)
+    Response::builder()
+        .header(POD_HEADER, name)
+        .header(PROTO_HEADER, format!("{:?}", request.version()))
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
-    Ok(response)
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
 #[cfg(test)]

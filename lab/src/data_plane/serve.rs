@@ -1,11 +1,14 @@
-//! A small HTTP/1.1 server loop shared by the lab's ingress and activators.
+//! A small HTTP server loop shared by the lab's ingress and activators. Each connection speaks
+//! HTTP/1.1 or HTTP/2 with prior knowledge, told apart by its first bytes, as Knative's servers
+//! do (`knative.dev/pkg/network/h2c.go` `NewServer`: `h2c.NewHandler`) and as an Istio gateway's
+//! `codec_type: AUTO` does.
 
 use super::forward::Body;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,7 +36,7 @@ where
                     let response = handler(request);
                     async move { Ok::<_, Infallible>(response.await) }
                 });
-                let _ = http1::Builder::new()
+                let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });

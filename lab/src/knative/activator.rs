@@ -7,9 +7,17 @@
 //! iptables — and forwards the client's request with `K-Proxy-Request: activator` added and
 //! Knative's revision headers removed (`pkg/activator/handler/handler.go`
 //! `activationHandler.proxyRequest`, `pkg/activator/activator.go` `RevisionHeaders`).
+//!
+//! It serves HTTP/1.1 and h2c on 8012 and on 8013 (`cmd/activator/main.go`: the `http1` and
+//! `h2c` servers, both `pkgnet.NewServer`), and sends upstream with the request's own HTTP
+//! version: Knative's proxy transport is `NewProxyAutoTransport` (`knative.dev/pkg/network/
+//! transports.go` `newAutoTransport`: h2c when `r.ProtoMajor == 2`), and an h2c revision's
+//! requests arrive as HTTP/2 because its public Service port is `http2` (the ingress sends them
+//! to the activator's 8013 over HTTP/2). The pod's port comes from the revision's protocol
+//! (`revision_backends.go` `endpointsToDests(..., ServicePortName(protocol))`: 8012 or 8013).
 
 use super::routing::{MeshMode, Routing};
-use crate::data_plane::forward::{forward, proxy_v1_header, text_response, Body};
+use crate::data_plane::forward::{forward, proxy_v1_header, text_response, Body, Upstream};
 use crate::data_plane::serve::serve_http;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -78,8 +86,16 @@ impl Activator {
 
     /// Serves on `listen` until the returned task is aborted.
     pub async fn start(self: &Arc<Self>) -> std::io::Result<JoinHandle<()>> {
+        self.start_on(self.listen).await
+    }
+
+    /// Serves on another address too (the pod's h2c port, 8013), until the task is aborted.
+    pub async fn start_on(
+        self: &Arc<Self>,
+        address: SocketAddr,
+    ) -> std::io::Result<JoinHandle<()>> {
         let me = Arc::clone(self);
-        serve_http(self.listen, move |request| {
+        serve_http(address, move |request| {
             let me = Arc::clone(&me);
             async move { me.handle(request).await }
         })
@@ -134,6 +150,22 @@ impl Activator {
             }
         };
         let (destination, rewrite_host) = choice;
+        let upstream = if request.version() == http::Version::HTTP_2 {
+            Upstream::H2c
+        } else {
+            Upstream::Http1
+        };
+        if request.headers().get(http::header::HOST).is_none() {
+            // HTTP/2 carries the host in `:authority`; Go's server makes it `r.Host`, which
+            // `RewriteHostIn` below reads.
+            if let Some(authority) = request
+                .uri()
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                request.headers_mut().insert(http::header::HOST, authority);
+            }
+        }
         let headers = request.headers_mut();
         headers.remove(REVISION_HEADER);
         headers.remove(NAMESPACE_HEADER);
@@ -142,13 +174,16 @@ impl Activator {
             http::HeaderValue::from_static("activator"),
         );
         if let Some(fqdn) = rewrite_host {
-            // netheader.RewriteHostOut: the original Host travels in K-Original-Host.
+            // `netheader.RewriteHostIn`: the original Host travels in K-Original-Host.
             if let Some(host) = headers.remove(http::header::HOST) {
                 headers.insert("k-original-host", host);
             }
             if let Ok(host) = http::HeaderValue::from_str(&fqdn) {
                 headers.insert(http::header::HOST, host);
             }
+        }
+        if upstream == Upstream::H2c {
+            split_cookies(headers);
         }
         let source = SocketAddr::new(
             self.listen.ip(),
@@ -158,7 +193,62 @@ impl Activator {
             self.sidecar_outbound,
             Some(proxy_v1_header(source, destination)),
             request,
+            upstream,
         )
         .await
+    }
+}
+
+/// One `cookie` field per cookie-pair, as Go's HTTP/2 client writes them (golang.org/x/net
+/// `internal/httpcommon/request.go` `EncodeHeaders`, formerly `http2/transport.go`
+/// `encodeHeaders`: "the Cookie header field MAY be split into separate header fields", RFC 9113
+/// §8.2.3), after Go's server has joined whatever fields arrived into one
+/// (`internal/httpcommon/request.go` `NewServerRequest`).
+pub fn split_cookies(headers: &mut http::HeaderMap) {
+    let joined: Vec<String> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    if joined.is_empty() {
+        return;
+    }
+    headers.remove(http::header::COOKIE);
+    let joined = joined.join("; ");
+    let mut emit = |pair: &str| {
+        if let Ok(value) = http::HeaderValue::from_str(pair) {
+            headers.append(http::header::COOKIE, value);
+        }
+    };
+    // Go's loop: each `;`-terminated piece, then the spaces after the `;` skipped.
+    let mut rest = joined.as_str();
+    while let Some(p) = rest.find(';') {
+        emit(&rest[..p]);
+        rest = rest[p + 1..].trim_start_matches(' ');
+    }
+    if !rest.is_empty() {
+        emit(rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_split_one_pair_per_field() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(http::header::COOKIE, "a=1; b=2".parse().unwrap());
+        headers.append(http::header::COOKIE, "c=3".parse().unwrap());
+        split_cookies(&mut headers);
+        let fields: Vec<&str> = headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["a=1", "b=2", "c=3"]);
+        let mut none = http::HeaderMap::new();
+        split_cookies(&mut none);
+        assert!(none.is_empty());
     }
 }

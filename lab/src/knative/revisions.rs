@@ -142,40 +142,50 @@ pub fn set_pod_ready(
 
 /// Adds a `hello` pod (a scale-up): the Pod object, ready, in the private Endpoints.
 pub fn add_hello_pod(store: &Store, pod_name: &str, ip: IpAddr) -> anyhow::Result<()> {
-    let template = get(store, "v1", "Pod", APP_NAMESPACE, &seed::hello_pod_name(0))
-        .or_else(|_| first_hello_pod(store))?;
-    let mut pod = template;
-    pod["metadata"] = json!({"name": pod_name, "namespace": APP_NAMESPACE, "labels": pod["metadata"]["labels"].clone()});
+    add_pod(store, APP_NAMESPACE, HELLO_REVISION, pod_name, ip)
+}
+
+/// Adds a pod to `revision` (a scale-up): the Pod object, copied from one of the revision's pods
+/// as its ReplicaSet would make it, ready, in the private Endpoints and EndpointSlice.
+pub fn add_pod(
+    store: &Store,
+    namespace: &str,
+    revision: &str,
+    pod_name: &str,
+    ip: IpAddr,
+) -> anyhow::Result<()> {
+    let mut pod = first_pod(store, namespace, revision)?;
+    pod["metadata"] = json!({"name": pod_name, "namespace": namespace, "labels": pod["metadata"]["labels"].clone()});
     pod["status"] = seed::running_status(ip, &["user-container", "queue-proxy"]);
     put(store, pod)?;
-    let private = format!("{HELLO_REVISION}-private");
-    let mut endpoints = get(store, "v1", "Endpoints", APP_NAMESPACE, &private)?;
-    let address = json!({"ip": ip.to_string(), "nodeName": "lab-node", "targetRef": {"kind": "Pod", "name": pod_name, "namespace": APP_NAMESPACE}});
+    let private = format!("{revision}-private");
+    let mut endpoints = get(store, "v1", "Endpoints", namespace, &private)?;
+    let address = json!({"ip": ip.to_string(), "nodeName": "lab-node", "targetRef": {"kind": "Pod", "name": pod_name, "namespace": namespace}});
     if let Some(list) = endpoints["subsets"][0]["addresses"].as_array_mut() {
         list.push(address);
     } else {
         endpoints["subsets"][0]["addresses"] = json!([address]);
     }
     put(store, endpoints)?;
-    edit_endpoint_slice(store, APP_NAMESPACE, &private, |endpoints| {
+    edit_endpoint_slice(store, namespace, &private, |endpoints| {
         endpoints.push(
             json!({"addresses": [ip.to_string()], "nodeName": "lab-node",
             "conditions": {"ready": true, "serving": true, "terminating": false},
-            "targetRef": {"kind": "Pod", "name": pod_name, "namespace": APP_NAMESPACE}}),
+            "targetRef": {"kind": "Pod", "name": pod_name, "namespace": namespace}}),
         );
     })
 }
 
-fn first_hello_pod(store: &Store) -> anyhow::Result<Value> {
+fn first_pod(store: &Store, namespace: &str, revision: &str) -> anyhow::Result<Value> {
     let rt = find_by_kind("v1", "Pod").context("pods not served")?;
-    let selector = format!("serving.knative.dev/revision={HELLO_REVISION}");
+    let selector = format!("serving.knative.dev/revision={revision}");
     let (pods, _) = store
-        .list(rt, Some(APP_NAMESPACE), Some(&selector))
+        .list(rt, Some(namespace), Some(&selector))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut pod = pods
         .into_iter()
         .next()
-        .context("no hello pod left to copy")?;
+        .with_context(|| format!("no {revision} pod left to copy"))?;
     pod["apiVersion"] = "v1".into();
     pod["kind"] = "Pod".into();
     Ok(pod)
@@ -183,17 +193,26 @@ fn first_hello_pod(store: &Store) -> anyhow::Result<Value> {
 
 /// Removes a `hello` pod (a scale-down) from the API and the private Endpoints.
 pub fn remove_hello_pod(store: &Store, pod_name: &str) -> anyhow::Result<()> {
-    let pod = get(store, "v1", "Pod", APP_NAMESPACE, pod_name)?;
+    remove_pod(store, APP_NAMESPACE, pod_name)
+}
+
+/// Removes a revision pod (a scale-down) from the API, its private Endpoints and EndpointSlice.
+pub fn remove_pod(store: &Store, namespace: &str, pod_name: &str) -> anyhow::Result<()> {
+    let pod = get(store, "v1", "Pod", namespace, pod_name)?;
     let ip = pod["status"]["podIP"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let revision = pod["metadata"]["labels"]["serving.knative.dev/revision"]
+        .as_str()
+        .with_context(|| format!("pod {pod_name} has no revision label"))?
+        .to_owned();
     let rt = find_by_kind("v1", "Pod").context("pods not served")?;
     store
-        .delete(rt, Some(APP_NAMESPACE), pod_name)
+        .delete(rt, Some(namespace), pod_name)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let private = format!("{HELLO_REVISION}-private");
-    let mut endpoints = get(store, "v1", "Endpoints", APP_NAMESPACE, &private)?;
+    let private = format!("{revision}-private");
+    let mut endpoints = get(store, "v1", "Endpoints", namespace, &private)?;
     for subset in endpoints["subsets"].as_array_mut().into_iter().flatten() {
         for key in ["addresses", "notReadyAddresses"] {
             if let Some(list) = subset[key].as_array_mut() {
@@ -202,7 +221,7 @@ pub fn remove_hello_pod(store: &Store, pod_name: &str) -> anyhow::Result<()> {
         }
     }
     put(store, endpoints)?;
-    edit_endpoint_slice(store, APP_NAMESPACE, &private, |endpoints| {
+    edit_endpoint_slice(store, namespace, &private, |endpoints| {
         endpoints.retain(|e| e["addresses"][0] != ip.as_str());
     })
 }

@@ -2,11 +2,12 @@
 //! Deployment and ConfigMaps (embedded unchanged, see `seed/ORIGIN.md`), revision Services and
 //! Endpoints with Knative's labels and ports, an `istio-system` with istiod, and the Istio CRDs.
 
-use crate::data_plane::layout::{Layout, POD_PORT};
+use super::routing::ProtocolType;
+use crate::data_plane::layout::Layout;
 use crate::istiod::injector;
 use crate::kube_controllers::deployment::template_hash;
 use serde_json::{json, Value};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 const ACTIVATOR_YAML: &str = include_str!("seed/activator.yaml");
 const CONFIG_NETWORK_YAML: &str = include_str!("seed/config-network.yaml");
@@ -20,7 +21,115 @@ pub const HELLO: &str = "hello";
 pub const HELLO_REVISION: &str = "hello-00001";
 /// The Host the ingress gives requests for `hello` (Knative's default domain template).
 pub const HELLO_HOST: &str = "hello.default.example.com";
+pub const HELLO_H2C_REVISION: &str = "hello-h2c-00001";
+pub const HELLO_H2C_HOST: &str = "hello-h2c.default.example.com";
+pub const MCP_REVISION: &str = "mcp-00001";
+pub const MCP_HOST: &str = "mcp.default.example.com";
+/// Where the `mcp` revision's server answers (the MCP spec's conventional endpoint).
+pub const MCP_PATH: &str = "/mcp";
 const CREATED: &str = "2026-01-01T00:00:00Z";
+
+/// What a lab revision's pods run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Answers every request with its pod's name, the HTTP version and the cookie header fields
+    /// it received ([`crate::data_plane::pods`]).
+    Echo,
+    /// A stateful MCP server on Streamable HTTP at [`MCP_PATH`] ([`crate::data_plane::mcp_pod`]).
+    Mcp,
+}
+
+/// A Knative Service of the lab whose pods really run (the fillers exist only as objects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabService {
+    pub name: &'static str,
+    pub revision: &'static str,
+    /// Its Route's external host (Knative's default domain template, `{name}.{ns}.example.com`).
+    pub host: &'static str,
+    pub protocol: ProtocolType,
+    pub workload: Workload,
+    pub image: &'static str,
+    /// The `pod-template-hash` its pods' names carry.
+    template_hash: &'static str,
+    /// Its place in [`LAB_SERVICES`], which picks its pods' /24 ([`Layout::revision_pod_ip`]).
+    slot: usize,
+}
+
+pub const HELLO_SERVICE: LabService = LabService {
+    name: HELLO,
+    revision: HELLO_REVISION,
+    host: HELLO_HOST,
+    protocol: ProtocolType::Http1,
+    workload: Workload::Echo,
+    image: "ghcr.io/knative/helloworld-go:latest",
+    template_hash: "5f7b9c8d4",
+    slot: 0,
+};
+
+/// An h2c revision: its container port is named `h2c`, so Knative serves it over HTTP/2 with
+/// prior knowledge on 8013 end to end.
+pub const HELLO_H2C_SERVICE: LabService = LabService {
+    name: "hello-h2c",
+    revision: HELLO_H2C_REVISION,
+    host: HELLO_H2C_HOST,
+    protocol: ProtocolType::H2c,
+    workload: Workload::Echo,
+    image: "ghcr.io/kasi-lab/h2c-echo:latest",
+    template_hash: "7d9f6b5c8",
+    slot: 1,
+};
+
+pub const MCP_SERVICE: LabService = LabService {
+    name: "mcp",
+    revision: MCP_REVISION,
+    host: MCP_HOST,
+    protocol: ProtocolType::Http1,
+    workload: Workload::Mcp,
+    image: "ghcr.io/kasi-lab/mcp-whoami:latest",
+    template_hash: "6b8c4d7f9",
+    slot: 2,
+};
+
+/// Every lab service whose pods run, in the order their pods' addresses are laid out.
+pub const LAB_SERVICES: [LabService; 3] = [HELLO_SERVICE, HELLO_H2C_SERVICE, MCP_SERVICE];
+
+impl LabService {
+    /// The lab service a revision belongs to.
+    pub fn by_revision(revision: &str) -> Option<&'static LabService> {
+        LAB_SERVICES.iter().find(|s| s.revision == revision)
+    }
+
+    /// Its pod `index`'s name, stable so tests and logs can name it:
+    /// `<revision>-deployment-<pod-template-hash>-<suffix>`.
+    pub fn pod_name(&self, index: usize) -> String {
+        format!(
+            "{}-deployment-{}-{}",
+            self.revision,
+            self.template_hash,
+            suffix(100 + 1000 * self.slot + index)
+        )
+    }
+
+    pub fn pod_ip(&self, layout: &Layout, index: usize) -> IpAddr {
+        layout.revision_pod_ip(self.slot, index)
+    }
+
+    /// Where its pod `index` serves: queue-proxy's port for the revision's protocol.
+    pub fn pod_addr(&self, layout: &Layout, index: usize) -> SocketAddr {
+        SocketAddr::new(self.pod_ip(layout, index), self.protocol.backend_port())
+    }
+
+    /// The hosts its Route answers for: the external one and the cluster-local names.
+    pub fn hosts(&self) -> Vec<String> {
+        let local = format!("{}.{APP_NAMESPACE}", self.name);
+        vec![
+            self.host.to_owned(),
+            local.clone(),
+            format!("{local}.svc"),
+            format!("{local}.svc.cluster.local"),
+        ]
+    }
+}
 
 /// What the lab is made of.
 #[derive(Debug, Clone)]
@@ -28,12 +137,25 @@ pub struct SeedSpec {
     pub layout: Layout,
     pub activators: usize,
     pub hello_pods: usize,
+    pub h2c_pods: usize,
+    pub mcp_pods: usize,
     /// Other Knative services, only there to make the unscoped sidecar config big.
     pub filler_services: usize,
     pub istio_crds: bool,
     /// istio-proxy as a native sidecar (an init container with `restartPolicy: Always`), as
     /// Istio ≥ 1.27 injects it on Kubernetes ≥ 1.33; `false`: in `containers`, as before.
     pub native_sidecars: bool,
+}
+
+impl SeedSpec {
+    /// How many pods a lab service starts with.
+    pub fn pods(&self, service: &LabService) -> usize {
+        match service.slot {
+            0 => self.hello_pods,
+            1 => self.h2c_pods,
+            _ => self.mcp_pods,
+        }
+    }
 }
 
 /// Names of the lab's first activator pods (the ones a fresh lab starts with), stable so logs and
@@ -52,10 +174,7 @@ pub fn seed_template_hash() -> String {
 }
 
 pub fn hello_pod_name(index: usize) -> String {
-    format!(
-        "{HELLO_REVISION}-deployment-5f7b9c8d4-{}",
-        suffix(100 + index)
-    )
+    HELLO_SERVICE.pod_name(index)
 }
 
 /// Kubernetes-style 5-character pod name suffix.
@@ -85,19 +204,22 @@ pub fn objects(spec: &SeedSpec) -> Vec<Value> {
     out.extend(knative_crds());
     out.extend(system(spec));
     let mut cluster_ips = (0..).map(|i| spec.layout.cluster_ip(i));
-    let hello_pods: Vec<(String, IpAddr)> = (0..spec.hello_pods)
-        .map(|i| (hello_pod_name(i), spec.layout.hello_pod_ip(i)))
-        .collect();
     let activator_ips: Vec<IpAddr> = (0..spec.activators)
         .map(|i| spec.layout.activator_ip(i))
         .collect();
-    out.extend(knative_service(
-        APP_NAMESPACE,
-        HELLO,
-        &hello_pods,
-        &activator_ips,
-        &mut cluster_ips,
-    ));
+    for service in &LAB_SERVICES {
+        let pods: Vec<(String, IpAddr)> = (0..spec.pods(service))
+            .map(|i| (service.pod_name(i), service.pod_ip(&spec.layout, i)))
+            .collect();
+        out.extend(knative_service(
+            APP_NAMESPACE,
+            service.name,
+            &Shape::of(service),
+            &pods,
+            &activator_ips,
+            &mut cluster_ips,
+        ));
+    }
     for i in 0..spec.filler_services {
         let name = format!("svc-{i:04}");
         let pod = (
@@ -107,6 +229,7 @@ pub fn objects(spec: &SeedSpec) -> Vec<Value> {
         out.extend(knative_service(
             FILLER_NAMESPACE,
             &name,
+            &Shape::of(&HELLO_SERVICE),
             &[pod],
             &activator_ips,
             &mut cluster_ips,
@@ -364,12 +487,39 @@ fn endpoint_slice(
            "addressType": "IPv4", "endpoints": endpoints, "ports": ports})
 }
 
+/// What differs between the lab's revisions: the protocol (ports and their names), the image and
+/// the pods' `pod-template-hash`.
+struct Shape {
+    protocol: ProtocolType,
+    image: &'static str,
+    template_hash: &'static str,
+}
+
+impl Shape {
+    fn of(service: &LabService) -> Shape {
+        Shape {
+            protocol: service.protocol,
+            image: service.image,
+            template_hash: service.template_hash,
+        }
+    }
+}
+
 /// A Knative Service with one ready revision, as Serving's reconcilers leave it: the KService,
 /// Configuration, Revision, Route, the revision's public and private Services and Endpoints,
 /// and its pods.
+///
+/// Ports follow the revision's protocol as Serving names them: `http` (80 → 8012) or, for an h2c
+/// revision, `http2` with `appProtocol: kubernetes.io/h2c` (public 81 → 8013, private 80 → 8013)
+/// (`pkg/reconciler/serverlessservice/resources/services.go` `MakePublicService`,
+/// `MakePrivateService`; knative/networking `pkg/apis/networking/ports.go`), the mesh port
+/// `<name>-istio` on the target port, and the public Endpoints keep only the serving and HTTPS
+/// ports (`FilterSubsetPorts`). The pods' queue-proxy serves on `queue-port` 8012 or 8013
+/// (`pkg/reconciler/revision/resources/queue.go` `makeQueueContainer`).
 fn knative_service(
     ns: &str,
     name: &str,
+    shape: &Shape,
     pods: &[(String, IpAddr)],
     activators: &[IpAddr],
     cluster_ips: &mut impl Iterator<Item = IpAddr>,
@@ -387,12 +537,21 @@ fn knative_service(
     let mut private_labels = sks_labels.clone();
     private_labels["networking.internal.knative.dev/serviceType"] = json!("Private");
     let url = format!("http://{name}.{ns}.example.com");
+    let address = json!({"url": format!("http://{name}.{ns}.svc.cluster.local")});
     let ready = json!([{"type": "Ready", "status": "True", "lastTransitionTime": CREATED}]);
+    // The user's container port: named `h2c` for an h2c revision (the names Serving accepts:
+    // `pkg/apis/serving/k8s_validation.go` `validateContainerPorts`, `h2c` or `http1`).
+    let user_port = match shape.protocol {
+        ProtocolType::H2c => json!({"name": "h2c", "containerPort": 8080, "protocol": "TCP"}),
+        ProtocolType::Http1 => json!({"containerPort": 8080, "protocol": "TCP"}),
+    };
+    let container = json!({"image": shape.image, "ports": [user_port]});
     let mut out = vec![
         json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
                "metadata": meta(Some(ns), name, json!({})),
-               "spec": {"template": {"spec": {"containers": [{"image": "ghcr.io/knative/helloworld-go:latest"}]}}},
-               "status": {"url": url, "latestReadyRevisionName": revision, "latestCreatedRevisionName": revision,
+               "spec": {"template": {"spec": {"containers": [container.clone()]}}},
+               "status": {"url": url, "address": address, "latestReadyRevisionName": revision,
+                          "latestCreatedRevisionName": revision,
                           "traffic": [{"revisionName": revision, "percent": 100, "latestRevision": true}],
                           "conditions": ready, "observedGeneration": 1}}),
         json!({"apiVersion": "serving.knative.dev/v1", "kind": "Configuration",
@@ -400,32 +559,52 @@ fn knative_service(
                "status": {"latestReadyRevisionName": revision, "latestCreatedRevisionName": revision, "conditions": ready}}),
         json!({"apiVersion": "serving.knative.dev/v1", "kind": "Revision",
                "metadata": meta(Some(ns), &revision, rev_labels.clone()),
-               "spec": {"containerConcurrency": 0, "containers": [{"image": "ghcr.io/knative/helloworld-go:latest",
-                        "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]},
+               "spec": {"containerConcurrency": 0, "containers": [container]},
                "status": {"conditions": ready, "actualReplicas": pods.len(), "desiredReplicas": pods.len(),
                           "serviceName": revision}}),
         json!({"apiVersion": "serving.knative.dev/v1", "kind": "Route",
                "metadata": meta(Some(ns), name, json!({"serving.knative.dev/service": name})),
-               "status": {"url": url, "conditions": ready,
+               "status": {"url": url, "address": address, "conditions": ready,
                           "traffic": [{"revisionName": revision, "percent": 100, "latestRevision": true}]}}),
     ];
-    let public_ports = json!([
-        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8012},
-        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8112},
-    ]);
+    let port_name = shape.protocol.service_port_name();
+    let target = shape.protocol.backend_port();
+    let (public_port, app_protocol) = match shape.protocol {
+        ProtocolType::Http1 => (80, None),
+        ProtocolType::H2c => (81, Some("kubernetes.io/h2c")),
+    };
+    let serving_port = |port: u16| {
+        let mut p =
+            json!({"name": port_name, "port": port, "protocol": "TCP", "targetPort": target});
+        if let Some(app_protocol) = app_protocol {
+            p["appProtocol"] = json!(app_protocol);
+        }
+        p
+    };
+    let https = json!({"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8112});
+    let public_ports = json!([serving_port(public_port), https]);
     let private_ports = json!([
-        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8012},
-        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8112},
+        serving_port(80),
+        https,
         {"name": "http-autometric", "port": 9090, "protocol": "TCP", "targetPort": "http-autometric"},
         {"name": "http-usermetric", "port": 9091, "protocol": "TCP", "targetPort": "http-usermetric"},
-        {"name": "http-istio", "port": 8012, "protocol": "TCP", "targetPort": 8012},
+        {"name": format!("{port_name}-istio"), "port": target, "protocol": "TCP", "targetPort": target},
     ]);
+    // Endpoints ports carry the Service ports' names, `appProtocol`s and target port numbers
+    // (`pkg/controller/endpoint/endpoints_controller.go` `endpointPortFromServicePort`).
+    let endpoint_port = |name: &str, port: u16| {
+        let mut p = json!({"name": name, "port": port, "protocol": "TCP"});
+        if let (Some(app_protocol), true) = (app_protocol, name == port_name) {
+            p["appProtocol"] = json!(app_protocol);
+        }
+        p
+    };
     let private_endpoint_ports = json!([
-        {"name": "http", "port": POD_PORT, "protocol": "TCP"},
-        {"name": "https", "port": 8112, "protocol": "TCP"},
-        {"name": "http-autometric", "port": 9090, "protocol": "TCP"},
-        {"name": "http-usermetric", "port": 9091, "protocol": "TCP"},
-        {"name": "http-istio", "port": POD_PORT, "protocol": "TCP"},
+        endpoint_port(port_name, target),
+        endpoint_port("https", 8112),
+        endpoint_port("http-autometric", 9090),
+        endpoint_port("http-usermetric", 9091),
+        endpoint_port(&format!("{port_name}-istio"), target),
     ]);
     out.push(service(
         ns,
@@ -443,14 +622,21 @@ fn knative_service(
         private_ports,
         Some(json!({"serving.knative.dev/revisionUID": format!("lab-{revision}")})),
     ));
-    // In proxy mode (target-burst-capacity -1) the public Endpoints are the activators.
+    // In proxy mode (target-burst-capacity -1) the public Endpoints are the activators', their
+    // ports as `activator-service`'s Endpoints have them.
     let activator_targets: Vec<(String, IpAddr)> = activators
         .iter()
         .enumerate()
         .map(|(i, ip)| (activator_pod_name(i), *ip))
         .collect();
-    out.push(endpoints(ns, &revision, public_labels.clone(), &activator_targets,
-        json!([{"name": "http", "port": POD_PORT, "protocol": "TCP"}, {"name": "https", "port": 8112, "protocol": "TCP"}])));
+    out.push(endpoints(
+        ns,
+        &revision,
+        public_labels.clone(),
+        &activator_targets,
+        json!([{"name": port_name, "port": target, "protocol": "TCP"},
+               {"name": "https", "port": 8112, "protocol": "TCP"}]),
+    ));
     out.push(endpoints(
         ns,
         &format!("{revision}-private"),
@@ -467,18 +653,18 @@ fn knative_service(
     ));
     for (pod_name, ip) in pods {
         let mut labels = rev_labels.clone();
-        labels["pod-template-hash"] = json!("5f7b9c8d4");
+        labels["pod-template-hash"] = json!(shape.template_hash);
         out.push(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": meta(Some(ns), pod_name, labels),
             "spec": {"containers": [
-                {"name": "user-container", "image": "ghcr.io/knative/helloworld-go:latest",
+                {"name": "user-container", "image": shape.image,
                  "ports": [{"containerPort": 8080, "name": "user-port", "protocol": "TCP"}]},
                 {"name": "queue-proxy", "image": "gcr.io/knative-releases/knative.dev/serving/cmd/queue",
-                 "ports": [{"containerPort": 8012, "name": "http1", "protocol": "TCP"},
-                           {"containerPort": 8022, "name": "http-queueadm", "protocol": "TCP"},
-                           {"containerPort": 9090, "name": "http-autometric", "protocol": "TCP"},
-                           {"containerPort": 9091, "name": "http-usermetric", "protocol": "TCP"}]}],
+                 "ports": [{"containerPort": 9090, "name": "http-autometric", "protocol": "TCP"},
+                           {"containerPort": 9091, "name": "http-usermetric", "protocol": "TCP"},
+                           {"containerPort": target, "name": "queue-port", "protocol": "TCP"},
+                           {"containerPort": 8112, "name": "https-port", "protocol": "TCP"}]}],
                 "nodeName": "lab-node"},
             "status": running_status(*ip, &["user-container", "queue-proxy"]),
         }));
@@ -620,6 +806,8 @@ mod tests {
             layout: Layout { subnet: 42 },
             activators: 2,
             hello_pods: 3,
+            h2c_pods: 2,
+            mcp_pods: 2,
             filler_services: 5,
             istio_crds: true,
             native_sidecars: true,
@@ -701,14 +889,97 @@ mod tests {
                 .iter()
                 .filter(|o| o["kind"] == "Service" && o["apiVersion"] == "serving.knative.dev/v1")
                 .count(),
-            6
+            8
+        );
+    }
+
+    /// An h2c revision as Serving shapes it: the user port named `h2c`, `http2` ports with
+    /// `appProtocol: kubernetes.io/h2c` to 8013 (public 81, private 80), `http2-istio` on 8013,
+    /// the public Endpoints (the activators) on 8013, queue-proxy's `queue-port` on 8013.
+    #[test]
+    fn h2c_revisions_look_like_knative() {
+        let objects = objects(&spec());
+        let find = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{kind} {name}"))
+        };
+        let revision = find("Revision", HELLO_H2C_REVISION);
+        assert_eq!(revision["spec"]["containers"][0]["ports"][0]["name"], "h2c");
+        assert_eq!(ProtocolType::of_revision(revision), ProtocolType::H2c);
+        assert_eq!(
+            ProtocolType::of_revision(find("Revision", HELLO_REVISION)),
+            ProtocolType::Http1
+        );
+        let ports = |o: &Value, list: &str| -> Vec<(String, u64)> {
+            o[list]["ports"]
+                .as_array()
+                .or_else(|| o["subsets"][0]["ports"].as_array())
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap().to_owned(),
+                        p["port"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let public = find("Service", HELLO_H2C_REVISION);
+        assert_eq!(
+            public["spec"]["ports"][0]["appProtocol"],
+            "kubernetes.io/h2c"
+        );
+        assert_eq!(public["spec"]["ports"][0]["targetPort"], 8013);
+        assert_eq!(ports(public, "spec")[0], ("http2".into(), 81));
+        let private = find("Service", &format!("{HELLO_H2C_REVISION}-private"));
+        let private_ports = ports(private, "spec");
+        assert_eq!(private_ports[0], ("http2".into(), 80));
+        assert!(private_ports.contains(&("http2-istio".into(), 8013)));
+        let public_eps = find("Endpoints", HELLO_H2C_REVISION);
+        assert_eq!(
+            ports(public_eps, "-"),
+            [("http2".into(), 8013), ("https".into(), 8112)]
+        );
+        let private_eps = find("Endpoints", &format!("{HELLO_H2C_REVISION}-private"));
+        assert_eq!(ports(private_eps, "-")[0], ("http2".into(), 8013));
+        assert_eq!(
+            private_eps["subsets"][0]["addresses"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        let pod = find("Pod", &HELLO_H2C_SERVICE.pod_name(0));
+        assert_eq!(pod["status"]["podIP"], "127.42.2.10");
+        let queue = &pod["spec"]["containers"][1]["ports"];
+        assert!(queue
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "queue-port" && p["containerPort"] == 8013));
+        // The MCP service is an HTTP/1 revision with its own pods and Route.
+        let route = find("Route", "mcp");
+        assert_eq!(route["status"]["url"], "http://mcp.default.example.com");
+        assert_eq!(route["status"]["traffic"][0]["revisionName"], MCP_REVISION);
+        let mcp_eps = find("Endpoints", &format!("{MCP_REVISION}-private"));
+        assert_eq!(ports(mcp_eps, "-")[0], ("http".into(), 8012));
+        assert_eq!(
+            MCP_SERVICE.pod_addr(&Layout { subnet: 42 }, 1).to_string(),
+            "127.42.3.11:8012"
         );
     }
 
     #[test]
     fn pod_names_are_stable_and_distinct() {
-        let names: std::collections::BTreeSet<String> = (0..50).map(hello_pod_name).collect();
-        assert_eq!(names.len(), 50);
+        let names: std::collections::BTreeSet<String> = LAB_SERVICES
+            .iter()
+            .flat_map(|s| (0..50).map(|i| s.pod_name(i)))
+            .collect();
+        assert_eq!(names.len(), 150);
         assert_eq!(hello_pod_name(0), hello_pod_name(0));
+        assert!(hello_pod_name(0).starts_with("hello-00001-deployment-5f7b9c8d4-"));
+        assert!(MCP_SERVICE.pod_name(0).starts_with("mcp-00001-deployment-"));
     }
 }
