@@ -9,6 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 
 pub const DEFAULT_COOKIE_NAME: &str = "kasi-session";
 pub const DEFAULT_COOKIE_PATH: &str = "/";
+/// The header MCP's Streamable HTTP transport carries its session in, and that Envoy's envelope
+/// `stateful_session` wraps (`Mcp-Session-Id`, as Envoy stores names: lower-case).
+pub const DEFAULT_MCP_HEADER: &str = "mcp-session-id";
 /// The header PassthroughCluster would obey with `use_http_header`: the bundle does not enable
 /// that, but a client-sent copy is still removed (and counted) — the pod never needs it.
 pub const ROUTING_HEADER: &str = "x-envoy-original-dst-host";
@@ -36,6 +39,10 @@ pub enum LogDecisions {
 pub struct Config {
     pub cookie_name: String,
     pub cookie_path: String,
+    /// The header carrying Envoy's envelope (MCP sessions), lower-case; empty: MCP sessions off.
+    pub mcp_header: String,
+    /// The header of Envoy's header mode (`base64("ip:port")`), lower-case; empty: off.
+    pub session_header: String,
     pub allowed_cidrs: Vec<IpNet>,
     pub allowed_ports: Vec<u16>,
     pub dead_host_ttl_s: u64,
@@ -51,6 +58,8 @@ impl Default for Config {
         Config {
             cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
             cookie_path: DEFAULT_COOKIE_PATH.to_owned(),
+            mcp_header: DEFAULT_MCP_HEADER.to_owned(),
+            session_header: String::new(),
             allowed_cidrs: DEFAULT_ALLOWED_CIDRS
                 .iter()
                 .map(|c| c.parse().expect("default CIDRs are valid"))
@@ -117,6 +126,8 @@ impl Config {
             match key.as_str() {
                 "cookie_name" => config.cookie_name = cookie_name(key, value)?,
                 "cookie_path" => config.cookie_path = cookie_path(key, value)?,
+                "mcp_header" => config.mcp_header = session_header_name(key, value)?,
+                "session_header" => config.session_header = session_header_name(key, value)?,
                 "session_keys" => config.session_keys = session_keys(key, value)?,
                 // Obsolete since steering moved to filter state: a bundle rendered by an older
                 // kasi still loads.
@@ -127,26 +138,48 @@ impl Config {
                 "allowed_cidrs" => config.allowed_cidrs = cidrs(key, value)?,
                 "allowed_ports" => config.allowed_ports = ports(key, value)?,
                 "dead_host_ttl_s" => {
-                    config.dead_host_ttl_s = value
-                        .as_u64()
-                        .filter(|&s| s <= 86_400)
-                        .ok_or_else(|| bad(key, format!("expected whole seconds 0..=86400, got {value}")))?
+                    config.dead_host_ttl_s =
+                        value.as_u64().filter(|&s| s <= 86_400).ok_or_else(|| {
+                            bad(
+                                key,
+                                format!("expected whole seconds 0..=86400, got {value}"),
+                            )
+                        })?
                 }
                 "log_decisions" => {
                     config.log_decisions = match value.as_str() {
                         Some("off") => LogDecisions::Off,
                         Some("changes") => LogDecisions::Changes,
                         Some("all") => LogDecisions::All,
-                        _ => return Err(bad(key, format!("expected \"off\", \"changes\" or \"all\", got {value}"))),
+                        _ => {
+                            return Err(bad(
+                                key,
+                                format!("expected \"off\", \"changes\" or \"all\", got {value}"),
+                            ))
+                        }
                     }
                 }
                 _ => {
+                    // The text is pinned by the app's tests (app/src/tui/state.rs), which this
+                    // change may not touch: listing mcp_header and session_header here is the
+                    // app's follow-up.
                     return Err(bad(
                         key,
                         "unknown key; known keys are cookie_name, cookie_path, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions, session_keys",
-                    ))
+                    ));
                 }
             }
+        }
+        if !config.mcp_header.is_empty() && config.mcp_header == config.session_header {
+            // One header cannot be both an envelope and a plain address: each mode would read
+            // the other's value as malformed.
+            return Err(bad(
+                "session_header",
+                format!(
+                    "{:?} is also mcp_header; use another header",
+                    config.session_header
+                ),
+            ));
         }
         Ok(config)
     }
@@ -184,6 +217,23 @@ fn header_name(key: &str, value: &Json) -> Result<String, ConfigError> {
         return Err(bad(key, format!("{name:?} is not a valid header name")));
     }
     Ok(name.to_ascii_lowercase())
+}
+
+/// `mcp_header` / `session_header`: a header name as [`header_name`] takes it, or `""` for off.
+/// Headers kasi reads or rewrites for other reasons cannot carry a session: `cookie` (the cookie
+/// carrier), the routing header (always removed), `:`-pseudo-headers and `host`.
+fn session_header_name(key: &str, value: &Json) -> Result<String, ConfigError> {
+    if value.as_str() == Some("") {
+        return Ok(String::new());
+    }
+    let name = header_name(key, value)?;
+    if ["cookie", "host", ROUTING_HEADER].contains(&name.as_str()) {
+        return Err(bad(
+            key,
+            format!("{name:?} cannot carry sessions; use a header of its own"),
+        ));
+    }
+    Ok(name)
 }
 
 /// A cookie path as `stateful_session` takes it: starts with `/`, and nothing that would end or
@@ -273,6 +323,8 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.cookie_name, "kasi-session");
         assert_eq!(c.cookie_path, "/");
+        assert_eq!(c.mcp_header, "mcp-session-id");
+        assert_eq!(c.session_header, "");
         assert!(c.session_keys.is_empty());
         assert_eq!(c.allowed_ports, vec![8012, 8013]);
         assert_eq!(c.dead_host_ttl_s, 30);
@@ -290,12 +342,15 @@ mod tests {
         let c = Config::parse(
             br#"{"cookie_name":"sess","header":"X-Dst","allowed_cidrs":["127.0.0.0/29","::1/128"],
                 "allowed_ports":[18012],"dead_host_ttl_s":5,"log_decisions":"all",
-                "cookie_path":"/app","session_keys":["BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="]}"#,
+                "cookie_path":"/app","mcp_header":"X-MCP-Session","session_header":"x-kasi-session",
+                "session_keys":["BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="]}"#,
         )
         .unwrap();
         assert_eq!(c.cookie_name, "sess");
         assert!(c.deprecated_header);
         assert_eq!(c.cookie_path, "/app");
+        assert_eq!(c.mcp_header, "x-mcp-session");
+        assert_eq!(c.session_header, "x-kasi-session");
         assert_eq!(c.session_keys.len(), 2);
         assert_eq!(c.allowed_ports, vec![18012]);
         assert_eq!(c.dead_host_ttl_s, 5);
@@ -305,8 +360,32 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_session_header_name_turns_the_carrier_off() {
+        let c = Config::parse(br#"{"mcp_header":"","session_header":""}"#).unwrap();
+        assert_eq!((c.mcp_header.as_str(), c.session_header.as_str()), ("", ""));
+        let c = Config::parse(br#"{"mcp_header":"","session_header":"mcp-session-id"}"#).unwrap();
+        assert_eq!(c.session_header, "mcp-session-id");
+    }
+
+    #[test]
     fn errors_name_the_key() {
-        let cases: [(&[u8], Option<&str>); 14] = [
+        let cases: [(&[u8], Option<&str>); 21] = [
+            (br#"{"mcp_header":7}"#, Some("mcp_header")),
+            (br#"{"mcp_header":"a b"}"#, Some("mcp_header")),
+            (br#"{"mcp_header":"cookie"}"#, Some("mcp_header")),
+            (
+                br#"{"session_header":":authority"}"#,
+                Some("session_header"),
+            ),
+            (
+                br#"{"session_header":"X-Envoy-Original-Dst-Host"}"#,
+                Some("session_header"),
+            ),
+            (br#"{"session_header":null}"#, Some("session_header")),
+            (
+                br#"{"session_header":"Mcp-Session-Id"}"#,
+                Some("session_header"),
+            ),
             (br#"{"cookie_path":"app"}"#, Some("cookie_path")),
             (br#"{"cookie_path":"/a;b"}"#, Some("cookie_path")),
             (br#"{"session_keys":["c2hvcnQ="]}"#, Some("session_keys")),

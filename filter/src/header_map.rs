@@ -34,7 +34,7 @@ pub fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     Some(out)
 }
 
-/// Serializes pairs the way the host does (tests and benchmarks use it).
+/// Serializes pairs the way the host does (a local reply's headers; tests and benchmarks).
 pub fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());

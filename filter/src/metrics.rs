@@ -58,7 +58,7 @@ impl Counter {
     pub fn rejected(reason: &crate::policy::Rejection) -> Counter {
         use crate::policy::Rejection::*;
         match reason {
-            Malformed(_) | BadSignature => Counter::RejectedMalformed,
+            Malformed(_) | MalformedHeader(_) | BadSignature => Counter::RejectedMalformed,
             Expired(_) => Counter::RejectedExpired,
             Disallowed => Counter::RejectedDisallowed,
             Dead => Counter::RejectedDead,
@@ -66,7 +66,8 @@ impl Counter {
     }
 }
 
-/// The hit rate kasi shows everywhere: sticky hits over requests that carried a session cookie.
+/// The hit rate kasi shows everywhere: sticky hits over requests that carried a session (any
+/// carrier).
 /// `None` when no request carried one.
 pub fn hit_rate(sticky_hits: u64, cookie_routed: u64, rejected_total: u64) -> Option<f64> {
     let with_cookie = cookie_routed + rejected_total;

@@ -1,17 +1,50 @@
 //! What the filter does with one request and its response, as pure functions of their headers.
 //! The proxy-wasm glue only reads headers in and applies the plan out.
 
-use crate::codec::{self, DecodeError, Expiry, SessionCookie};
+use crate::codec::{self, DecodeError, Expiry, Format, SessionCookie};
 use crate::config::{canonical_ip, Config, ROUTING_HEADER};
 use crate::cookies;
+use crate::envelope::{self, HeaderError};
 use crate::signing::{self, SessionKeys, VerifiedSessions};
 use std::net::{IpAddr, SocketAddr};
+
+/// Where a session travels. Decision lines name it (`carrier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// The cookie of `stateful_session`'s cookie mode (browsers).
+    Cookie,
+    /// Envoy's envelope in `mcp_header` (MCP clients).
+    Envelope,
+    /// `base64("ip:port")` in `session_header` (Envoy's header mode).
+    Header,
+}
+
+impl Carrier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Carrier::Cookie => "cookie",
+            Carrier::Envelope => "envelope",
+            Carrier::Header => "header",
+        }
+    }
+
+    /// What separates Envoy's value from kasi's MAC (DESIGN.md, "Signed sessions").
+    pub fn mac_separator(self) -> &'static [u8] {
+        match self {
+            Carrier::Envelope => signing::ENVELOPE_SEPARATOR,
+            Carrier::Cookie | Carrier::Header => signing::COOKIE_SEPARATOR,
+        }
+    }
+}
 
 /// Why a session was not honoured; each has its own counter (`bad_signature` counts as
 /// malformed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
+    /// A cookie that is not one of Envoy's.
     Malformed(DecodeError),
+    /// An envelope or header-mode value Envoy would not honour, or not as an address.
+    MalformedHeader(HeaderError),
     /// Signed sessions are on and this one is unsigned, or signed for another host or key.
     BadSignature,
     Expired(u64),
@@ -23,11 +56,21 @@ impl Rejection {
     /// The `reason` of the decision log line.
     pub fn reason(&self) -> &'static str {
         match self {
-            Rejection::Malformed(_) => "malformed",
+            Rejection::Malformed(_) | Rejection::MalformedHeader(_) => "malformed",
             Rejection::BadSignature => "bad_signature",
             Rejection::Expired(_) => "expired",
             Rejection::Disallowed => "disallowed",
             Rejection::Dead => "dead",
+        }
+    }
+
+    /// The same rejection without the text of the client's bytes a decode error may quote: what
+    /// may be kept until the response.
+    pub fn without_client_bytes(self) -> Rejection {
+        match self {
+            Rejection::Malformed(_) => Rejection::Malformed(DecodeError::Empty),
+            Rejection::MalformedHeader(_) => Rejection::MalformedHeader(HeaderError::Empty),
+            other => other,
         }
     }
 }
@@ -35,14 +78,16 @@ impl Rejection {
 /// What the request's session amounted to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// No session cookie: a new session; `stateful_session` will pin it.
+    /// No session in any carrier: a new session; `stateful_session` will pin it.
     NoCookie,
     /// Honoured: the request goes to `address` (canonical `ip:port`, the filter-state value).
+    /// Envelope and header-mode sessions read as a legacy cookie (`base64("ip:port")`, no
+    /// expiry).
     Routed {
         cookie: SessionCookie,
         address: String,
     },
-    /// Not honoured and removed from the request.
+    /// Not honoured: removed from the request, or (an envelope) answered with MCP's 404.
     Rejected {
         rejection: Rejection,
         /// The decoded address, when there was one.
@@ -55,7 +100,14 @@ pub enum Verdict {
 pub struct RequestPlan {
     /// The client sent `x-envoy-original-dst-host`: remove every copy.
     pub strip_header: bool,
+    /// The carrier `verdict` is about (`Cookie` when the request carried no session). With
+    /// sessions in several carriers, the first honoured one in the order envelope, header,
+    /// cookie steers (the most specific session), else the first rejected one.
+    pub carrier: Carrier,
     pub verdict: Verdict,
+    /// Sessions in the request's other carriers that are not honoured (removed all the same):
+    /// logged, not counted (counters count requests).
+    pub also_rejected: Vec<(Carrier, Rejection, Option<String>)>,
     /// The `cookie` headers' replacement (one joined value, or `None` to remove them all), when
     /// they must change: a rejected session is removed; a signed one that is honoured is put
     /// back as the plain value `stateful_session` wrote, so that it reads exactly the address
@@ -63,13 +115,23 @@ pub struct RequestPlan {
     pub cookie_rewrite: Option<Option<Vec<u8>>>,
     /// How many `cookie` headers the request carried.
     pub cookie_headers: usize,
+    /// The value to put in place of every copy of `mcp_header`: a signed envelope that is
+    /// honoured, restored to the envelope Envoy wrote (which Envoy then restores to the
+    /// server's own session id).
+    pub envelope_rewrite: Option<Vec<u8>>,
+    /// `session_header`'s replacement, as for cookies: `Some(None)` removes every copy,
+    /// `Some(Some(v))` puts the plain value Envoy wrote in place of every copy.
+    pub header_rewrite: Option<Option<Vec<u8>>>,
+    /// Answer with MCP's 404 "Session not found" instead of passing the request on: its
+    /// envelope is not honoured, and the client must start a new session.
+    pub not_found: bool,
 }
 
 impl RequestPlan {
     /// The address to steer to, if any.
     pub fn steer_to(&self) -> Option<&str> {
-        match &self.verdict {
-            Verdict::Routed { address, .. } => Some(address),
+        match (&self.verdict, self.not_found) {
+            (Verdict::Routed { address, .. }, false) => Some(address),
             _ => None,
         }
     }
@@ -130,112 +192,219 @@ pub fn plan_request<N, D>(
     is_dead: D,
 ) -> RequestPlan
 where
-    N: FnOnce() -> u64,
-    D: FnOnce(&str) -> bool,
+    N: FnMut() -> u64,
+    D: FnMut(&str) -> bool,
 {
     plan_request_verified(config, headers, now, is_dead, None)
 }
 
+/// Whether header `name` is the configured `wanted` one (empty: that carrier is off).
+fn is_header(name: &[u8], wanted: &str) -> bool {
+    !wanted.is_empty() && name.eq_ignore_ascii_case(wanted.as_bytes())
+}
+
 /// [`plan_request`], remembering verified sessions in `verified` (the filter keeps one table per
 /// VM) so that a session's later requests skip the HMAC.
+///
+/// Every carrier is read the way its `stateful_session` mode reads it (the first copy of a
+/// session header, the first matching cookie across `cookie` headers), and each one present is
+/// judged: none that is not honoured reaches `stateful_session` in a form it would follow.
 pub fn plan_request_verified<N, D>(
     config: &Config,
     headers: &[(&[u8], &[u8])],
-    now: N,
-    is_dead: D,
-    verified: Option<&mut VerifiedSessions>,
+    mut now: N,
+    mut is_dead: D,
+    mut verified: Option<&mut VerifiedSessions>,
 ) -> RequestPlan
 where
-    N: FnOnce() -> u64,
-    D: FnOnce(&str) -> bool,
+    N: FnMut() -> u64,
+    D: FnMut(&str) -> bool,
 {
     let mut strip_header = false;
     let mut cookie_headers: Vec<&[u8]> = Vec::new();
-    for (name, value) in headers {
+    // The first copy of each session header: the one Envoy reads (`hdr[0]`).
+    let mut envelope: Option<&[u8]> = None;
+    let mut header: Option<&[u8]> = None;
+    for &(name, value) in headers {
         if name.eq_ignore_ascii_case(b"cookie") {
             cookie_headers.push(value);
         } else if name.eq_ignore_ascii_case(ROUTING_HEADER.as_bytes()) {
             strip_header = true;
+        } else if is_header(name, &config.mcp_header) {
+            envelope.get_or_insert(value);
+        } else if is_header(name, &config.session_header) {
+            header.get_or_insert(value);
         }
     }
-    let name = config.cookie_name.as_bytes();
-    let Some(found) = cookies::locate(cookie_headers.iter().copied(), name) else {
-        return RequestPlan {
-            strip_header,
-            verdict: Verdict::NoCookie,
-            cookie_rewrite: None,
-            cookie_headers: cookie_headers.len(),
-        };
-    };
-    let value = found.value;
-    let (verdict, plain) =
-        judge_session_verified(config, value, authority(headers), now, is_dead, verified);
-    let restore = (plain.len() != value.len()).then_some(plain);
-    let cookie_rewrite = match &verdict {
-        Verdict::Rejected { .. } => {
-            Some(cookies::rewrite_found(&cookie_headers, &found, name, None))
-        }
-        Verdict::Routed { .. } if restore.is_some() => Some(cookies::rewrite_found(
-            &cookie_headers,
-            &found,
-            name,
-            restore,
-        )),
-        _ => None,
-    };
-    RequestPlan {
+    let authority = authority(headers);
+    let mut plan = RequestPlan {
         strip_header,
-        verdict,
-        cookie_rewrite,
+        carrier: Carrier::Cookie,
+        verdict: Verdict::NoCookie,
+        also_rejected: Vec::new(),
+        cookie_rewrite: None,
         cookie_headers: cookie_headers.len(),
+        envelope_rewrite: None,
+        header_rewrite: None,
+        not_found: false,
+    };
+    // Honoured and rejected sessions, in the order they take precedence.
+    let mut judged: Vec<(Carrier, Verdict)> = Vec::new();
+
+    if let Some(value) = envelope {
+        let (verdict, plain) = judge_carrier(
+            config,
+            Carrier::Envelope,
+            value,
+            authority,
+            &mut now,
+            &mut is_dead,
+            verified.as_deref_mut(),
+        );
+        if let Verdict::Rejected { .. } = verdict {
+            // Answered here: nothing of this request reaches `stateful_session` or a pod.
+            plan.carrier = Carrier::Envelope;
+            plan.verdict = verdict;
+            plan.not_found = true;
+            return plan;
+        }
+        if plain.len() != value.len() {
+            plan.envelope_rewrite = Some(plain.to_vec());
+        }
+        judged.push((Carrier::Envelope, verdict));
     }
+
+    if let Some(value) = header {
+        let (verdict, plain) = judge_carrier(
+            config,
+            Carrier::Header,
+            value,
+            authority,
+            &mut now,
+            &mut is_dead,
+            verified.as_deref_mut(),
+        );
+        plan.header_rewrite = match &verdict {
+            Verdict::Rejected { .. } => Some(None),
+            Verdict::Routed { .. } if plain.len() != value.len() => Some(Some(plain.to_vec())),
+            _ => None,
+        };
+        judged.push((Carrier::Header, verdict));
+    }
+
+    let name = config.cookie_name.as_bytes();
+    if let Some(found) = cookies::locate(cookie_headers.iter().copied(), name) {
+        let value = found.value;
+        let (verdict, plain) = judge_carrier(
+            config,
+            Carrier::Cookie,
+            value,
+            authority,
+            &mut now,
+            &mut is_dead,
+            verified,
+        );
+        let restore = (plain.len() != value.len()).then_some(plain);
+        plan.cookie_rewrite = match &verdict {
+            Verdict::Rejected { .. } => {
+                Some(cookies::rewrite_found(&cookie_headers, &found, name, None))
+            }
+            Verdict::Routed { .. } if restore.is_some() => Some(cookies::rewrite_found(
+                &cookie_headers,
+                &found,
+                name,
+                restore,
+            )),
+            _ => None,
+        };
+        judged.push((Carrier::Cookie, verdict));
+    }
+
+    let primary = judged
+        .iter()
+        .position(|(_, v)| matches!(v, Verdict::Routed { .. }))
+        .or_else(|| (!judged.is_empty()).then_some(0));
+    if let Some(primary) = primary {
+        let (carrier, verdict) = judged.remove(primary);
+        plan.carrier = carrier;
+        plan.verdict = verdict;
+    }
+    plan.also_rejected = judged
+        .into_iter()
+        .filter_map(|(carrier, verdict)| match verdict {
+            Verdict::Rejected { rejection, address } => Some((carrier, rejection, address)),
+            _ => None,
+        })
+        .collect();
+    plan
 }
 
-/// The verdict on one session value as Envoy reads it (quotes removed), and the plain value
-/// under its signature (the value itself when unsigned). With `session_keys`, only a value kasi
-/// signed for this `authority` is considered at all.
+/// The verdict on one session value as Envoy reads it (a cookie's quotes removed), and the
+/// plain value under its signature (the value itself when unsigned). With `session_keys`, only
+/// a value kasi signed for this `authority` is considered at all.
 pub fn judge_session<'v, N, D>(
     config: &Config,
     value: &'v [u8],
     authority: &[u8],
-    now: N,
-    is_dead: D,
+    mut now: N,
+    mut is_dead: D,
 ) -> (Verdict, &'v [u8])
 where
-    N: FnOnce() -> u64,
-    D: FnOnce(&str) -> bool,
+    N: FnMut() -> u64,
+    D: FnMut(&str) -> bool,
 {
-    judge_session_verified(config, value, authority, now, is_dead, None)
+    judge_carrier(
+        config,
+        Carrier::Cookie,
+        value,
+        authority,
+        &mut now,
+        &mut is_dead,
+        None,
+    )
 }
 
-fn judge_session_verified<'v, N, D>(
+/// [`judge_session`] for a value of any carrier.
+pub fn judge_carrier<'v, N, D>(
     config: &Config,
+    carrier: Carrier,
     value: &'v [u8],
     authority: &[u8],
-    now: N,
-    is_dead: D,
+    now: &mut N,
+    is_dead: &mut D,
     verified: Option<&mut VerifiedSessions>,
 ) -> (Verdict, &'v [u8])
 where
-    N: FnOnce() -> u64,
-    D: FnOnce(&str) -> bool,
+    N: FnMut() -> u64,
+    D: FnMut(&str) -> bool,
 {
     if config.session_keys.is_empty() {
-        return (judge(config, value, now, is_dead), value);
+        return (
+            judge_decoded(config, decode(carrier, value), now, is_dead),
+            value,
+        );
     }
-    let checked = match verified {
-        Some(table) => match signing::split(value, signing::COOKIE_SEPARATOR) {
-            (plain, Some(mac)) if table.verify(&config.session_keys, plain, authority, mac) => {
+    let checked = match signing::split(value, carrier.mac_separator()) {
+        (plain, Some(mac)) => {
+            let valid = match verified {
+                Some(table) => table.verify(&config.session_keys, plain, authority, mac),
+                None => config.session_keys.verify(plain, authority, mac),
+            };
+            if valid {
                 Ok(plain)
+            } else {
+                Err(plain)
             }
-            (plain, _) => Err(plain),
-        },
-        None => verify(&config.session_keys, value, authority),
+        }
+        (plain, None) => Err(plain),
     };
     match checked {
-        Ok(plain) => (judge(config, plain, now, is_dead), plain),
+        Ok(plain) => (
+            judge_decoded(config, decode(carrier, plain), now, is_dead),
+            plain,
+        ),
         Err(plain) => {
-            let address = decode_session(plain).ok().map(|(_, address)| address);
+            let address = decode(carrier, plain).ok().map(|(_, address)| address);
             let verdict = Verdict::Rejected {
                 rejection: Rejection::BadSignature,
                 address,
@@ -257,6 +426,23 @@ pub fn verify<'v>(
     }
 }
 
+/// Decodes a plain session value of `carrier`: the session, and its address as the filter state
+/// spells it.
+pub fn decode(carrier: Carrier, value: &[u8]) -> Result<(SessionCookie, String), Rejection> {
+    let address = match carrier {
+        Carrier::Cookie => return decode_session(value).map_err(Rejection::Malformed),
+        Carrier::Envelope => envelope::decode_envelope(value).map(|e| e.address),
+        Carrier::Header => envelope::decode_header_value(value),
+    }
+    .map_err(Rejection::MalformedHeader)?;
+    let session = SessionCookie {
+        format: Format::Legacy,
+        address,
+        expires: None,
+    };
+    Ok((session, canonical_address(&address)))
+}
+
 /// Decodes a session value, through the allocation-free IPv4 reader when it can (nearly every
 /// session), else the general one; with the address as the filter state spells it.
 pub fn decode_session(value: &[u8]) -> Result<(SessionCookie, String), DecodeError> {
@@ -269,19 +455,38 @@ pub fn decode_session(value: &[u8]) -> Result<(SessionCookie, String), DecodeErr
     Ok((cookie, address))
 }
 
-/// The verdict on one plain session value. `now` (Unix seconds) is only asked for when the
+/// The verdict on one plain cookie value. `now` (Unix seconds) is only asked for when the
 /// cookie carries a Unix-time `expires`; `is_dead` only for a cookie that passed every other
 /// check.
-pub fn judge<N, D>(config: &Config, value: &[u8], now: N, is_dead: D) -> Verdict
+pub fn judge<N, D>(config: &Config, value: &[u8], mut now: N, mut is_dead: D) -> Verdict
 where
-    N: FnOnce() -> u64,
-    D: FnOnce(&str) -> bool,
+    N: FnMut() -> u64,
+    D: FnMut(&str) -> bool,
 {
-    let (cookie, address) = match decode_session(value) {
+    judge_decoded(
+        config,
+        decode(Carrier::Cookie, value),
+        &mut now,
+        &mut is_dead,
+    )
+}
+
+/// The verdict on a decoded session (or the reason it did not decode).
+fn judge_decoded<N, D>(
+    config: &Config,
+    decoded: Result<(SessionCookie, String), Rejection>,
+    now: &mut N,
+    is_dead: &mut D,
+) -> Verdict
+where
+    N: FnMut() -> u64,
+    D: FnMut(&str) -> bool,
+{
+    let (cookie, address) = match decoded {
         Ok(decoded) => decoded,
-        Err(e) => {
+        Err(rejection) => {
             return Verdict::Rejected {
-                rejection: Rejection::Malformed(e),
+                rejection,
                 address: None,
             }
         }
@@ -417,6 +622,50 @@ pub fn sign_set_cookie(
     }
     out.extend_from_slice(&header[end..]);
     Some(out)
+}
+
+/// The status and body kasi answers a request whose MCP envelope it does not honour with: what
+/// MCP servers answer for a session they do not know (Streamable HTTP: "the server MUST respond
+/// … with HTTP 404 Not Found", the client then starts a new session; the body is the JSON-RPC
+/// error the reference TypeScript SDK's `validateSession` sends), so the client re-initializes
+/// exactly as it would after a server restart.
+pub const MCP_NOT_FOUND_STATUS: u32 = 404;
+pub const MCP_NOT_FOUND_BODY: &str =
+    r#"{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}"#;
+pub const MCP_NOT_FOUND_CONTENT_TYPE: &str = "application/json";
+
+/// The session a response's envelope or header-mode header issues: its only copy (Envoy writes
+/// one, and rewrites an envelope only when the server sent exactly one), read back as Envoy
+/// would read it on the next request, naming `upstream` — the host this response came from.
+/// `None` for anything else: a value Envoy did not write is never signed (a pod cannot mint a
+/// session for another address), and an envelope already signed is not signed again.
+pub fn issued_in_header(
+    carrier: Carrier,
+    values: &[&[u8]],
+    upstream: &[u8],
+) -> Option<SessionCookie> {
+    let [value] = values else {
+        return None;
+    };
+    let address = match carrier {
+        Carrier::Envelope => {
+            if signing::split(value, signing::ENVELOPE_SEPARATOR)
+                .1
+                .is_some()
+            {
+                return None;
+            }
+            envelope::decode_envelope(value).ok()?.address
+        }
+        Carrier::Header => envelope::decode_header_value(value).ok()?,
+        Carrier::Cookie => return None,
+    };
+    let upstream: SocketAddr = std::str::from_utf8(upstream).ok()?.parse().ok()?;
+    (address == upstream).then_some(SessionCookie {
+        format: Format::Legacy,
+        address,
+        expires: None,
+    })
 }
 
 #[cfg(test)]
@@ -700,6 +949,271 @@ mod tests {
                 b"h"
             ),
             None
+        );
+    }
+
+    fn envelope_for(addr: &str) -> String {
+        crate::envelope::encode_envelope(addr, b"sid-1")
+    }
+
+    fn sign(value: &str, authority: &str, carrier: Carrier) -> String {
+        let signed = SessionKeys::new([&KEY])
+            .sign(
+                value.as_bytes(),
+                authority.as_bytes(),
+                carrier.mac_separator(),
+            )
+            .unwrap();
+        String::from_utf8(signed).unwrap()
+    }
+
+    fn header_config(signed: bool) -> Config {
+        Config {
+            session_header: "x-session".into(),
+            ..if signed { signed_config() } else { config() }
+        }
+    }
+
+    #[test]
+    fn a_signed_envelope_routes_and_is_restored_for_stateful_session() {
+        let plain = envelope_for("10.0.0.7:8012");
+        let signed = sign(&plain, "h.example.com", Carrier::Envelope);
+        let p = plan_with(
+            &signed_config(),
+            &[(":authority", "H.example.com"), ("mcp-session-id", &signed)],
+            false,
+        );
+        assert_eq!(
+            (p.carrier, p.steer_to()),
+            (Carrier::Envelope, Some("10.0.0.7:8012"))
+        );
+        assert_eq!(p.envelope_rewrite, Some(plain.into_bytes()));
+        assert!(!p.not_found);
+        // Unsigned sessions: Envoy's value as it is, nothing to rewrite.
+        let p = plan(&[("mcp-session-id", &envelope_for("10.0.0.7:8012"))], false);
+        assert_eq!(p.steer_to(), Some("10.0.0.7:8012"));
+        assert_eq!(p.envelope_rewrite, None);
+    }
+
+    #[test]
+    fn a_rejected_envelope_is_answered_and_nothing_else_is_touched() {
+        let valid_cookie = cookie_for("10.0.0.9:8012", None);
+        for (value, reason, dead) in [
+            (envelope_for("8.8.8.8:8012"), "disallowed", false),
+            (envelope_for("10.0.0.1:15000"), "disallowed", false),
+            (envelope_for("10.0.0.1:8012"), "dead", true),
+            ("MTAuMC4wLjE6ODAxMg".to_string(), "malformed", false),
+            (String::new(), "malformed", false),
+            (";;".to_string(), "malformed", false),
+        ] {
+            let p = plan(
+                &[("mcp-session-id", &value), ("cookie", &valid_cookie)],
+                dead,
+            );
+            assert!(p.not_found, "{value}");
+            assert_eq!(p.carrier, Carrier::Envelope);
+            assert_eq!(p.steer_to(), None, "{value}");
+            match &p.verdict {
+                Verdict::Rejected { rejection, .. } => assert_eq!(rejection.reason(), reason),
+                other => panic!("{value}: {other:?}"),
+            }
+            assert_eq!(
+                (&p.cookie_rewrite, &p.envelope_rewrite, &p.header_rewrite),
+                (&None, &None, &None)
+            );
+        }
+        let unsigned = envelope_for("10.0.0.7:8012");
+        let p = plan_with(&signed_config(), &[("mcp-session-id", &unsigned)], false);
+        assert!(p.not_found);
+        assert_eq!(
+            p.verdict,
+            Verdict::Rejected {
+                rejection: Rejection::BadSignature,
+                address: Some("10.0.0.7:8012".into())
+            }
+        );
+    }
+
+    #[test]
+    fn the_first_copy_of_a_session_header_is_the_one_judged() {
+        let allowed = envelope_for("10.0.0.7:8012");
+        let outside = envelope_for("127.0.0.1:15000");
+        let p = plan(
+            &[("mcp-session-id", &allowed), ("mcp-session-id", &outside)],
+            false,
+        );
+        assert_eq!(p.steer_to(), Some("10.0.0.7:8012"));
+        let p = plan(
+            &[("mcp-session-id", &outside), ("mcp-session-id", &allowed)],
+            false,
+        );
+        assert!(p.not_found);
+        // Signed: every copy gives way to the one restored value.
+        let signed = sign(&allowed, "", Carrier::Envelope);
+        let p = plan_with(
+            &signed_config(),
+            &[("mcp-session-id", &signed), ("mcp-session-id", &outside)],
+            false,
+        );
+        assert_eq!(p.envelope_rewrite, Some(allowed.clone().into_bytes()));
+    }
+
+    #[test]
+    fn header_mode_removes_what_it_rejects_and_restores_what_it_routes() {
+        let plain = crate::envelope::encode_header_value("10.0.0.7:8012");
+        let signed = sign(&plain, "h", Carrier::Header);
+        let p = plan_with(
+            &header_config(true),
+            &[(":authority", "h"), ("x-session", &signed)],
+            false,
+        );
+        assert_eq!(
+            (p.carrier, p.steer_to()),
+            (Carrier::Header, Some("10.0.0.7:8012"))
+        );
+        assert_eq!(p.header_rewrite, Some(Some(plain.clone().into_bytes())));
+        for (config, value) in [
+            (header_config(true), plain.clone()),
+            (header_config(false), format!("{plain}.x")),
+            (
+                header_config(false),
+                crate::envelope::encode_header_value("8.8.8.8:8012"),
+            ),
+        ] {
+            let p = plan_with(&config, &[("x-session", &value), ("cookie", "a=1")], false);
+            assert_eq!(p.carrier, Carrier::Header, "{value}");
+            assert!(!p.not_found && p.steer_to().is_none(), "{value}");
+            assert_eq!(p.header_rewrite, Some(None), "{value}");
+            assert_eq!(p.cookie_rewrite, None);
+        }
+        // Off by default: the header is not a carrier.
+        let p = plan(&[("x-session", &plain)], false);
+        assert_eq!((p.verdict, p.header_rewrite), (Verdict::NoCookie, None));
+    }
+
+    #[test]
+    fn the_most_specific_honoured_session_steers_and_every_carrier_is_judged() {
+        let config = header_config(false);
+        let envelope = envelope_for("10.0.0.1:8012");
+        let header = crate::envelope::encode_header_value("10.0.0.2:8012");
+        let cookie = cookie_for("10.0.0.3:8012", None);
+        let forged_cookie = cookie_for("8.8.8.8:8012", None);
+        let forged_header = crate::envelope::encode_header_value("8.8.8.8:8012");
+        let cases = [
+            (
+                vec![
+                    ("mcp-session-id", &envelope),
+                    ("x-session", &header),
+                    ("cookie", &cookie),
+                ],
+                Carrier::Envelope,
+                Some("10.0.0.1:8012"),
+                0,
+            ),
+            (
+                vec![("x-session", &header), ("cookie", &cookie)],
+                Carrier::Header,
+                Some("10.0.0.2:8012"),
+                0,
+            ),
+            (
+                vec![("x-session", &forged_header), ("cookie", &cookie)],
+                Carrier::Cookie,
+                Some("10.0.0.3:8012"),
+                1,
+            ),
+            (
+                vec![("mcp-session-id", &envelope), ("cookie", &forged_cookie)],
+                Carrier::Envelope,
+                Some("10.0.0.1:8012"),
+                1,
+            ),
+            (
+                vec![("x-session", &forged_header), ("cookie", &forged_cookie)],
+                Carrier::Header,
+                None,
+                1,
+            ),
+        ];
+        for (headers, carrier, steer, also) in cases {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let p = plan_with(&config, &headers, false);
+            assert_eq!((p.carrier, p.steer_to()), (carrier, steer), "{headers:?}");
+            assert_eq!(p.also_rejected.len(), also, "{headers:?}");
+        }
+        let p = plan_with(
+            &config,
+            &[("mcp-session-id", &envelope), ("cookie", &forged_cookie)],
+            false,
+        );
+        assert_eq!(p.cookie_rewrite, Some(None), "the forged cookie is removed");
+    }
+
+    #[test]
+    fn mcp_header_off_leaves_the_header_alone() {
+        let config = Config {
+            mcp_header: String::new(),
+            ..config()
+        };
+        let p = plan_with(&config, &[("mcp-session-id", "garbage")], false);
+        assert_eq!((p.verdict, p.not_found), (Verdict::NoCookie, false));
+    }
+
+    #[test]
+    fn only_what_envoy_wrote_for_the_upstream_is_issued() {
+        let upstream = b"10.0.0.7:8012";
+        let envelope = envelope_for("10.0.0.7:8012");
+        let issued = issued_in_header(Carrier::Envelope, &[envelope.as_bytes()], upstream);
+        assert_eq!(
+            issued.map(|s| s.address),
+            Some("10.0.0.7:8012".parse().unwrap())
+        );
+        for (carrier, values) in [
+            // Another pod's address: a pod cannot mint a session for someone else.
+            (Carrier::Envelope, vec![envelope_for("10.0.0.8:8012")]),
+            // Two copies: Envoy leaves those alone, so they are the server's own.
+            (Carrier::Envelope, vec![envelope.clone(), envelope.clone()]),
+            (Carrier::Envelope, vec!["sid-1".to_string()]),
+            (
+                Carrier::Envelope,
+                vec![sign(&envelope, "h", Carrier::Envelope)],
+            ),
+            (
+                Carrier::Header,
+                vec![sign(
+                    &crate::envelope::encode_header_value("10.0.0.7:8012"),
+                    "h",
+                    Carrier::Header,
+                )],
+            ),
+            (Carrier::Cookie, vec![envelope.clone()]),
+        ] {
+            let slices: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+            assert_eq!(
+                issued_in_header(carrier, &slices, upstream),
+                None,
+                "{values:?}"
+            );
+        }
+        let header = crate::envelope::encode_header_value("10.0.0.7:8012");
+        assert!(issued_in_header(Carrier::Header, &[header.as_bytes()], upstream).is_some());
+        assert_eq!(
+            issued_in_header(Carrier::Header, &[header.as_bytes()], b"garbage"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_mcp_answer_is_the_sdks() {
+        let body: serde_json::Value = serde_json::from_str(MCP_NOT_FOUND_BODY).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"jsonrpc": "2.0", "error": {"code": -32001, "message": "Session not found"}, "id": null})
+        );
+        assert_eq!(
+            (MCP_NOT_FOUND_STATUS, MCP_NOT_FOUND_CONTENT_TYPE),
+            (404, "application/json")
         );
     }
 

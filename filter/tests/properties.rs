@@ -186,3 +186,117 @@ proptest! {
         prop_assert!(!dead_hosts::contains(&updated, b"10.0.0.1:8012", now + 30));
     }
 }
+
+mod header_carriers {
+    use super::*;
+    use kasi_filter::envelope::{encode_envelope, encode_header_value};
+    use kasi_filter::fuzzing::assert_envoy_reads_only_approved;
+    use kasi_filter::policy::Carrier;
+    use kasi_filter::signing::{self, SessionKeys};
+
+    const KEY: [u8; 32] = [7u8; 32];
+    const AUTHORITY: &str = "h.example.com";
+
+    fn config(signed: bool) -> Config {
+        Config {
+            session_header: "x-session".to_owned(),
+            session_keys: if signed {
+                SessionKeys::new([&KEY])
+            } else {
+                SessionKeys::default()
+            },
+            ..Config::default()
+        }
+    }
+
+    /// Addresses inside and outside the default allowed CIDRs and ports.
+    fn address() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (0u8..4, prop_oneof![Just(8012u16), Just(8013), Just(15000)])
+                .prop_map(|(n, p)| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), p)),
+            Just("127.0.0.1:15000".parse().unwrap()),
+            Just("[::ffff:10.0.0.1]:8012".parse().unwrap()),
+            socket_addr(),
+        ]
+    }
+
+    /// A value for a carrier: Envoy-shaped, signed (right or wrong key, right or wrong host),
+    /// tampered with, or noise.
+    fn value(carrier: Carrier) -> impl Strategy<Value = Vec<u8>> {
+        let plain = move || {
+            address().prop_map(move |a| match carrier {
+                Carrier::Envelope => encode_envelope(&a.to_string(), b"sid"),
+                _ => encode_header_value(&a.to_string()),
+            })
+        };
+        prop_oneof![
+            plain().prop_map(String::into_bytes),
+            (plain(), any::<bool>(), any::<bool>()).prop_map(move |(p, right_key, right_host)| {
+                let key = if right_key { KEY } else { [8u8; 32] };
+                let host = if right_host {
+                    AUTHORITY
+                } else {
+                    "x.example.com"
+                };
+                SessionKeys::new([&key])
+                    .sign(p.as_bytes(), host.as_bytes(), carrier.mac_separator())
+                    .unwrap()
+            }),
+            "[A-Za-z0-9+/=;:UVK. -]{0,40}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 0..60),
+        ]
+    }
+
+    fn headers() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+        proptest::collection::vec(
+            prop_oneof![
+                value(Carrier::Envelope).prop_map(|v| (b"mcp-session-id".to_vec(), v)),
+                value(Carrier::Header).prop_map(|v| (b"x-session".to_vec(), v)),
+                cookie_value().prop_map(|v| (b"cookie".to_vec(), v)),
+            ],
+            0..4,
+        )
+        .prop_map(|mut h| {
+            h.push((b":authority".to_vec(), AUTHORITY.as_bytes().to_vec()));
+            h
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Whatever a client sends in any carrier, after the filter's rewrites Envoy's own
+        /// readings (the transcriptions of its C++) follow no address kasi does not allow, a
+        /// rejected envelope is answered instead of passed on, and signed sessions route only
+        /// with kasi's MAC for this host.
+        #[test]
+        fn envoy_follows_only_what_kasi_approved(
+            headers in headers(),
+            signed in any::<bool>(),
+            dead in any::<bool>(),
+        ) {
+            let config = config(signed);
+            let pairs: Vec<(&[u8], &[u8])> =
+                headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+            let plan = policy::plan_request(&config, &pairs, || 1_800_000_000, |_| dead);
+            assert_envoy_reads_only_approved(&config, &pairs, &plan, |_| dead);
+            if let Some(address) = plan.steer_to() {
+                let address: SocketAddr = address.parse().unwrap();
+                prop_assert!(config.allows(&address) && !dead);
+            }
+            let first_envelope = pairs.iter().find(|(n, _)| *n == b"mcp-session-id");
+            if let Some((_, value)) = first_envelope {
+                let honoured = plan.carrier == Carrier::Envelope
+                    && matches!(plan.verdict, Verdict::Routed { .. });
+                prop_assert_eq!(plan.not_found, !honoured, "{:?}", plan);
+                if signed && honoured {
+                    let (plain, mac) = signing::split(value, signing::ENVELOPE_SEPARATOR);
+                    prop_assert!(SessionKeys::new([&KEY]).verify(plain, AUTHORITY.as_bytes(), mac.unwrap()));
+                    prop_assert_eq!(plan.envelope_rewrite.as_deref(), Some(plain));
+                }
+            } else {
+                prop_assert!(!plan.not_found);
+            }
+        }
+    }
+}

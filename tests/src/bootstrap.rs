@@ -22,6 +22,15 @@ pub struct EnvoyOptions {
     pub cookie_path: String,
     /// The cookie's TTL as an Envoy duration such as `"120s"`; `None` writes session cookies.
     pub cookie_ttl: Option<String>,
+    /// A `stateful_session` in cookie mode (`cookie_name`, `cookie_path`, `cookie_ttl`): on by
+    /// default; off for a sidecar whose sessions all travel in headers.
+    pub cookie_sessions: bool,
+    /// A `stateful_session` in envelope mode (`envoy.http.stateful_session.envelope`) on this
+    /// header, after the cookie one: MCP's `mcp-session-id` ([`crate::MCP_HEADER`]).
+    pub envelope_header: Option<String>,
+    /// A `stateful_session` in header mode (`envoy.http.stateful_session.header`) on this
+    /// header, after the others.
+    pub session_header: Option<String>,
     /// `original_dst_lb_config.use_http_header` on PassthroughCluster. Off in kasi's bundle: any
     /// client can send `x-envoy-original-dst-host`. On only to show what the old bundle exposed
     /// (and for benchmark variants that steer by header).
@@ -51,6 +60,9 @@ impl Default for EnvoyOptions {
             cookie_name: crate::COOKIE_NAME.to_string(),
             cookie_path: "/".to_string(),
             cookie_ttl: None,
+            cookie_sessions: true,
+            envelope_header: None,
+            session_header: None,
             use_http_header: false,
             ignore_override_host: true,
             fail_open: false,
@@ -67,6 +79,30 @@ impl EnvoyOptions {
             with_filter: true,
             plugin_config: plugin_config.to_string(),
             ..EnvoyOptions::default()
+        }
+    }
+
+    /// Adds a `stateful_session` in envelope mode on `header` (MCP sessions).
+    pub fn with_envelope(self, header: &str) -> EnvoyOptions {
+        EnvoyOptions {
+            envelope_header: Some(header.to_string()),
+            ..self
+        }
+    }
+
+    /// Adds a `stateful_session` in header mode on `header`.
+    pub fn with_session_header(self, header: &str) -> EnvoyOptions {
+        EnvoyOptions {
+            session_header: Some(header.to_string()),
+            ..self
+        }
+    }
+
+    /// Without the cookie-mode `stateful_session`.
+    pub fn without_cookie_sessions(self) -> EnvoyOptions {
+        EnvoyOptions {
+            cookie_sessions: false,
+            ..self
         }
     }
 
@@ -123,23 +159,46 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
             last["typed_config"]["config"]["failure_policy"] = json!("FAIL_OPEN");
         }
     }
-    let mut cookie = json!({"name": options.cookie_name, "path": options.cookie_path});
-    if let Some(ttl) = &options.cookie_ttl {
-        cookie["ttl"] = json!(ttl);
-    }
-    http_filters.push(json!({
-        "name": "envoy.filters.http.stateful_session",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession",
-            "session_state": {
-                "name": "envoy.http.stateful_session.cookie",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.http.stateful_session.cookie.v3.CookieBasedSessionState",
-                    "cookie": cookie,
-                },
+    let stateful_session = |name: &str, typed_config: Value| {
+        json!({
+            "name": "envoy.filters.http.stateful_session",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession",
+                "session_state": {"name": name, "typed_config": typed_config},
             },
-        },
-    }));
+        })
+    };
+    if options.cookie_sessions {
+        let mut cookie = json!({"name": options.cookie_name, "path": options.cookie_path});
+        if let Some(ttl) = &options.cookie_ttl {
+            cookie["ttl"] = json!(ttl);
+        }
+        http_filters.push(stateful_session(
+            "envoy.http.stateful_session.cookie",
+            json!({
+                "@type": "type.googleapis.com/envoy.extensions.http.stateful_session.cookie.v3.CookieBasedSessionState",
+                "cookie": cookie,
+            }),
+        ));
+    }
+    if let Some(header) = &options.envelope_header {
+        http_filters.push(stateful_session(
+            "envoy.http.stateful_session.envelope",
+            json!({
+                "@type": "type.googleapis.com/envoy.extensions.http.stateful_session.envelope.v3.EnvelopeSessionState",
+                "header": {"name": header},
+            }),
+        ));
+    }
+    if let Some(header) = &options.session_header {
+        http_filters.push(stateful_session(
+            "envoy.http.stateful_session.header",
+            json!({
+                "@type": "type.googleapis.com/envoy.extensions.http.stateful_session.header.v3.HeaderBasedSessionState",
+                "name": header,
+            }),
+        ));
+    }
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {

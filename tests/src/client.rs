@@ -70,6 +70,47 @@ impl Response {
             .collect()
     }
 
+    /// The `mcp-session-id` the response carries (its only copy; `None` with none or several).
+    pub fn mcp_session_id(&self) -> Option<&str> {
+        match self.header_values(crate::MCP_HEADER).as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The `mcp-session-id` values that reached the pod, from its echo.
+    pub fn mcp_sessions_at_pod(&self) -> Vec<&str> {
+        self.echoed(crate::MCP_HEADER)
+    }
+
+    /// The header-mode session values (`x-kasi-session`) that reached the pod, from its echo.
+    pub fn session_headers_at_pod(&self) -> Vec<&str> {
+        self.echoed(crate::SESSION_HEADER)
+    }
+
+    fn echoed(&self, header: &str) -> Vec<&str> {
+        let prefix = format!("{header}: ");
+        // Only a pod's echo: kasi's own 404 has no `x-kasi-pod` and its body is JSON.
+        if self.pod().is_none() {
+            return Vec::new();
+        }
+        self.body
+            .lines()
+            .filter_map(|line| line.strip_prefix(prefix.as_str()))
+            .collect()
+    }
+
+    /// Whether this is MCP's 404 "Session not found" (JSON-RPC error -32001).
+    pub fn is_mcp_not_found(&self) -> bool {
+        self.status == 404
+            && serde_json::from_str::<serde_json::Value>(&self.body).is_ok_and(|v| {
+                v["jsonrpc"] == "2.0"
+                    && v["error"]["code"] == -32001
+                    && v["error"]["message"] == "Session not found"
+                    && v["id"].is_null()
+            })
+    }
+
     /// The `x-envoy-original-dst-host` values that reached the pod, from its echo.
     pub fn routing_headers_at_pod(&self) -> Vec<&str> {
         self.body
@@ -304,6 +345,60 @@ impl Session {
         }
         let response = client.get(original_dst, path, &all)?;
         self.update_jar(&response);
+        Ok(response)
+    }
+}
+
+/// An MCP client's session as the Streamable HTTP transport keeps it: the `mcp-session-id` of the
+/// last response that carried one, sent on every request; a 404 ends the session (the spec: the
+/// client MUST start a new one), so the next request starts afresh without the header.
+#[derive(Debug, Clone, Default)]
+pub struct McpSession {
+    id: Option<String>,
+}
+
+impl McpSession {
+    /// A client before `initialize`.
+    pub fn new() -> McpSession {
+        McpSession::default()
+    }
+
+    /// A client that holds `id` (sent verbatim).
+    pub fn with_id(id: &str) -> McpSession {
+        McpSession {
+            id: Some(id.to_string()),
+        }
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The address the session's envelope pins, read as Envoy reads it.
+    pub fn pinned_address(&self) -> Option<SocketAddr> {
+        kasi_filter::envelope::decode_envelope(self.id.as_ref()?.as_bytes())
+            .ok()
+            .map(|e| e.address)
+    }
+
+    /// `GET /mcp` with the session's id (if any) plus `headers`, then keeps what the response
+    /// says.
+    pub fn get(
+        &mut self,
+        client: &Client,
+        original_dst: SocketAddr,
+        headers: &[(&str, &str)],
+    ) -> io::Result<Response> {
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(id) = &self.id {
+            all.push(("Mcp-Session-Id", id));
+        }
+        let response = client.get(original_dst, "/mcp", &all)?;
+        if response.status == 404 {
+            self.id = None;
+        } else if let Some(id) = response.mcp_session_id() {
+            self.id = Some(id.to_string());
+        }
         Ok(response)
     }
 }

@@ -18,7 +18,7 @@ mod scratch;
 mod support;
 
 pub use bootstrap::EnvoyOptions;
-pub use client::{admin_get, plain_get, Client, Response, Session};
+pub use client::{admin_get, plain_get, Client, McpSession, Response, Session};
 pub use envoy::{Envoy, StartFailure};
 pub use locate::{envoy_binary, envoy_version, filter_wasm, kasi_binary, run_kasi};
 pub use pod::Pod;
@@ -26,6 +26,12 @@ pub use support::{assert_served_by, decision_lines, envoy_cookie, loopback};
 
 /// The cookie name `stateful_session` writes and the filter reads by default.
 pub const COOKIE_NAME: &str = "kasi-session";
+
+/// The header MCP's Streamable HTTP transport carries its session in (as Envoy names headers).
+pub const MCP_HEADER: &str = "mcp-session-id";
+
+/// The header the tests' header-mode `stateful_session` uses.
+pub const SESSION_HEADER: &str = "x-kasi-session";
 
 /// The Host the activator keeps from the original request (it shows up as `authority` in logs).
 pub const AUTHORITY: &str = "hello.default.example.com";

@@ -1,7 +1,7 @@
 //! A stand-in for a revision pod: answers every request with its name and what reached it.
 
 use crate::http;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,7 +11,14 @@ use std::time::Duration;
 
 /// An HTTP/1.1 keep-alive server on one loopback address. Every response is 200 with
 /// `x-kasi-pod: <name>` and a body of the name, then one line per `cookie` header
-/// (`cookie: <raw value>`) and per `x-envoy-original-dst-host` header that reached it.
+/// (`cookie: <raw value>`), per `x-envoy-original-dst-host` header, per `mcp-session-id` and
+/// per `x-kasi-session` header that reached it (`<name>: <value>`).
+///
+/// Under `/mcp` it is also a stateful MCP server as the reference SDK's Streamable HTTP transport
+/// behaves: a request without `mcp-session-id` starts a session (`<pod>-<n>`) returned in
+/// `mcp-session-id`; a request with exactly one value it issued is answered with that header
+/// again (the SDK sends it on every response); anything else gets its own 404 JSON-RPC
+/// "Session not found" (with `x-kasi-pod`, unlike kasi's). Sessions do not survive `stop`.
 /// A request for `/delay/<ms>…` is answered after `<ms>` milliseconds, unless the peer closes
 /// the connection first (then the pod stops at once: Envoy closes its upstream connection when
 /// the client abandons the stream, so no thread is left waiting).
@@ -19,7 +26,15 @@ pub struct Pod {
     name: String,
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    mcp: Arc<McpSessions>,
     running: Option<Running>,
+}
+
+/// The MCP sessions a pod issued.
+#[derive(Default)]
+struct McpSessions {
+    issued: Mutex<HashSet<String>>,
+    next: AtomicUsize,
 }
 
 /// The live server: the acceptor thread and every open connection, so `stop` can sever them all
@@ -39,6 +54,7 @@ impl Pod {
             name: name.to_string(),
             addr,
             requests: Arc::new(AtomicUsize::new(0)),
+            mcp: Arc::new(McpSessions::default()),
             running: None,
         };
         pod.serve(listener)?;
@@ -99,6 +115,15 @@ impl Pod {
         for (_, connection) in running.connections.lock().unwrap().drain() {
             let _ = connection.shutdown(Shutdown::Both);
         }
+        // A pod that comes back is a new process: its MCP sessions are gone.
+        self.mcp.issued.lock().unwrap().clear();
+    }
+
+    /// The MCP sessions this pod issued and still knows.
+    pub fn mcp_sessions(&self) -> Vec<String> {
+        let mut sessions: Vec<String> = self.mcp.issued.lock().unwrap().iter().cloned().collect();
+        sessions.sort();
+        sessions
     }
 
     /// Listens again on the same address.
@@ -121,10 +146,11 @@ impl Pod {
             let stop = stop.clone();
             let connections = connections.clone();
             let requests = self.requests.clone();
+            let mcp = self.mcp.clone();
             let name = self.name.clone();
             std::thread::Builder::new()
                 .name(format!("pod-{name}"))
-                .spawn(move || accept_loop(listener, &name, &stop, &connections, &requests))?
+                .spawn(move || accept_loop(listener, &name, &stop, &connections, &requests, &mcp))?
         };
         self.running = Some(Running {
             stop,
@@ -147,6 +173,7 @@ fn accept_loop(
     stop: &AtomicBool,
     connections: &Arc<Mutex<HashMap<u64, TcpStream>>>,
     requests: &Arc<AtomicUsize>,
+    mcp: &Arc<McpSessions>,
 ) {
     let mut next_id = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -161,8 +188,9 @@ fn accept_loop(
                 let name = name.to_string();
                 let connections = connections.clone();
                 let requests = requests.clone();
+                let mcp = mcp.clone();
                 std::thread::spawn(move || {
-                    let _ = serve_connection(stream, &name, &requests);
+                    let _ = serve_connection(stream, &name, &requests, &mcp);
                     connections.lock().unwrap().remove(&id);
                 });
             }
@@ -174,7 +202,12 @@ fn accept_loop(
     }
 }
 
-fn serve_connection(stream: TcpStream, name: &str, requests: &AtomicUsize) -> io::Result<()> {
+fn serve_connection(
+    stream: TcpStream,
+    name: &str,
+    requests: &AtomicUsize,
+    mcp: &McpSessions,
+) -> io::Result<()> {
     // Accepted sockets may inherit non-blocking mode from the listener on some platforms.
     stream.set_nonblocking(false)?;
     let mut writer = stream.try_clone()?;
@@ -195,12 +228,38 @@ fn serve_connection(stream: TcpStream, name: &str, requests: &AtomicUsize) -> io
         for target in head.values("x-envoy-original-dst-host") {
             body.push_str(&format!("x-envoy-original-dst-host: {target}\n"));
         }
+        for header in [crate::MCP_HEADER, crate::SESSION_HEADER] {
+            for value in head.values(header) {
+                body.push_str(&format!("{header}: {value}\n"));
+            }
+        }
         let close = head
             .values("connection")
             .iter()
             .any(|v| v.eq_ignore_ascii_case("close"));
+        let path = head.start_line.split_whitespace().nth(1).unwrap_or("/");
+        let mut status = "200 OK";
+        let mut extra = String::new();
+        let mut content_type = "text/plain";
+        if path.starts_with("/mcp") {
+            match head.values(crate::MCP_HEADER).as_slice() {
+                [] => {
+                    let id = format!("{name}-{}", mcp.next.fetch_add(1, Ordering::SeqCst));
+                    mcp.issued.lock().unwrap().insert(id.clone());
+                    extra = format!("mcp-session-id: {id}\r\n");
+                }
+                [id] if mcp.issued.lock().unwrap().contains(*id) => {
+                    extra = format!("mcp-session-id: {id}\r\n");
+                }
+                _ => {
+                    status = "404 Not Found";
+                    content_type = "application/json";
+                    body = kasi_filter::policy::MCP_NOT_FOUND_BODY.to_string();
+                }
+            }
+        }
         let response = format!(
-            "HTTP/1.1 200 OK\r\nx-kasi-pod: {name}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n{body}",
+            "HTTP/1.1 {status}\r\nx-kasi-pod: {name}\r\ncontent-type: {content_type}\r\n{extra}content-length: {}\r\n{}\r\n{body}",
             body.len(),
             if close { "connection: close\r\n" } else { "" },
         );

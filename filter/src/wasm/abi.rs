@@ -96,6 +96,16 @@ extern "C" {
     ) -> Status;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
     fn proxy_record_metric(metric_id: u32, value: u64) -> Status;
+    fn proxy_send_local_response(
+        response_code: u32,
+        response_code_details_data: *const u8,
+        response_code_details_size: usize,
+        response_body_data: *const u8,
+        response_body_size: usize,
+        additional_headers_map_data: *const u8,
+        additional_headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
     fn proxy_call_foreign_function(
         function_name_data: *const u8,
         function_name_size: usize,
@@ -245,6 +255,32 @@ pub fn record(id: u32, value: u64) {
 pub fn increment(id: u32) {
     // SAFETY: plain values.
     let _ = unsafe { proxy_increment_metric(id, 1) };
+}
+
+/// Answers the stream locally with `status`, `body` and `headers` (Envoy sends the reply once the
+/// callback returns; the callback must then return `Pause`). `details` is the response code
+/// details Envoy logs (`%RESPONSE_CODE_DETAILS%`): one token, no spaces.
+pub fn send_local_response(
+    status: u32,
+    details: &str,
+    body: &[u8],
+    headers: &[(&[u8], &[u8])],
+) -> Result<(), Status> {
+    let headers = crate::header_map::serialize(headers);
+    // SAFETY: every slice outlives the call.
+    result(unsafe {
+        proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            // No gRPC status: a plain HTTP reply.
+            -1,
+        )
+    })
 }
 
 /// Calls one of the host's foreign functions (e.g. Envoy's `set_envoy_filter_state`); what it

@@ -8,13 +8,16 @@
 //! callbacks it needs (an SDK filter is called seven times per request):
 //!
 //! - Request headers: the whole header map in one copy (the routing header, every `cookie`
-//!   header and `:authority` for the signature are all needed, and one copy costs less than
-//!   three lookups), the dead-host list (empty until a pod fails), then at most: the foreign
-//!   function `set_envoy_filter_state` that steers PassthroughCluster, one `cookie` rewrite (a
-//!   signed session restored to the value `stateful_session` wrote), and two counters.
+//!   header, the MCP envelope and header-mode headers and `:authority` for the signature are all
+//!   needed, and one copy costs less than several lookups), the dead-host list (empty until a
+//!   pod fails), then at most: the foreign function `set_envoy_filter_state` that steers
+//!   PassthroughCluster, one rewrite per carrier (a signed session restored to the value
+//!   `stateful_session` wrote), and two counters. A rejected MCP envelope is answered here with
+//!   MCP's 404 and goes no further.
 //! - Response headers: the status, and Envoy's response flags only for a `5xx` (did the upstream
-//!   connect?). The response's headers and the request's host only when a session is issued
-//!   (to sign it) or has failed.
+//!   connect?). The response's headers and the request's host only when a session may be issued
+//!   (to sign it: a request without a session, a rejected one, and every MCP envelope or
+//!   header-mode response, which Envoy rewrites) or has failed.
 //!
 //! Nothing a client sends is kept between the two: the pending table holds a verdict and an
 //! address of at most 47 bytes per stream, and is bounded in streams.
@@ -35,7 +38,7 @@ use crate::decision_log::{self, Decision};
 use crate::json::Json;
 use crate::metrics::{self, Counter};
 use crate::pending::PendingStreams;
-use crate::policy::{self, Rejection, RequestPlan, Verdict};
+use crate::policy::{self, Carrier, Rejection, RequestPlan, Verdict};
 use crate::signing::VerifiedSessions;
 use crate::{dead_hosts, header_map};
 use std::cell::{Cell, RefCell};
@@ -60,10 +63,11 @@ const VERIFIED_SLOTS: usize = 512;
 
 /// Action::Continue.
 const CONTINUE: u32 = 0;
+/// Action::Pause: the stream was answered locally.
+const PAUSE: u32 = 1;
 
-/// The session carrier of this layer's decision lines (MCP envelopes and header mode come with
-/// their own).
-const CARRIER: &str = "cookie";
+/// `%RESPONSE_CODE_DETAILS%` of kasi's MCP 404 (one token, as Envoy wants details).
+const MCP_NOT_FOUND_DETAILS: &str = "kasi_mcp_session_not_found";
 
 /// What the streams of this VM share: the last pluginConfig Envoy accepted.
 struct Plugin {
@@ -72,14 +76,24 @@ struct Plugin {
     vm_memory_gauge: u32,
 }
 
-/// What the request phase leaves for the response phase: nothing a client sized.
+/// What the request phase leaves for the response phase: nothing a client sized (addresses are
+/// canonical `ip:port` text, at most 47 bytes; rejections carry no client bytes).
 enum State {
+    /// No session in any carrier.
     NoCookie,
-    Routed,
-    Rejected(Rejection, Option<String>),
+    Routed(Carrier),
+    Rejected(Carrier, Rejection, Option<String>),
     /// Approved, but Envoy refused the filter state: the request went where the activator sent
     /// it, and `stateful_session` re-pins the session there.
-    SteerFailed(String),
+    SteerFailed(Carrier, String),
+}
+
+/// How the request phase ended.
+enum Outcome {
+    /// The request goes on; the response phase gets this state.
+    Continue(State),
+    /// kasi answered it (MCP's 404): nothing to remember, the stream stops here.
+    Answered,
 }
 
 thread_local! {
@@ -136,12 +150,18 @@ pub extern "C" fn proxy_on_configure(_root_context_id: u32, size: usize) -> u32 
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: u32, _eos: u32) -> u32 {
-    if let Some(plugin) = PLUGIN.with(|p| p.borrow().clone()) {
-        let state = Request::new(&plugin).run();
-        remember(context_id, state);
-        record_vm_memory(&plugin);
+    let Some(plugin) = PLUGIN.with(|p| p.borrow().clone()) else {
+        return CONTINUE;
+    };
+    let outcome = Request::new(&plugin).run();
+    record_vm_memory(&plugin);
+    match outcome {
+        Outcome::Continue(state) => {
+            remember(context_id, state);
+            CONTINUE
+        }
+        Outcome::Answered => PAUSE,
     }
-    CONTINUE
 }
 
 /// Not exported by the `request-phase-only` build, and doing nothing beyond taking the stream's
@@ -246,14 +266,24 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn run(self) -> State {
+    fn run(self) -> Outcome {
         let serialized = abi::header_map(abi::REQUEST_HEADERS);
         let headers = serialized.as_deref().ok().and_then(header_map::pairs);
         let Some(headers) = headers else {
             // Unreadable headers: let the request through unsteered, and never with a client's
-            // routing header.
+            // routing header. Whatever the session carriers hold is unread, hence unapproved:
+            // the header carriers are removed (a cookie cannot be taken out of a map that
+            // cannot be read without losing the others; the bundle's cluster ignores it).
             let _ = abi::set_header(abi::REQUEST_HEADERS, ROUTING_HEADER, None);
-            return State::NoCookie;
+            for name in [
+                &self.plugin.config.mcp_header,
+                &self.plugin.config.session_header,
+            ] {
+                if !name.is_empty() {
+                    let _ = abi::set_header(abi::REQUEST_HEADERS, name, None);
+                }
+            }
+            return Outcome::Continue(State::NoCookie);
         };
         let config = &self.plugin.config;
         let plan = VERIFIED.with(|verified| {
@@ -285,7 +315,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn apply(&self, plan: RequestPlan, authority: &str) -> State {
+    fn apply(&self, plan: RequestPlan, authority: &str) -> Outcome {
         let plugin = self.plugin;
         let config = &plugin.config;
         if plan.strip_header {
@@ -296,20 +326,53 @@ impl<'a> Request<'a> {
                 None,
                 authority,
                 "client_sent_header",
+                plan.carrier,
                 &[],
             );
+        }
+        count(plugin, Counter::Requests);
+        if plan.not_found {
+            return self.answer_not_found(plan, authority);
         }
         if let Some(rewrite) = &plan.cookie_rewrite {
             rewrite_cookies(plan.cookie_headers, rewrite.as_deref());
         }
-        count(plugin, Counter::Requests);
+        if let Some(value) = &plan.envelope_rewrite {
+            let _ = abi::set_header(abi::REQUEST_HEADERS, &config.mcp_header, Some(value));
+        }
+        if let Some(rewrite) = &plan.header_rewrite {
+            let _ = abi::set_header(
+                abi::REQUEST_HEADERS,
+                &config.session_header,
+                rewrite.as_deref(),
+            );
+        }
+        for (carrier, rejection, address) in &plan.also_rejected {
+            self.log(
+                Decision::Rejected,
+                address.as_deref(),
+                authority,
+                rejection.reason(),
+                *carrier,
+                &rejection_detail(rejection),
+            );
+        }
         let routed = matches!(plan.verdict, Verdict::Routed { .. });
-        if !routed && (!config.session_keys.is_empty() || config.log_decisions != LogDecisions::Off)
-        {
-            // The response may issue a session to sign, or a line to write, for this host.
+        // The response needs the host to sign a session it issues, or for a line: a request
+        // without an honoured session may get a new one; a routed envelope or header-mode one
+        // gets Envoy's rewrite to sign (an envelope on every response that carries one). A
+        // routed cookie's response issues nothing, and does not pay for the host call.
+        let signed = !config.session_keys.is_empty();
+        let needs_authority = if routed {
+            signed && plan.carrier != Carrier::Cookie
+        } else {
+            signed || config.log_decisions != LogDecisions::Off
+        };
+        if needs_authority {
             let _ = abi::set_property(AUTHORITY_PROPERTY, authority.as_bytes());
         }
-        match plan.verdict {
+        let carrier = plan.carrier;
+        let state = match plan.verdict {
             Verdict::NoCookie => State::NoCookie,
             Verdict::Routed { cookie, address } => {
                 let arguments = policy::set_filter_state_arguments(
@@ -325,11 +388,12 @@ impl<'a> Request<'a> {
                                 Decision::Routed,
                                 Some(&address),
                                 authority,
-                                CARRIER,
+                                carrier.as_str(),
+                                carrier,
                                 &cookie_fields(&cookie),
                             );
                         }
-                        State::Routed
+                        State::Routed(carrier)
                     }
                     Err(status) => {
                         // Not steered: the request goes where the activator sent it, and the
@@ -340,36 +404,73 @@ impl<'a> Request<'a> {
                             Some(&address),
                             authority,
                             "steer_failed",
+                            carrier,
                             &[("status", number(status.into()))],
                         );
-                        State::SteerFailed(address)
+                        State::SteerFailed(carrier, address)
                     }
                 }
             }
             Verdict::Rejected { rejection, address } => {
                 count(plugin, Counter::rejected(&rejection));
-                let detail = match &rejection {
-                    Rejection::Malformed(e) => vec![("detail", Json::String(e.to_string()))],
-                    Rejection::Expired(at) => vec![("expires", number(*at))],
-                    _ => Vec::new(),
-                };
                 self.log(
                     Decision::Rejected,
                     address.as_deref(),
                     authority,
                     rejection.reason(),
-                    &detail,
+                    carrier,
+                    &rejection_detail(&rejection),
                 );
                 // The decode error's text may quote client bytes: only the reason is kept.
-                let kept = match rejection {
-                    Rejection::Malformed(_) => {
-                        Rejection::Malformed(crate::codec::DecodeError::Empty)
-                    }
-                    other => other,
-                };
-                State::Rejected(kept, address)
+                State::Rejected(carrier, rejection.without_client_bytes(), address)
             }
+        };
+        Outcome::Continue(state)
+    }
+
+    /// Answers a request whose MCP envelope is not honoured with MCP's 404 "Session not found":
+    /// the client starts a new session, which `stateful_session` pins where it lands. Nothing of
+    /// the request goes upstream. Should Envoy refuse the local reply, the request goes on
+    /// without its envelope instead (the server then answers for a session it does not know).
+    fn answer_not_found(&self, plan: RequestPlan, authority: &str) -> Outcome {
+        let plugin = self.plugin;
+        let Verdict::Rejected { rejection, address } = plan.verdict else {
+            return Outcome::Continue(State::NoCookie);
+        };
+        count(plugin, Counter::rejected(&rejection));
+        let headers: [(&[u8], &[u8]); 1] = [(
+            b"content-type",
+            policy::MCP_NOT_FOUND_CONTENT_TYPE.as_bytes(),
+        )];
+        let answered = abi::send_local_response(
+            policy::MCP_NOT_FOUND_STATUS,
+            MCP_NOT_FOUND_DETAILS,
+            policy::MCP_NOT_FOUND_BODY.as_bytes(),
+            &headers,
+        )
+        .is_ok();
+        let mut fields = rejection_detail(&rejection);
+        if answered {
+            count(plugin, Counter::McpNotFound);
+            fields.push(("answer", number(policy::MCP_NOT_FOUND_STATUS.into())));
         }
+        self.log(
+            Decision::Rejected,
+            address.as_deref(),
+            authority,
+            rejection.reason(),
+            Carrier::Envelope,
+            &fields,
+        );
+        if answered {
+            return Outcome::Answered;
+        }
+        let _ = abi::set_header(abi::REQUEST_HEADERS, &plugin.config.mcp_header, None);
+        Outcome::Continue(State::Rejected(
+            Carrier::Envelope,
+            rejection.without_client_bytes(),
+            address,
+        ))
     }
 
     fn log(
@@ -378,11 +479,22 @@ impl<'a> Request<'a> {
         address: Option<&str>,
         authority: &str,
         reason: &str,
+        carrier: Carrier,
         extra: &[(&str, Json)],
     ) {
         if wanted(&self.plugin.config, decision) {
-            write_line(decision, address, Some(authority), reason, extra);
+            write_line(decision, address, Some(authority), reason, carrier, extra);
         }
+    }
+}
+
+/// A rejection's extra fields on its decision line.
+fn rejection_detail(rejection: &Rejection) -> Vec<(&'static str, Json)> {
+    match rejection {
+        Rejection::Malformed(e) => vec![("detail", Json::String(e.to_string()))],
+        Rejection::MalformedHeader(e) => vec![("detail", Json::String(e.to_string()))],
+        Rejection::Expired(at) => vec![("expires", number(*at))],
+        _ => Vec::new(),
     }
 }
 
@@ -424,64 +536,112 @@ impl<'a> Response<'a> {
         let plugin = self.plugin;
         let failed = failed_to_connect();
         match state {
-            Some(State::Routed) if !failed => count(plugin, Counter::StickyHits),
-            // The attempt failed to connect: quarantine the host Envoy actually tried (never
-            // the cookie's address: a client must not be able to quarantine a pod that is
-            // alive), and make the client drop the session: its next request, on any
-            // activator replica, starts afresh instead of failing again.
-            _ if failed => {
-                if let Some(address) = abi::property(&["upstream", "address"]).ok().flatten() {
-                    self.mark_dead(&String::from_utf8_lossy(&address));
+            Some(State::Routed(carrier)) if !failed => {
+                count(plugin, Counter::StickyHits);
+                // Envoy rewrites an envelope on every response that carries the header (and a
+                // header-mode value when the host it names changed): sign what it wrote.
+                if carrier != Carrier::Cookie && !plugin.config.session_keys.is_empty() {
+                    self.issue();
                 }
-                self.drop_session_cookie();
             }
-            Some(State::Routed) => {}
+            // The attempt failed to connect: quarantine the host Envoy actually tried (never
+            // the session's address: a client must not be able to quarantine a pod that is
+            // alive), and make the client drop the session: its next request, on any
+            // activator replica, starts afresh instead of failing again. An MCP session's next
+            // request is then answered 404 here, and the client re-initializes.
+            _ if failed => {
+                let carrier = match &state {
+                    Some(State::Routed(c) | State::Rejected(c, ..) | State::SteerFailed(c, _)) => {
+                        *c
+                    }
+                    _ => Carrier::Cookie,
+                };
+                if let Some(address) = abi::property(&["upstream", "address"]).ok().flatten() {
+                    self.mark_dead(&String::from_utf8_lossy(&address), carrier);
+                }
+                self.drop_session();
+            }
+            Some(State::Routed(_)) => {}
             Some(State::NoCookie) => {
-                if let Some(issued) = self.sign_issued() {
+                for (carrier, issued) in self.issue() {
                     let address = policy::canonical_address(&issued.address);
                     self.log(
                         Decision::Pin,
                         Some(&address),
                         "new_session",
+                        carrier,
                         &cookie_fields(&issued),
                     );
                 }
             }
-            Some(State::Rejected(rejection, previous)) => {
-                if let Some(issued) = self.sign_issued() {
+            Some(State::Rejected(rejected_carrier, rejection, previous)) => {
+                let issued = self.issue();
+                if !issued.is_empty() {
                     count(plugin, Counter::Rebinds);
+                }
+                for (carrier, issued) in issued {
                     let address = policy::canonical_address(&issued.address);
                     let mut fields = cookie_fields(&issued);
-                    fields.push(("previous", previous.map_or(Json::Null, Json::String)));
-                    self.log(
-                        Decision::Rebind,
-                        Some(&address),
-                        rejection.reason(),
-                        &fields,
-                    );
+                    if carrier == rejected_carrier {
+                        fields.push((
+                            "previous",
+                            previous.clone().map_or(Json::Null, Json::String),
+                        ));
+                        self.log(
+                            Decision::Rebind,
+                            Some(&address),
+                            rejection.reason(),
+                            carrier,
+                            &fields,
+                        );
+                    } else {
+                        self.log(
+                            Decision::Pin,
+                            Some(&address),
+                            "new_session",
+                            carrier,
+                            &fields,
+                        );
+                    }
                 }
             }
-            Some(State::SteerFailed(previous)) => {
-                if let Some(issued) = self.sign_issued() {
+            Some(State::SteerFailed(failed_carrier, previous)) => {
+                for (carrier, issued) in self.issue() {
                     let address = policy::canonical_address(&issued.address);
                     let mut fields = cookie_fields(&issued);
-                    fields.push(("previous", Json::String(previous)));
-                    self.log(Decision::Rebind, Some(&address), "steer_failed", &fields);
+                    if carrier == failed_carrier {
+                        fields.push(("previous", Json::String(previous.clone())));
+                        self.log(
+                            Decision::Rebind,
+                            Some(&address),
+                            "steer_failed",
+                            carrier,
+                            &fields,
+                        );
+                    } else {
+                        self.log(
+                            Decision::Pin,
+                            Some(&address),
+                            "new_session",
+                            carrier,
+                            &fields,
+                        );
+                    }
                 }
             }
             // A stream the table no longer held: a session issued on it must still be signed,
             // or its next request would be refused.
             None => {
                 if !plugin.config.session_keys.is_empty() {
-                    self.sign_issued();
+                    self.issue();
                 }
             }
         }
     }
 
     /// The request's `:authority`, as the request phase left it for this response; `None`
-    /// for a routed request (it costs every routed request a host call, and only a rare dead
-    /// line would use it).
+    /// for a routed cookie request (it costs every routed request a host call, and only a rare
+    /// dead line would use it).
     fn authority(&self) -> Option<String> {
         self.authority
             .borrow_mut()
@@ -494,57 +654,106 @@ impl<'a> Response<'a> {
             .clone()
     }
 
-    /// The session `stateful_session` issued on this response, if any, with its MAC appended
-    /// when sessions are signed.
-    fn sign_issued(&self) -> Option<SessionCookie> {
+    /// The sessions `stateful_session` issued on this response, in every carrier, each with its
+    /// MAC appended when sessions are signed: a session cookie's `Set-Cookie`, the envelope
+    /// Envoy wrapped the server's `mcp_header` in, the value Envoy wrote in `session_header`.
+    fn issue(&self) -> Vec<(Carrier, SessionCookie)> {
         let config = &self.plugin.config;
-        let serialized = abi::header_map(abi::RESPONSE_HEADERS).ok()?;
-        let headers = header_map::pairs(&serialized)?;
-        let set_cookies: Vec<&[u8]> = headers
-            .iter()
-            .filter(|(n, _)| *n == b"set-cookie")
-            .map(|(_, v)| *v)
-            .collect();
-        let issued = policy::issued_cookie(set_cookies.iter().copied(), &config.cookie_name)?;
-        if !config.session_keys.is_empty() {
-            // No authority, no signature: an unsigned session is refused on its next request,
-            // which then starts afresh.
-            let authority = self.authority().unwrap_or_default();
-            let signed: Vec<Option<Vec<u8>>> = set_cookies
+        let mut issued = Vec::new();
+        let Ok(serialized) = abi::header_map(abi::RESPONSE_HEADERS) else {
+            return issued;
+        };
+        let Some(headers) = header_map::pairs(&serialized) else {
+            return issued;
+        };
+        let values = |name: &str| -> Vec<&[u8]> {
+            if name.is_empty() {
+                return Vec::new();
+            }
+            headers
                 .iter()
-                .map(|v| {
-                    policy::sign_set_cookie(
-                        v,
-                        &config.cookie_name,
-                        &config.session_keys,
-                        authority.as_bytes(),
-                    )
-                })
-                .collect();
-            if signed.iter().any(Option::is_some) {
-                let _ = abi::set_header(abi::RESPONSE_HEADERS, "set-cookie", None);
-                for (original, signed) in set_cookies.iter().zip(&signed) {
-                    let value = signed.as_deref().unwrap_or(original);
-                    let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", value);
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| *v)
+                .collect()
+        };
+        let signed = !config.session_keys.is_empty();
+        // No authority, no signature: an unsigned session is refused on its next request, which
+        // then starts afresh.
+        let authority = || self.authority().unwrap_or_default();
+
+        let set_cookies = values("set-cookie");
+        if let Some(cookie) =
+            policy::issued_cookie(set_cookies.iter().copied(), &config.cookie_name)
+        {
+            if signed {
+                let authority = authority();
+                let rewritten: Vec<Option<Vec<u8>>> = set_cookies
+                    .iter()
+                    .map(|v| {
+                        policy::sign_set_cookie(
+                            v,
+                            &config.cookie_name,
+                            &config.session_keys,
+                            authority.as_bytes(),
+                        )
+                    })
+                    .collect();
+                if rewritten.iter().any(Option::is_some) {
+                    let _ = abi::set_header(abi::RESPONSE_HEADERS, "set-cookie", None);
+                    for (original, signed) in set_cookies.iter().zip(&rewritten) {
+                        let value = signed.as_deref().unwrap_or(original);
+                        let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", value);
+                    }
                 }
             }
+            issued.push((Carrier::Cookie, cookie));
         }
-        Some(issued)
+
+        for (carrier, name) in [
+            (Carrier::Envelope, &config.mcp_header),
+            (Carrier::Header, &config.session_header),
+        ] {
+            let found = values(name);
+            if found.is_empty() {
+                continue;
+            }
+            // Only what Envoy wrote for the host this response came from is a session.
+            let Some(upstream) = abi::property(&["upstream", "address"]).ok().flatten() else {
+                continue;
+            };
+            let Some(session) = policy::issued_in_header(carrier, &found, &upstream) else {
+                continue;
+            };
+            if signed {
+                let authority = authority();
+                if let Some(value) = config.session_keys.sign(
+                    found[0],
+                    authority.as_bytes(),
+                    carrier.mac_separator(),
+                ) {
+                    let _ = abi::set_header(abi::RESPONSE_HEADERS, name, Some(&value));
+                }
+            }
+            issued.push((carrier, session));
+        }
+        issued
     }
 
-    /// Makes a failed response delete the session cookie: the client's next request may reach
-    /// another activator replica that has not seen this failure, and must arrive there as a new
-    /// session rather than fail a second time. A cookie `stateful_session` just wrote for the
-    /// dead pod is taken out.
-    fn drop_session_cookie(&self) {
+    /// Makes a failed response drop its session: the client's next request may reach another
+    /// activator replica that has not seen this failure, and must arrive there as a new session
+    /// rather than fail a second time. A cookie `stateful_session` just wrote for the dead pod
+    /// is taken out and the client told to delete its own; an envelope or header-mode value
+    /// Envoy wrote for the dead pod is taken out (MCP sessions are dropped by the 404 their
+    /// next request gets).
+    fn drop_session(&self) {
         let config = &self.plugin.config;
         let name = config.cookie_name.as_bytes();
         if let Ok(serialized) = abi::header_map(abi::RESPONSE_HEADERS) {
-            let set_cookies: Vec<&[u8]> = header_map::pairs(&serialized)
-                .unwrap_or_default()
-                .into_iter()
+            let headers = header_map::pairs(&serialized).unwrap_or_default();
+            let set_cookies: Vec<&[u8]> = headers
+                .iter()
                 .filter(|(n, _)| *n == b"set-cookie")
-                .map(|(_, v)| v)
+                .map(|(_, v)| *v)
                 .collect();
             let others: Vec<&[u8]> = set_cookies
                 .iter()
@@ -557,13 +766,22 @@ impl<'a> Response<'a> {
                     let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", other);
                 }
             }
+            for session_header in [&config.mcp_header, &config.session_header] {
+                let present = !session_header.is_empty()
+                    && headers
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case(session_header.as_bytes()));
+                if present {
+                    let _ = abi::set_header(abi::RESPONSE_HEADERS, session_header, None);
+                }
+            }
         }
         let expire = policy::expiring_cookie(&config.cookie_name, &config.cookie_path);
         let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", expire.as_bytes());
     }
 
     /// Quarantines `address` for every worker; retried on a concurrent write (CAS mismatch).
-    fn mark_dead(&self, address: &str) {
+    fn mark_dead(&self, address: &str, carrier: Carrier) {
         let now = abi::now_unix_s();
         let ttl = self.plugin.config.dead_host_ttl_s;
         for _ in 0..8 {
@@ -585,14 +803,29 @@ impl<'a> Response<'a> {
             Decision::Dead,
             Some(address),
             "connect_failure",
+            carrier,
             &[("quarantine_s", number(ttl))],
         );
     }
 
-    fn log(&self, decision: Decision, address: Option<&str>, reason: &str, extra: &[(&str, Json)]) {
+    fn log(
+        &self,
+        decision: Decision,
+        address: Option<&str>,
+        reason: &str,
+        carrier: Carrier,
+        extra: &[(&str, Json)],
+    ) {
         if wanted(&self.plugin.config, decision) {
             let authority = self.authority();
-            write_line(decision, address, authority.as_deref(), reason, extra);
+            write_line(
+                decision,
+                address,
+                authority.as_deref(),
+                reason,
+                carrier,
+                extra,
+            );
         }
     }
 }
@@ -622,9 +855,17 @@ fn write_line(
     address: Option<&str>,
     authority: Option<&str>,
     reason: &str,
+    carrier: Carrier,
     extra: &[(&str, Json)],
 ) {
-    let line = decision_log::line(decision, address, authority, reason, CARRIER, extra);
+    let line = decision_log::line(
+        decision,
+        address,
+        authority,
+        reason,
+        carrier.as_str(),
+        extra,
+    );
     abi::log(abi::LOG_INFO, &line);
 }
 
