@@ -158,6 +158,13 @@ pub struct ManifestArgs {
     /// Cookie path.
     #[arg(long, default_value = "/", value_name = "PATH")]
     pub cookie_path: String,
+    /// Header MCP sessions travel in (Streamable HTTP's session id); "" turns MCP sessions off.
+    #[arg(long, default_value = "mcp-session-id", value_name = "NAME")]
+    pub mcp_header: String,
+    /// Header of Envoy's header-mode sessions (clients without cookie jars, e.g. HTTP/2 SDKs);
+    /// off unless given.
+    #[arg(long, default_value = "", value_name = "NAME")]
+    pub session_header: String,
     /// CIDRs the filter may route to (repeat or comma-separate). Default for `manifests`: RFC 1918,
     /// CGNAT, ULA; for `apply`: the /16s of the cluster's revision and activator pod IPs.
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]

@@ -125,6 +125,8 @@ fn render_options(args: &ManifestArgs, namespace: &str) -> RenderOptions {
     options.cookie_name = args.cookie_name.clone();
     options.cookie_ttl = args.cookie_ttl;
     options.cookie_path = args.cookie_path.clone();
+    options.mcp_header = args.mcp_header.to_ascii_lowercase();
+    options.session_header = args.session_header.to_ascii_lowercase();
     options.allowed_cidrs = (!args.allowed_cidrs.is_empty()).then(|| args.allowed_cidrs.clone());
     options
 }

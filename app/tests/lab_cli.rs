@@ -18,7 +18,7 @@ fn get(addr: SocketAddr, path: &str) -> String {
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: hello.default.example.com\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();

@@ -49,7 +49,17 @@ fn cookie_flags_drive_both_stateful_session_and_the_filter() {
         .iter()
         .find(|d| d["metadata"]["name"] == "kasi-stateful-session")
         .unwrap();
-    for patch in session["spec"]["configPatches"].as_array().unwrap() {
+    let cookie_patches: Vec<&Value> = session["spec"]["configPatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["patch"]["value"]["typed_config"]["session_state"]["name"]
+                == "envoy.http.stateful_session.cookie"
+        })
+        .collect();
+    assert_eq!(cookie_patches.len(), 2, "one per port (8012, 8013)");
+    for patch in cookie_patches {
         let cookie =
             &patch["patch"]["value"]["typed_config"]["session_state"]["typed_config"]["cookie"];
         assert_eq!(cookie["name"], "sticky");

@@ -165,7 +165,7 @@ impl Config {
                     // app's follow-up.
                     return Err(bad(
                         key,
-                        "unknown key; known keys are cookie_name, cookie_path, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions, session_keys",
+                        "unknown key; known keys are cookie_name, cookie_path, mcp_header, session_header, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions, session_keys",
                     ));
                 }
             }

@@ -216,15 +216,42 @@ fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 /// The request: `headers` in order (repeated names stay separate header lines), the harness's
 /// Host unless `headers` has one, and `Connection: close`.
 fn request_text(preamble: &str, path: &str, headers: &[(&str, &str)]) -> String {
-    let mut request = format!("{preamble}GET {path} HTTP/1.1\r\n");
+    request_text_with(preamble, "GET", path, headers, "")
+}
+
+fn request_text_with(
+    preamble: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    let mut request = format!("{preamble}{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         request.push_str(&format!("Host: {}\r\n", crate::AUTHORITY));
     }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
+    if method != "GET" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     request.push_str("Connection: close\r\n\r\n");
+    request.push_str(body);
     request
+}
+
+/// A plain `POST` of `body` with `headers` (an MCP client's JSON-RPC message).
+pub fn plain_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> io::Result<Response> {
+    send_text(
+        connect(addr)?,
+        request_text_with("", "POST", path, headers, body),
+    )
 }
 
 fn exchange(
@@ -233,7 +260,10 @@ fn exchange(
     path: &str,
     headers: &[(&str, &str)],
 ) -> io::Result<Response> {
-    let request = request_text(preamble, path, headers);
+    send_text(stream, request_text(preamble, path, headers))
+}
+
+fn send_text(stream: TcpStream, request: String) -> io::Result<Response> {
     let mut writer = stream.try_clone()?;
     writer.write_all(request.as_bytes())?;
 

@@ -100,3 +100,105 @@ pub async fn restart_activators(client: &Client) -> Vec<Pod> {
         .expect("restart the activators");
     rolled_out_activators(client).await
 }
+
+/// An MCP client on Streamable HTTP (spec 2025-11-25) through the lab's ingress: it initializes,
+/// keeps the `Mcp-Session-Id` it was given and sends it on every request, and re-initializes after
+/// a 404, as MCP clients do. Plain JSON-RPC over HTTP/1.1.
+pub struct McpClient {
+    ingress: SocketAddr,
+    session: Option<String>,
+    next_id: u64,
+    /// `initialize` calls made (the first one included).
+    pub initializations: usize,
+}
+
+/// One answer of the MCP server (or of whatever answered instead).
+#[derive(Debug, Clone)]
+pub struct McpAnswer {
+    pub status: u16,
+    /// `x-kasi-pod`, when a pod answered.
+    pub pod: Option<String>,
+    pub body: String,
+}
+
+const MCP_PROTOCOL: &str = "2025-11-25";
+
+impl McpClient {
+    pub fn new(ingress: SocketAddr) -> McpClient {
+        McpClient {
+            ingress,
+            session: None,
+            next_id: 1,
+            initializations: 0,
+        }
+    }
+
+    fn post(&mut self, message: serde_json::Value) -> std::io::Result<McpAnswer> {
+        let mut headers = vec![
+            ("Host", kasi_lab::knative::seed::MCP_HOST),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        let session = self.session.clone();
+        if let Some(id) = &session {
+            headers.push(("Mcp-Session-Id", id));
+            headers.push(("Mcp-Protocol-Version", MCP_PROTOCOL));
+        }
+        let response = crate::plain_post(
+            self.ingress,
+            kasi_lab::knative::seed::MCP_PATH,
+            &headers,
+            &message.to_string(),
+        )?;
+        if let Some(id) = response.header("mcp-session-id") {
+            self.session = Some(id.to_owned());
+        }
+        if response.status == 404 {
+            self.session = None;
+        }
+        Ok(McpAnswer {
+            status: response.status,
+            pod: response.pod().map(str::to_owned),
+            body: response.body,
+        })
+    }
+
+    /// `initialize` and the `initialized` notification.
+    pub fn initialize(&mut self) -> std::io::Result<McpAnswer> {
+        self.initializations += 1;
+        self.session = None;
+        let id = self.next_id;
+        self.next_id += 1;
+        let answer = self.post(serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "initialize",
+            "params": {"protocolVersion": MCP_PROTOCOL, "capabilities": {},
+                       "clientInfo": {"name": "kasi-e2e", "version": "0"}},
+        }))?;
+        if answer.status == 200 {
+            self.post(
+                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            )?;
+        }
+        Ok(answer)
+    }
+
+    /// `tools/call whoami`, initializing first when the client has no session.
+    pub fn whoami(&mut self) -> std::io::Result<McpAnswer> {
+        if self.session.is_none() {
+            let answer = self.initialize()?;
+            if answer.status != 200 {
+                return Ok(answer);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.post(serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}},
+        }))
+    }
+
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+}

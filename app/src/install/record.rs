@@ -97,12 +97,21 @@ fn owners(live: &Value, path: &[String]) -> Vec<String> {
         .collect()
 }
 
+fn default_mcp_header() -> String {
+    kasi_filter::config::DEFAULT_MCP_HEADER.to_owned()
+}
+
 /// The options an apply rendered with, stored so `status` compares against the same bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedOptions {
     pub cookie_name: String,
     pub cookie_ttl_s: Option<u64>,
     pub cookie_path: String,
+    /// Absent in records written before MCP sessions: the default header.
+    #[serde(default = "default_mcp_header")]
+    pub mcp_header: String,
+    #[serde(default)]
+    pub session_header: String,
     pub allowed_cidrs: Option<Vec<String>>,
     /// `None`: the embedded filter in a ConfigMap.
     pub filter_url: Option<String>,
@@ -119,6 +128,8 @@ impl SavedOptions {
             cookie_name: options.cookie_name.clone(),
             cookie_ttl_s: options.cookie_ttl.map(|d| d.as_secs()),
             cookie_path: options.cookie_path.clone(),
+            mcp_header: options.mcp_header.clone(),
+            session_header: options.session_header.clone(),
             allowed_cidrs: options.allowed_cidrs.clone(),
             filter_url,
             filter_sha256,
@@ -140,6 +151,8 @@ impl SavedOptions {
         options.cookie_name = self.cookie_name.clone();
         options.cookie_ttl = self.cookie_ttl_s.map(Duration::from_secs);
         options.cookie_path = self.cookie_path.clone();
+        options.mcp_header = self.mcp_header.clone();
+        options.session_header = self.session_header.clone();
         options.allowed_cidrs = self.allowed_cidrs.clone();
         options
     }

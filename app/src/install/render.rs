@@ -13,6 +13,12 @@ use std::time::Duration;
 pub const COMPONENT_LOG_LEVEL: &str = "misc:error,wasm:info";
 pub const COMPONENT_LOG_LEVEL_ANNOTATION: &str = "sidecar.istio.io/componentLogLevel";
 
+/// Envoy's session states beside the cookie one: MCP's envelope and header mode.
+const ENVELOPE_STATE_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.http.stateful_session.envelope.v3.EnvelopeSessionState";
+const HEADER_STATE_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.http.stateful_session.header.v3.HeaderBasedSessionState";
+
 /// Where the filter's mount puts the module inside istio-proxy.
 pub const FILTER_MOUNT_PATH: &str = "/var/local/kasi";
 pub const FILTER_FILE: &str = "kasi_filter.wasm";
@@ -45,7 +51,7 @@ const TEMPLATES: [(&str, &str, &str); 9] = [
     ),
     (
         "stateful-session",
-        "EnvoyFilter: stateful_session cookie",
+        "EnvoyFilter: stateful_session (cookie, MCP)",
         include_str!("../../../manifests/envoyfilter-stateful-session.yaml"),
     ),
     (
@@ -86,6 +92,11 @@ pub struct RenderOptions {
     /// `None`: a session cookie (no Max-Age).
     pub cookie_ttl: Option<Duration>,
     pub cookie_path: String,
+    /// The header MCP sessions travel in (Envoy's envelope `stateful_session` wraps it, the filter
+    /// reads it); `""`: no MCP sessions.
+    pub mcp_header: String,
+    /// The header of Envoy's header-mode sessions (`base64("ip:port")`); `""`: none.
+    pub session_header: String,
     /// `None`: the filter's defaults (RFC 1918, CGNAT, ULA).
     pub allowed_cidrs: Option<Vec<String>>,
     pub filter: FilterSource,
@@ -101,6 +112,8 @@ impl RenderOptions {
             cookie_name: kasi_filter::config::DEFAULT_COOKIE_NAME.into(),
             cookie_ttl: None,
             cookie_path: "/".into(),
+            mcp_header: kasi_filter::config::DEFAULT_MCP_HEADER.into(),
+            session_header: String::new(),
             allowed_cidrs: None,
             filter,
             session_keys: None,
@@ -218,19 +231,45 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
                 }
             }
             "stateful-session" => {
-                for patch in object["spec"]["configPatches"]
-                    .as_array_mut()
-                    .into_iter()
-                    .flatten()
-                {
-                    let cookie = &mut patch["patch"]["value"]["typed_config"]["session_state"]
-                        ["typed_config"]["cookie"];
+                let cookie_patches: Vec<Value> = object["spec"]["configPatches"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let mut patches = Vec::new();
+                // Per port: the cookie, then the MCP envelope, then header mode, each inserted
+                // before the router in turn, so the chain reads kasi → cookie → envelope →
+                // header → router. Each `stateful_session` reads and writes only its carrier.
+                for mut patch in cookie_patches {
+                    let state = &mut patch["patch"]["value"]["typed_config"]["session_state"];
+                    let cookie = &mut state["typed_config"]["cookie"];
                     cookie["name"] = json!(options.cookie_name);
                     cookie["path"] = json!(options.cookie_path);
                     if let Some(ttl) = options.cookie_ttl {
                         cookie["ttl"] = json!(format!("{}s", ttl.as_secs()));
                     }
+                    let with_state = |name: &str, typed_config: Value| {
+                        let mut other = patch.clone();
+                        other["patch"]["value"]["typed_config"]["session_state"] =
+                            json!({"name": name, "typed_config": typed_config});
+                        other
+                    };
+                    let envelope = (!options.mcp_header.is_empty()).then(|| {
+                        with_state(
+                            "envoy.http.stateful_session.envelope",
+                            json!({"@type": ENVELOPE_STATE_TYPE, "header": {"name": options.mcp_header}}),
+                        )
+                    });
+                    let header = (!options.session_header.is_empty()).then(|| {
+                        with_state(
+                            "envoy.http.stateful_session.header",
+                            json!({"@type": HEADER_STATE_TYPE, "name": options.session_header}),
+                        )
+                    });
+                    patches.push(patch);
+                    patches.extend(envelope);
+                    patches.extend(header);
                 }
+                object["spec"]["configPatches"] = json!(patches);
             }
             _ => {}
         }
@@ -270,6 +309,8 @@ fn gate(id: &str, object: &mut Value, value: &str) {
 fn fill_plugin_config(config: &mut Value, options: &RenderOptions) {
     config["cookie_name"] = json!(options.cookie_name);
     config["cookie_path"] = json!(options.cookie_path);
+    config["mcp_header"] = json!(options.mcp_header);
+    config["session_header"] = json!(options.session_header);
     if let Some(cidrs) = &options.allowed_cidrs {
         config["allowed_cidrs"] = json!(cidrs);
     }
@@ -386,6 +427,69 @@ mod tests {
             piece(&other, "injection")["spec"]["template"]["metadata"]["labels"][MODULE_LABEL],
             value.as_str()
         );
+    }
+
+    /// Per port, kasi's chain reads cookie → MCP envelope (→ header mode) → router, and the
+    /// filter is told the same headers.
+    #[test]
+    fn mcp_and_header_sessions_get_their_stateful_session() {
+        let states = |pieces: &[Piece]| -> Vec<(u64, String, String)> {
+            piece(pieces, "stateful-session")["spec"]["configPatches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let state = &p["patch"]["value"]["typed_config"]["session_state"];
+                    let header = state["typed_config"]["header"]["name"]
+                        .as_str()
+                        .or(state["typed_config"]["name"].as_str())
+                        .or(state["typed_config"]["cookie"]["name"].as_str())
+                        .unwrap_or_default();
+                    (
+                        p["match"]["listener"]["portNumber"].as_u64().unwrap(),
+                        state["name"].as_str().unwrap().to_owned(),
+                        header.to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let pieces = render(&options()).unwrap();
+        let cookie = "envoy.http.stateful_session.cookie".to_owned();
+        let envelope = "envoy.http.stateful_session.envelope".to_owned();
+        assert_eq!(
+            states(&pieces),
+            vec![
+                (8012, cookie.clone(), "kasi-session".into()),
+                (8012, envelope.clone(), "mcp-session-id".into()),
+                (8013, cookie.clone(), "kasi-session".into()),
+                (8013, envelope.clone(), "mcp-session-id".into()),
+            ]
+        );
+        let config = &piece(&pieces, "wasmplugin")["spec"]["pluginConfig"];
+        assert_eq!(config["mcp_header"], "mcp-session-id");
+        assert_eq!(config["session_header"], "");
+
+        let mut o = options();
+        o.mcp_header = String::new();
+        o.session_header = "x-session".into();
+        let pieces = render(&o).unwrap();
+        let header = "envoy.http.stateful_session.header".to_owned();
+        assert_eq!(
+            states(&pieces),
+            vec![
+                (8012, cookie.clone(), "kasi-session".into()),
+                (8012, header.clone(), "x-session".into()),
+                (8013, cookie, "kasi-session".into()),
+                (8013, header, "x-session".into()),
+            ]
+        );
+        assert_eq!(
+            piece(&pieces, "wasmplugin")["spec"]["pluginConfig"]["session_header"],
+            "x-session"
+        );
+        // The filter's own checks: one header cannot carry two kinds of session.
+        o.mcp_header = "x-session".into();
+        assert!(render(&o).is_err());
     }
 
     #[test]

@@ -669,7 +669,7 @@ mod tests {
             [(
                 b.clone(),
                 Quiet::ConfigRefused(
-                    "pluginConfig key \"log_decision\": unknown key; known keys are cookie_name, cookie_path, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions, session_keys".into()
+                    "pluginConfig key \"log_decision\": unknown key; known keys are cookie_name, cookie_path, mcp_header, session_header, allowed_cidrs, allowed_ports, dead_host_ttl_s, log_decisions, session_keys".into()
                 )
             )]
         );

@@ -34,6 +34,12 @@ const ACTIVATOR_SERVICE: &str = "activator-service";
 
 /// Changes arriving within this window are folded into one reconcile.
 const DEBOUNCE: Duration = Duration::from_millis(30);
+/// Addresses of the activator range (`Layout::activator_ip`).
+const ACTIVATOR_ADDRESSES: usize = 240;
+/// The first and the longest delay before a pod that failed to start is tried again.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+const RESTART_BACKOFF_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long a terminating activator waits for its requests to finish (Knative's activator has
 /// `terminationGracePeriodSeconds: 600`; the lab's requests are short).
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -74,6 +80,17 @@ pub struct ActivatorPods {
     pub proxies: push::Proxies,
     pub native_sidecars: bool,
     running: RwLock<Vec<Arc<ActivatorPod>>>,
+    /// Where the next pod's address is looked for: addresses go round the range, so a pod never
+    /// gets the address of one that stopped a moment ago (its sockets may not be closed yet).
+    next_ip: std::sync::atomic::AtomicUsize,
+}
+
+/// A pod of this template failed to start: retried with a growing delay, as the kubelet restarts
+/// a crashing container (`CrashLoopBackOff`: 10 s doubling to 5 min; the lab's is shorter).
+struct StartFailure {
+    hash: String,
+    attempts: u32,
+    retry_at: Instant,
 }
 
 impl ActivatorPods {
@@ -94,6 +111,7 @@ impl ActivatorPods {
             proxies: Arc::new(RwLock::new(Vec::new())),
             native_sidecars,
             running: RwLock::new(Vec::new()),
+            next_ip: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -273,10 +291,17 @@ impl ActivatorPods {
     /// An address of the activator range no running pod has.
     fn free_ip(&self) -> IpAddr {
         let used: Vec<IpAddr> = self.list().iter().map(|p| p.ip).collect();
-        (0..240)
-            .map(|i| self.layout.activator_ip(i))
-            .find(|ip| !used.contains(ip))
-            .unwrap_or_else(|| self.layout.activator_ip(0))
+        let start = self
+            .next_ip
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .max(used.len());
+        let (index, ip) = (start..start + ACTIVATOR_ADDRESSES)
+            .map(|i| (i, self.layout.activator_ip(i % ACTIVATOR_ADDRESSES)))
+            .find(|(_, ip)| !used.contains(ip))
+            .unwrap_or((start, self.layout.activator_ip(0)));
+        self.next_ip
+            .store(index + 1, std::sync::atomic::Ordering::Relaxed);
+        ip
     }
 
     /// Creates one pod from the Deployment's current template, starts it and, once it is ready,
@@ -296,15 +321,11 @@ impl ActivatorPods {
         );
         put(&self.store, pod.clone())?;
         if let Err(e) = self.start(&pod).await {
-            let _ = edit(&self.store, "v1", "Pod", &name, None, |p| {
-                for c in p["status"]["containerStatuses"]
-                    .as_array_mut()
-                    .into_iter()
-                    .flatten()
-                {
-                    c["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("{e:#}")}});
-                }
-            });
+            // The lab replaces the pod rather than restarting its containers in place.
+            if let Some(rt) = find_by_kind("v1", "Pod") {
+                let _ = self.store.delete(rt, Some(SYSTEM_NAMESPACE), &name);
+            }
+            let _ = std::fs::remove_dir_all(self.state_dir.join("sidecars").join(&name));
             return Err(e);
         }
         edit(&self.store, "v1", "Pod", &name, Some("status"), |p| {
@@ -351,26 +372,35 @@ impl ActivatorPods {
         let me = Arc::clone(self);
         let mut events = me.store.subscribe();
         tokio::spawn(async move {
-            // A template whose pod failed to start is not retried until the template changes
-            // (a cluster's would crash-loop and the rollout would stall the same way).
-            let mut failed: Option<String> = None;
+            let mut failed: Option<StartFailure> = None;
             loop {
-                me.reconcile(&mut failed).await;
-                if !kube_api::next_change(&mut events, DEBOUNCE).await {
-                    return;
+                match me.reconcile(&mut failed).await {
+                    Some(retry_in) => {
+                        tokio::select! {
+                            changed = kube_api::next_change(&mut events, DEBOUNCE) => {
+                                if !changed {
+                                    return;
+                                }
+                            }
+                            () = tokio::time::sleep(retry_in) => {}
+                        }
+                    }
+                    None => {
+                        if !kube_api::next_change(&mut events, DEBOUNCE).await {
+                            return;
+                        }
+                    }
                 }
             }
         })
     }
 
-    async fn reconcile(&self, failed: &mut Option<String>) {
+    /// Steps the rollout as far as it goes now; `Some(delay)`: a pod failed to start and the
+    /// next attempt is due after `delay`.
+    async fn reconcile(&self, failed: &mut Option<StartFailure>) -> Option<Duration> {
         loop {
-            let Some(rt) = find_by_kind("apps/v1", "Deployment") else {
-                return;
-            };
-            let Some(live) = self.store.get(rt, Some(SYSTEM_NAMESPACE), DEPLOYMENT) else {
-                return;
-            };
+            let rt = find_by_kind("apps/v1", "Deployment")?;
+            let live = self.store.get(rt, Some(SYSTEM_NAMESPACE), DEPLOYMENT)?;
             let hash = deployment::template_hash(&live["spec"]["template"]);
             let replicas = deployment::desired_replicas(&live);
             let (surge, unavailable) = deployment::fenceposts(&live, replicas);
@@ -397,22 +427,40 @@ impl ActivatorPods {
             );
             match deployment::next_step(replicas, surge, unavailable, &owned) {
                 Step::Create => {
-                    if failed.as_deref() == Some(hash.as_str()) {
-                        return;
+                    if let Some(failure) = failed.as_ref().filter(|f| f.hash == hash) {
+                        let now = Instant::now();
+                        if now < failure.retry_at {
+                            return Some(failure.retry_at - now);
+                        }
                     }
-                    if let Err(e) = self.create_pod(&live).await {
-                        tracing::error!("activator rollout: a new pod did not start: {e:#}");
-                        *failed = Some(hash);
-                        return;
+                    match self.create_pod(&live).await {
+                        Ok(()) => *failed = None,
+                        Err(e) => {
+                            let attempts = match failed.as_ref() {
+                                Some(f) if f.hash == hash => f.attempts + 1,
+                                _ => 1,
+                            };
+                            let delay = (RESTART_BACKOFF * 2u32.pow(attempts.min(8) - 1))
+                                .min(RESTART_BACKOFF_LIMIT);
+                            tracing::error!(
+                                "activator rollout: a new pod did not start (attempt {attempts}, next in {delay:?}): {e:#}"
+                            );
+                            *failed = Some(StartFailure {
+                                hash,
+                                attempts,
+                                retry_at: Instant::now() + delay,
+                            });
+                            return Some(delay);
+                        }
                     }
                 }
                 Step::Remove(name) => {
                     if let Err(e) = self.remove_pod(&name).await {
                         tracing::error!("activator rollout: cannot remove {name}: {e:#}");
-                        return;
+                        return None;
                     }
                 }
-                Step::Done => return,
+                Step::Done => return None,
             }
         }
     }
