@@ -202,3 +202,29 @@ impl McpClient {
         self.session.as_deref()
     }
 }
+
+/// A lab with `services` filler services and the defaults otherwise, on the tests' Envoy.
+pub async fn start_lab(services: usize) -> Lab {
+    Lab::start(kasi_lab::LabOptions {
+        envoy: Some(crate::envoy_binary()),
+        services,
+        ..kasi_lab::LabOptions::default()
+    })
+    .await
+    .expect("the lab starts")
+}
+
+/// What `kasi apply --yes` does with its defaults, for the module `wasm` (in a ConfigMap).
+pub fn apply_options(wasm: Vec<u8>) -> kasi::install::apply::ApplyOptions {
+    use kasi::install::render::{FilterSource, RenderOptions};
+    let mut render = RenderOptions::new(FilterSource::ConfigMap { wasm });
+    render.system_namespace = "knative-serving".into();
+    kasi::install::apply::ApplyOptions {
+        render,
+        detect_cidrs: true,
+        dry_run: false,
+        force_conflicts: false,
+        force: false,
+        rotate_key: false,
+    }
+}

@@ -6,14 +6,12 @@
 //! istio-proxy stays at Istio's defaults.
 
 use k8s_openapi::api::core::v1::Pod;
-use kasi::install::apply::{apply, ApplyOptions};
-use kasi::install::render::{
-    module_label_value, sha256_hex, FilterSource, RenderOptions, MODULE_LABEL,
-};
+use kasi::install::apply::apply;
+use kasi::install::render::{module_label_value, sha256_hex, MODULE_LABEL};
 use kasi::install::FILTER_WASM;
-use kasi_e2e::lab_client::{activator_pods, ingress_addr, kube_client};
-use kasi_e2e::{envoy_binary, run_kasi, Session, COOKIE_NAME};
-use kasi_lab::{Lab, LabOptions};
+use kasi_e2e::lab_client::{activator_pods, apply_options, ingress_addr, kube_client, start_lab};
+use kasi_e2e::{run_kasi, Session, COOKIE_NAME};
+use kasi_lab::Lab;
 use kube::api::Api;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,13 +67,7 @@ async fn kasi(lab: &Lab, args: &'static [&'static str]) -> (i32, String, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_and_revert_under_load_fail_no_request() {
-    let lab = Lab::start(LabOptions {
-        envoy: Some(envoy_binary()),
-        services: 20,
-        ..LabOptions::default()
-    })
-    .await
-    .expect("the lab starts");
+    let lab = start_lab(20).await;
     let client = kube_client(&lab).await;
     let stop = Arc::new(AtomicBool::new(false));
     let sessions = probe(ingress_addr(&lab), Arc::clone(&stop));
@@ -224,19 +216,6 @@ fn another_version(module: &[u8]) -> Vec<u8> {
     out
 }
 
-fn apply_options(wasm: Vec<u8>) -> ApplyOptions {
-    let mut render = RenderOptions::new(FilterSource::ConfigMap { wasm });
-    render.system_namespace = "knative-serving".into();
-    ApplyOptions {
-        render,
-        detect_cidrs: true,
-        dry_run: false,
-        force_conflicts: false,
-        force: false,
-        rotate_key: false,
-    }
-}
-
 async fn module_labels(client: &kube::Client) -> Vec<String> {
     activator_pods(client)
         .await
@@ -249,13 +228,7 @@ async fn module_labels(client: &kube::Client) -> Vec<String> {
 /// and sessions pinned before are on the same pod after (the session keys stay).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_module_version_rolls_the_activators_without_a_failed_request() {
-    let lab = Lab::start(LabOptions {
-        envoy: Some(envoy_binary()),
-        services: 20,
-        ..LabOptions::default()
-    })
-    .await
-    .expect("the lab starts");
+    let lab = start_lab(20).await;
     let client = kube_client(&lab).await;
     let v1 = FILTER_WASM.to_vec();
     let v2 = another_version(&v1);

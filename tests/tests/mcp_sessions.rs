@@ -5,12 +5,11 @@
 //! when that pod dies each of its sessions fails over with one 404 and re-initializes onto a live
 //! pod, where it sticks.
 
-use kasi::install::apply::{apply, ApplyOptions};
-use kasi::install::render::{FilterSource, RenderOptions};
+use kasi::install::apply::apply;
 use kasi::install::FILTER_WASM;
-use kasi_e2e::envoy_binary;
-use kasi_e2e::lab_client::{ingress_addr, kube_client, McpAnswer, McpClient};
-use kasi_lab::{Lab, LabOptions};
+use kasi_e2e::lab_client::{
+    apply_options, ingress_addr, kube_client, start_lab, McpAnswer, McpClient,
+};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -58,13 +57,7 @@ fn clients(ingress: SocketAddr) -> Vec<McpClient> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_sessions_stick_with_kasi_and_fail_over_with_one_404() {
-    let lab = Lab::start(LabOptions {
-        envoy: Some(envoy_binary()),
-        services: 20,
-        ..LabOptions::default()
-    })
-    .await
-    .expect("the lab starts");
+    let lab = start_lab(20).await;
     let ingress = ingress_addr(&lab);
 
     // Before: nothing pins a session, so its calls meet pods that never issued it.
@@ -75,22 +68,15 @@ async fn mcp_sessions_stick_with_kasi_and_fail_over_with_one_404() {
     assert!(before_rate < 0.6, "hit rate without kasi {before_rate:.2}");
 
     let client = kube_client(&lab).await;
-    let mut render = RenderOptions::new(FilterSource::ConfigMap {
-        wasm: FILTER_WASM.to_vec(),
-    });
-    render.system_namespace = "knative-serving".into();
-    let options = ApplyOptions {
-        render,
-        detect_cidrs: true,
-        dry_run: false,
-        force_conflicts: false,
-        force: false,
-        rotate_key: false,
-    };
     let mut out = Vec::new();
-    apply(&client, options, &mut |_| Ok(true), &mut out)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&out)));
+    apply(
+        &client,
+        apply_options(FILTER_WASM.to_vec()),
+        &mut |_| Ok(true),
+        &mut out,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&out)));
 
     // After: every call reaches the pod that issued the session; no session is lost.
     let (clients, after) = rounds(clients(ingress), CALLS).await;
