@@ -344,14 +344,25 @@ impl Session {
 
     /// `GET path` from a URL's host:port (no PROXY header: a browser or curl), with the jar.
     pub fn get_plain(&mut self, addr: SocketAddr, path: &str) -> io::Result<Response> {
+        self.get_plain_with(addr, path, &[])
+    }
+
+    /// [`Session::get_plain`] with `extra` headers too (another `Host`, say).
+    pub fn get_plain_with(
+        &mut self,
+        addr: SocketAddr,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> io::Result<Response> {
         let cookie_header = self
             .cookie
             .as_ref()
             .map(|value| format!("{}={value}", self.cookie_name));
-        let headers: Vec<(&str, &str)> = cookie_header
+        let mut headers: Vec<(&str, &str)> = cookie_header
             .iter()
             .map(|c| ("Cookie", c.as_str()))
             .collect();
+        headers.extend_from_slice(extra);
         let response = plain_get(addr, path, &headers)?;
         self.update_jar(&response);
         Ok(response)
