@@ -79,6 +79,14 @@ pub enum Command {
         /// Name of the session cookie.
         #[arg(long, default_value = "kasi-session", value_name = "NAME")]
         cookie_name: String,
+        /// MCP clients on Streamable HTTP instead of cookie jars: each initializes, calls a tool
+        /// once per request (re-initializing after a 404) and ends its session with DELETE.
+        #[arg(long)]
+        mcp: bool,
+        /// Connect to ADDR for HOST:PORT (repeatable), as curl's --resolve: the URL's host stays
+        /// the Host header, so an ingress routes by it.
+        #[arg(long, value_name = "HOST:PORT:ADDR")]
+        resolve: Vec<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

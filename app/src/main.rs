@@ -81,8 +81,10 @@ fn main() -> ExitCode {
             sessions,
             requests,
             cookie_name,
+            mcp,
+            resolve,
             json,
-        }) => run_probe(url, sessions, requests, cookie_name, json),
+        }) => run_probe(url, sessions, requests, cookie_name, mcp, resolve, json),
         None => run_ui(&cli.global, &namespace),
     }
 }
@@ -254,6 +256,8 @@ fn run_probe(
     sessions: u32,
     requests: u32,
     cookie_name: String,
+    mcp: bool,
+    resolve: Vec<String>,
     json: bool,
 ) -> ExitCode {
     let options = kasi::probe::ProbeOptions {
@@ -262,6 +266,8 @@ fn run_probe(
         requests_per_session: requests as usize,
         cookie_name,
         pause: std::time::Duration::ZERO,
+        mcp,
+        resolve,
     };
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
@@ -293,8 +299,19 @@ fn run_probe(
                 percent(s.hit_rate)
             );
         }
+        let not_found: u64 = report.sessions.iter().map(|s| s.not_found).sum();
+        let reinitialized: u64 = report
+            .sessions
+            .iter()
+            .map(|s| s.initializations.saturating_sub(1))
+            .sum();
+        let mcp_summary = if mcp {
+            format!(" ({not_found} answered 404, {reinitialized} re-initializations)")
+        } else {
+            String::new()
+        };
         println!(
-            "{} requests, {} failed; hit rate {}",
+            "{} requests, {} failed{mcp_summary}; hit rate {}",
             report.requests,
             report.failures,
             percent(report.hit_rate)

@@ -10,6 +10,9 @@ use kasi::install::FILTER_WASM;
 use kasi_e2e::lab_client::{
     apply_options, ingress_addr, kube_client, start_lab, McpAnswer, McpClient,
 };
+use kasi_e2e::run_kasi;
+use kasi_lab::knative::seed::MCP_HOST;
+use kasi_lab::Lab;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -51,6 +54,36 @@ fn hit_rate(answers: &[Vec<McpAnswer>]) -> f64 {
     hits as f64 / counted.max(1) as f64
 }
 
+/// `kasi probe --mcp --json` against the lab's `mcp` service, its name resolved to the ingress.
+async fn probe(lab: &Lab) -> serde_json::Value {
+    let ingress = ingress_addr(lab);
+    let host = format!("{MCP_HOST}:{}", ingress.port());
+    let url = format!("http://{host}/mcp");
+    let resolve = format!("{host}:{}", ingress.ip());
+    let kubeconfig = lab.kubeconfig_path().to_owned();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_kasi(
+            &kubeconfig,
+            &[
+                "probe",
+                "--mcp",
+                "--json",
+                "--sessions",
+                "10",
+                "--requests",
+                "5",
+                "--resolve",
+                &resolve,
+                &url,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 fn clients(ingress: SocketAddr) -> Vec<McpClient> {
     (0..SESSIONS).map(|_| McpClient::new(ingress)).collect()
 }
@@ -63,6 +96,15 @@ async fn mcp_sessions_stick_with_kasi_and_fail_over_with_one_404() {
     // Before: nothing pins a session, so its calls meet pods that never issued it.
     let (_, before) = rounds(clients(ingress), CALLS).await;
     let not_found = before.iter().flatten().filter(|a| a.status == 404).count();
+    let probed = probe(&lab).await;
+    assert!(
+        probed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["not_found"].as_u64().unwrap_or(0) > 0),
+        "`kasi probe --mcp` saw no 404 without kasi: {probed}"
+    );
     let before_rate = hit_rate(&before);
     assert!(not_found > 0, "no 404 without kasi: {before:?}");
     assert!(before_rate < 0.6, "hit rate without kasi {before_rate:.2}");
@@ -84,6 +126,9 @@ async fn mcp_sessions_stick_with_kasi_and_fail_over_with_one_404() {
     assert!(failed.is_empty(), "calls failed with kasi: {failed:?}");
     assert_eq!(hit_rate(&after), 1.0, "hit rate with kasi");
     assert!(clients.iter().all(|c| c.initializations == 1));
+    let probed = probe(&lab).await;
+    assert_eq!(probed["failures"], 0, "{probed}");
+    assert_eq!(probed["hit_rate"], 1.0, "{probed}");
 
     // The pod holding the most sessions dies: each of its sessions sees at most one failure per
     // activator replica, then exactly one 404, re-initializes onto a live pod and sticks there.

@@ -3,6 +3,8 @@
 //! share of later requests served by that pod (DESIGN.md). Pods are told apart by `x-kasi-pod`
 //! when they send it (the lab's do), else by the address in the session cookie.
 
+mod mcp;
+
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -23,6 +25,15 @@ pub struct ProbeOptions {
     pub cookie_name: String,
     /// Pause between rounds (all sessions send once per round), to look like users thinking.
     pub pause: Duration,
+    /// MCP clients (Streamable HTTP sessions) instead of cookie jars.
+    pub mcp: bool,
+    /// `HOST:PORT:ADDR` overrides, as curl's `--resolve`: requests to HOST:PORT connect to ADDR
+    /// (the URL's host stays the `Host` header, so an ingress routes by it).
+    pub resolve: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One virtual user.
@@ -35,6 +46,11 @@ pub struct SessionReport {
     pub hits: u64,
     pub failures: u64,
     pub hit_rate: Option<f64>,
+    /// MCP: calls the server answered 404 (it did not know the session), and `initialize`s made.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_found: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub initializations: u64,
     /// Requests compared against the pin (not the ones that set it).
     #[serde(skip)]
     counted: u64,
@@ -52,7 +68,7 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
-    fn recompute(&mut self) {
+    pub(crate) fn recompute(&mut self) {
         self.requests = self.sessions.iter().map(|s| s.requests).sum();
         self.failures = self.sessions.iter().map(|s| s.failures).sum();
         let hits: u64 = self.sessions.iter().map(|s| s.hits).sum();
@@ -80,6 +96,11 @@ pub struct Target {
 }
 
 pub fn parse_url(url: &str) -> anyhow::Result<Target> {
+    resolve(parse_url_unresolved(url)?, &[])
+}
+
+/// The URL's authority and path, not yet resolved (`addr` is filled by [`resolve`]).
+fn parse_url_unresolved(url: &str) -> anyhow::Result<Target> {
     let Some(rest) = url.strip_prefix("http://") else {
         if url.starts_with("https://") {
             bail!("{url}: the probe speaks plain HTTP; port-forward the gateway and probe http://127.0.0.1:PORT");
@@ -89,15 +110,52 @@ pub fn parse_url(url: &str) -> anyhow::Result<Target> {
     let (authority, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&authority)
-        .with_context(|| format!("{url}: cannot resolve {authority:?} (give host:port)"))?
-        .next()
-        .with_context(|| format!("{url}: {authority:?} resolves to nothing"))?;
+    if authority.is_empty() {
+        bail!("{url}: no host in the URL");
+    }
     Ok(Target {
-        addr,
+        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
         host: authority.to_owned(),
         path,
     })
+}
+
+/// Where to connect: a `--resolve HOST:PORT:ADDR` that matches the URL's authority, else DNS.
+fn resolve(mut target: Target, overrides: &[String]) -> anyhow::Result<Target> {
+    for entry in overrides {
+        let mut parts = entry.splitn(3, ':');
+        let (Some(host), Some(port), Some(addr)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("--resolve {entry:?}: expected HOST:PORT:ADDR, e.g. mcp.default.example.com:80:127.0.0.1");
+        };
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("--resolve {entry:?}: {port:?} is not a port"))?;
+        let ip: std::net::IpAddr = addr
+            .trim_matches(['[', ']'])
+            .parse()
+            .with_context(|| format!("--resolve {entry:?}: {addr:?} is not an IP address"))?;
+        let (url_host, url_port) = match target.host.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().unwrap_or(80)),
+            None => (target.host.as_str(), 80),
+        };
+        if url_host.eq_ignore_ascii_case(host) && url_port == port {
+            target.addr = std::net::SocketAddr::new(ip, port);
+            return Ok(target);
+        }
+    }
+    let authority = if target.host.contains(':') {
+        target.host.clone()
+    } else {
+        format!("{}:80", target.host)
+    };
+    target.addr = std::net::ToSocketAddrs::to_socket_addrs(&authority)
+        .with_context(|| {
+            format!("cannot resolve {authority:?} (give host:port, or --resolve HOST:PORT:ADDR)")
+        })?
+        .next()
+        .with_context(|| format!("{authority:?} resolves to nothing"))?;
+    Ok(target)
 }
 
 /// Runs the probe; each finished round is sent to `progress` (if given) as the report so far.
@@ -108,7 +166,10 @@ pub async fn run(
     if options.sessions == 0 || options.requests_per_session == 0 {
         bail!("--sessions and --requests must be at least 1");
     }
-    let target = parse_url(&options.url)?;
+    let target = resolve(parse_url_unresolved(&options.url)?, &options.resolve)?;
+    if options.mcp {
+        return mcp::run(options, &target, progress).await;
+    }
     let mut report = ProbeReport {
         url: options.url.clone(),
         sessions: vec![SessionReport::default(); options.sessions],
@@ -243,6 +304,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("plain HTTP"));
+        let t = resolve(
+            parse_url_unresolved("http://mcp.default.example.com:31380/mcp").unwrap(),
+            &["mcp.default.example.com:31380:127.0.0.9".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(t.addr, "127.0.0.9:31380".parse().unwrap());
+        assert_eq!(t.host, "mcp.default.example.com:31380");
+        assert!(resolve(
+            parse_url_unresolved("http://x:1/").unwrap(),
+            &["x:1".to_owned()]
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("HOST:PORT:ADDR"));
         assert!(parse_url("ftp://x")
             .unwrap_err()
             .to_string()

@@ -298,6 +298,8 @@ async fn run_probe(url: String, tx: mpsc::Sender<Event>) {
         requests_per_session: usize::MAX / 2,
         cookie_name: probe::DEFAULT_COOKIE.into(),
         pause: Duration::from_secs(1),
+        mcp: false,
+        resolve: Vec::new(),
     };
     let (progress_tx, mut progress_rx) = mpsc::channel::<probe::ProbeReport>(16);
     let forward = {
