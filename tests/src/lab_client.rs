@@ -228,3 +228,51 @@ pub fn apply_options(wasm: Vec<u8>) -> kasi::install::apply::ApplyOptions {
         rotate_key: false,
     }
 }
+
+impl McpClient {
+    /// Opens the session's server-to-client SSE stream (`GET` with `Accept: text/event-stream`)
+    /// and returns its status and a thread that reads the stream until it ends (`true`) or
+    /// `within` passes (`false`).
+    pub fn open_stream(
+        &self,
+        within: std::time::Duration,
+    ) -> std::io::Result<(u16, std::thread::JoinHandle<bool>)> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let session = self.session.clone().unwrap_or_default();
+        let mut stream = std::net::TcpStream::connect(self.ingress)?;
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {session}\r\nMcp-Protocol-Version: {MCP_PROTOCOL}\r\nConnection: close\r\n\r\n",
+            kasi_lab::knative::seed::MCP_PATH,
+            kasi_lab::knative::seed::MCP_HOST,
+        );
+        stream.write_all(request.as_bytes())?;
+        stream.set_read_timeout(Some(within))?;
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line)?;
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let reading = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + within;
+            let mut buf = [0u8; 4096];
+            while std::time::Instant::now() < deadline {
+                match reader.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(_) => continue,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        return false
+                    }
+                    Err(_) => return true,
+                }
+            }
+            false
+        });
+        Ok((status, reading))
+    }
+}

@@ -140,7 +140,18 @@ async fn mcp_sessions_stick_with_kasi_and_fail_over_with_one_404() {
             .push(i);
     }
     let (victim, held) = by_pod.into_iter().max_by_key(|(_, s)| s.len()).unwrap();
+    // One of its sessions has its server-to-client SSE stream open: it ends with the pod.
+    let (stream_status, stream) = clients[held[0]]
+        .open_stream(std::time::Duration::from_secs(15))
+        .expect("open the SSE stream");
+    assert_eq!(stream_status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!stream.is_finished(), "the SSE stream ended on its own");
     lab.stop_pod(&victim).await.expect("stop the pod");
+    let ended = tokio::task::spawn_blocking(move || stream.join().unwrap())
+        .await
+        .unwrap();
+    assert!(ended, "the SSE stream outlived its pod");
     let held_clients: Vec<McpClient> = clients
         .into_iter()
         .enumerate()
