@@ -72,7 +72,7 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         ])];
         match &paste.result {
             None => lines.push(Line::from(Span::styled(
-                "paste a cookie value, name=value or a Cookie:/Set-Cookie: line, then Enter",
+                "paste a cookie (value, name=value, Cookie:/Set-Cookie: line), an envelope or Mcp-Session-Id: line, or a Header-Name: value line, then Enter",
                 theme::dim(),
             ))),
             Some(Ok(text)) => {
@@ -107,7 +107,7 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         overlay(
             frame,
             area,
-            "Decode a cookie (Esc closes)",
+            "Decode a session (Esc closes)",
             Paragraph::new(lines).wrap(Wrap { trim: false }),
         );
     }
@@ -384,7 +384,7 @@ mod tests {
             "Cookie: kasi-session=\"{}\"",
             String::from_utf8(signed).unwrap()
         );
-        let result = Some(crate::affinity::decode::decode(&input, None).map(|d| d.to_text()));
+        let result = Some(crate::affinity::decode::decode(&input, None, None).map(|d| d.to_text()));
         paste.ui.paste = Some(PasteBox { input, result });
         insta::assert_snapshot!("paste_dead_pod", render(&paste));
     }
