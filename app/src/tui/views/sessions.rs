@@ -194,10 +194,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         rows,
         [
             Constraint::Length(17),
-            Constraint::Min(26),
-            Constraint::Length(12),
-            Constraint::Length(9),
+            Constraint::Min(21),
             Constraint::Length(11),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            // `mcp` and the 8 hex digits of its hash.
             Constraint::Length(12),
             Constraint::Min(0),
             Constraint::Length(25),
