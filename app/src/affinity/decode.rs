@@ -293,7 +293,8 @@ pub fn decode(
     cookie_name: Option<&str>,
     carrier: Option<Carrier>,
 ) -> Result<Decoded, String> {
-    let input = input.trim();
+    // `curl -v` marks request and response headers with `> ` and `< `; base64 has neither.
+    let input = input.trim().trim_start_matches(['<', '>']).trim();
     if input.is_empty() {
         return Err(
             "nothing to decode: pass a cookie value, name=value, a Cookie:/Set-Cookie: \
@@ -366,6 +367,7 @@ mod tests {
             format!("kasi-session=\"{V}\""),
             format!("Cookie: a=1; kasi-session=\"{V}\"; b=2"),
             format!("cookie:kasi-session={V}"),
+            format!("> Cookie: kasi-session={V}"),
             format!("Set-Cookie: kasi-session=\"{V}\"; Max-Age=120; Path=/; HttpOnly"),
             format!("other={V}"),
             "MS4yLjMuNDo4MA==".to_owned(),
@@ -478,6 +480,8 @@ mod tests {
             (value.clone(), false),
             (format!("Mcp-Session-Id: {value}"), false),
             (format!("mcp-session-id:{value}"), false),
+            // As `curl -v` prints a response header.
+            (format!("< mcp-session-id: {value}"), false),
             // Another name for the header (`mcp_header`): the `;UV:` says it is an envelope.
             (format!("X-Session: {value}"), false),
             (signed.clone(), true),
