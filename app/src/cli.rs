@@ -91,17 +91,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Decode a session cookie, signed or not: a raw value, name=value, or a whole
-    /// Cookie:/Set-Cookie: line.
+    /// Decode a session, signed or not, from any carrier: a cookie (a raw value, name=value, or
+    /// a whole Cookie:/Set-Cookie: line), an MCP envelope (a value holding ";UV:", or a whole
+    /// Mcp-Session-Id: line), or a header-mode value (a whole "Header-Name: value" line, or a
+    /// bare value with --carrier header).
+    ///
+    /// A bare base64 value is read as a cookie: Envoy's legacy cookie and a header-mode value
+    /// are the same bytes, base64("ip:port"), so header mode needs the header's name or
+    /// --carrier header. An envelope's server session id is shown as a short hash, never as is.
     Decode {
-        /// The cookie, as copied from a browser, curl -v or an Envoy log.
+        /// The session, as copied from a browser, curl -v, an MCP client or an Envoy log.
         value: String,
-        /// Print {"carrier","format","address","expires","expired","signed"} as JSON.
+        /// Print {"carrier","format","address","expires","expired","signed"} as JSON (and
+        /// "session", the hash of the server's session id, for an envelope).
         #[arg(long)]
         json: bool,
         /// The cookie's name, when the line holds several cookies.
         #[arg(long, value_name = "NAME")]
         cookie_name: Option<String>,
+        /// Read the value as this carrier instead of guessing from its shape.
+        #[arg(long, value_enum, value_name = "CARRIER")]
+        carrier: Option<crate::affinity::decode::Carrier>,
     },
 }
 

@@ -47,7 +47,8 @@ fn main() -> ExitCode {
             value,
             json,
             cookie_name,
-        }) => match decode::decode(&value, cookie_name.as_deref()) {
+            carrier,
+        }) => match decode::decode(&value, cookie_name.as_deref(), carrier) {
             Ok(decoded) if json => {
                 println!("{}", decoded.to_json());
                 ExitCode::SUCCESS

@@ -14,6 +14,14 @@ pub struct DecisionLine {
     pub expires: Option<u64>,
     #[serde(default)]
     pub previous: Option<String>,
+    /// `cookie`, `envelope` or `header` (DESIGN.md); lines from filters older than issue 14
+    /// have none: they are cookies.
+    #[serde(default)]
+    pub carrier: Option<String>,
+    /// The session's identity when the line names one (an MCP server's session id, which the
+    /// UI only ever shows hashed: [`crate::affinity::decode::shown_session`]).
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 impl DecisionLine {
@@ -38,7 +46,16 @@ mod tests {
         assert_eq!(d.address.as_deref(), Some("127.64.1.10:8012"));
         assert_eq!(d.previous.as_deref(), Some("127.64.1.12:8012"));
         assert_eq!(d.reason, "dead");
+        assert_eq!(d.carrier, None);
         assert!(DecisionLine::parse("[info][main] starting").is_none());
         assert!(DecisionLine::parse("kasi_affinity {not json").is_none());
+    }
+
+    #[test]
+    fn reads_the_carrier_of_an_mcp_session() {
+        let line = r#"wasm log kasi-affinity: kasi_affinity {"decision":"pin","address":"127.64.1.10:8012","authority":"mcp.default.example.com","reason":"new_session","carrier":"envelope","format":"legacy","expires":null}"#;
+        let d = DecisionLine::parse(line).unwrap();
+        assert_eq!(d.carrier.as_deref(), Some("envelope"));
+        assert_eq!(d.session, None);
     }
 }

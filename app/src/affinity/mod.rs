@@ -1,4 +1,4 @@
-//! Session affinity as kasi shows it: decoding cookies (with the filter's own codec), sessions
+//! Session affinity as kasi shows it: decoding sessions (cookies, MCP envelopes, header mode) (with the filter's own codec), sessions
 //! and hit rates.
 
 pub mod decisions;

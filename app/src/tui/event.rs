@@ -242,6 +242,8 @@ fn record_probe_sessions(state: &mut AppState, probe: &ProbeState) {
         state.sessions.push(SessionRow {
             address: address.to_owned(),
             authority: probe.url.clone(),
+            carrier: "cookie".into(),
+            session: None,
             expires: None,
             state: SessionState::Pinned,
             reason: format!("probe ×{sessions}"),
@@ -252,8 +254,9 @@ fn record_probe_sessions(state: &mut AppState, probe: &ProbeState) {
     }
 }
 
-/// Folds one decision into the session table: a session is known by the pod it is pinned to and
-/// the host it talks to, as seen by one sidecar (the filter logs no session identity).
+/// Folds one decision into the session table: a session is known by the pod it is pinned to, the
+/// host it talks to and its carrier, as seen by one sidecar, and by its (hashed) identity when the
+/// line names one (the filter logs no cookie identity).
 fn record_decision(state: &mut AppState, sidecar: String, line: DecisionLine) {
     // Any line proves the sidecar's `wasm` logger is at info.
     state.last_decision.insert(sidecar.clone(), state.now);
@@ -266,12 +269,19 @@ fn record_decision(state: &mut AppState, sidecar: String, line: DecisionLine) {
     };
     let Some(address) = address else { return };
     let authority = line.authority.unwrap_or_default();
+    let carrier = line.carrier.unwrap_or_else(|| "cookie".into());
+    let session = line
+        .session
+        .as_deref()
+        .map(crate::affinity::decode::shown_session);
     let now = state.now;
-    match state
-        .sessions
-        .iter_mut()
-        .find(|s| s.address == address && s.authority == authority && s.seen_by == sidecar)
-    {
+    match state.sessions.iter_mut().find(|s| {
+        s.address == address
+            && s.authority == authority
+            && s.seen_by == sidecar
+            && s.carrier == carrier
+            && s.session == session
+    }) {
         Some(session) => {
             if line.decision != "routed" || session.state == SessionState::Rejected {
                 session.state = session_state;
@@ -284,6 +294,8 @@ fn record_decision(state: &mut AppState, sidecar: String, line: DecisionLine) {
         None => state.sessions.push(SessionRow {
             address,
             authority,
+            carrier,
+            session,
             expires: line.expires,
             state: session_state,
             reason: line.reason,
@@ -308,6 +320,8 @@ mod tests {
                 reason: reason.into(),
                 expires: None,
                 previous: None,
+                carrier: None,
+                session: None,
             },
         }
     }

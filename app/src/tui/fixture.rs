@@ -124,6 +124,8 @@ pub fn lab_state(view: View) -> AppState {
         .map(|i| SessionRow {
             address: format!("127.42.1.{}:8012", 10 + i % 3),
             authority: "hello.default.example.com".into(),
+            carrier: "cookie".into(),
+            session: None,
             expires: None,
             state: [
                 SessionState::Pinned,

@@ -24,7 +24,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("?", "this help", "everywhere"),
     (
         "p",
-        "paste a cookie or Cookie:/Set-Cookie: line to decode",
+        "paste a cookie or Mcp-Session-Id line to decode",
         "Sessions",
     ),
     (

@@ -183,6 +183,11 @@ pub struct SessionRow {
     /// `ip:port` the session is pinned to.
     pub address: String,
     pub authority: String,
+    /// `cookie`, `envelope` (an MCP session) or `header`: the decision line's `carrier`.
+    pub carrier: String,
+    /// What identifies the session beyond its pod and host, as shown (a short hash, never a raw
+    /// session id); `None` when the lines name none.
+    pub session: Option<String>,
     pub expires: Option<u64>,
     pub state: SessionState,
     pub reason: String,

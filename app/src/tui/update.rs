@@ -149,7 +149,7 @@ fn submit(state: &mut AppState) -> Vec<Effect> {
     }
     if let Some(paste) = state.ui.paste.as_mut() {
         paste.result =
-            Some(crate::affinity::decode::decode(&paste.input, None).map(|d| d.to_text()));
+            Some(crate::affinity::decode::decode(&paste.input, None, None).map(|d| d.to_text()));
         return Vec::new();
     }
     state.ui.filter_editing = false;

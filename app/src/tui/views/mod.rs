@@ -72,7 +72,7 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         ])];
         match &paste.result {
             None => lines.push(Line::from(Span::styled(
-                "paste a cookie value, name=value or a Cookie:/Set-Cookie: line, then Enter",
+                "paste a cookie (value, name=value, Cookie:/Set-Cookie: line), an envelope or Mcp-Session-Id: line, or a Header-Name: value line, then Enter",
                 theme::dim(),
             ))),
             Some(Ok(text)) => {
@@ -107,7 +107,7 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         overlay(
             frame,
             area,
-            "Decode a cookie (Esc closes)",
+            "Decode a session (Esc closes)",
             Paragraph::new(lines).wrap(Wrap { trim: false }),
         );
     }
@@ -384,9 +384,84 @@ mod tests {
             "Cookie: kasi-session=\"{}\"",
             String::from_utf8(signed).unwrap()
         );
-        let result = Some(crate::affinity::decode::decode(&input, None).map(|d| d.to_text()));
+        let result = Some(crate::affinity::decode::decode(&input, None, None).map(|d| d.to_text()));
         paste.ui.paste = Some(PasteBox { input, result });
         insta::assert_snapshot!("paste_dead_pod", render(&paste));
+    }
+
+    /// An MCP server's own session id: whoever holds it acts in the session, so kasi never
+    /// draws it.
+    const MCP_ID: &str = "7f9c2ba4-e88f-4f2b-9c1d-0a3b5c7d9e11";
+
+    #[test]
+    fn mcp_sessions_show_pod_revision_and_a_hash_never_the_id() {
+        use crate::affinity::decisions::DecisionLine;
+        use crate::tui::event::{apply, Event};
+        let mut state = lab_state(View::Sessions);
+        let sidecar = state.activators[0].pod.clone();
+        let line = |decision: &str, reason: &str, session: Option<&str>| Event::Decision {
+            sidecar: sidecar.clone(),
+            line: DecisionLine {
+                decision: decision.into(),
+                address: Some("127.42.1.11:8012".into()),
+                authority: Some("mcp.default.example.com".into()),
+                reason: reason.into(),
+                expires: None,
+                previous: None,
+                carrier: Some("envelope".into()),
+                session: session.map(str::to_owned),
+            },
+        };
+        // A line that names the session (hashed for the screen), then one that does not: what
+        // the filter logs today. Both are MCP sessions on the same pod, kept apart from cookies.
+        apply(&mut state, line("pin", "new_session", Some(MCP_ID)));
+        apply(&mut state, line("routed", "envelope", Some(MCP_ID)));
+        apply(&mut state, line("rebind", "dead", None));
+        assert_eq!(state.sessions.len(), 8);
+        let screen = render(&state);
+        insta::assert_snapshot!("sessions_mcp", screen);
+        let hash = crate::affinity::decode::session_hash(MCP_ID.as_bytes());
+        assert!(!screen.contains(&MCP_ID[..8]), "{screen}");
+        let row = screen
+            .lines()
+            .find(|l| l.contains(&format!("mcp {hash}")))
+            .unwrap_or_else(|| panic!("{screen}"));
+        assert!(row.contains("127.42.1.11:8012"), "{row}");
+        assert!(row.contains("hello-00001"), "{row}");
+        assert!(row.contains("pinned"), "{row}");
+        assert!(
+            screen
+                .lines()
+                .any(|l| l.contains("rebound") && l.contains("mcp  ")),
+            "{screen}"
+        );
+        // The filter (`/`) finds MCP sessions by carrier and by hash.
+        state.ui.filter = "envelope".into();
+        assert_eq!(super::rows::sessions(&state).len(), 2);
+        state.ui.filter = hash;
+        assert_eq!(super::rows::sessions(&state).len(), 1);
+    }
+
+    #[test]
+    fn the_paste_box_decodes_an_envelope() {
+        let mut paste = lab_state(View::Sessions);
+        let value = kasi_filter::envelope::encode_envelope("127.42.1.11:8012", MCP_ID.as_bytes());
+        let signed = kasi_filter::signing::SessionKeys::new([&[1u8; 32]])
+            .sign(value.as_bytes(), b"mcp.default.example.com", b";K:")
+            .unwrap();
+        let input = format!("Mcp-Session-Id: {}", String::from_utf8(signed).unwrap());
+        let result = Some(crate::affinity::decode::decode(&input, None, None).map(|d| d.to_text()));
+        paste.ui.paste = Some(PasteBox { input, result });
+        let screen = render(&paste);
+        insta::assert_snapshot!("paste_envelope", screen);
+        assert!(screen.contains("carrier  envelope"), "{screen}");
+        assert!(
+            screen.contains("pins pod hello-00001-deployment-"),
+            "{screen}"
+        );
+        let hash = crate::affinity::decode::session_hash(MCP_ID.as_bytes());
+        assert!(screen.contains(&format!("session  {hash}")), "{screen}");
+        assert!(!screen.contains(&MCP_ID[..8]), "{screen}");
     }
 
     #[test]

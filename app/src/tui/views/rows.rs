@@ -41,7 +41,15 @@ pub fn sessions(state: &AppState) -> Vec<&SessionRow> {
                 .unwrap_or("");
             matches(
                 &state.ui.filter,
-                &[&s.address, &s.authority, pod, &s.reason, &s.seen_by],
+                &[
+                    &s.address,
+                    &s.authority,
+                    pod,
+                    &s.reason,
+                    &s.seen_by,
+                    &s.carrier,
+                    s.session.as_deref().unwrap_or(""),
+                ],
             )
         })
         .collect();

@@ -1,8 +1,9 @@
-//! `3` Sessions: live session cookies decoded to pod and revision, plus the paste box.
+//! `3` Sessions: live sessions (cookies, MCP envelopes, header mode) decoded to pod and revision,
+//! plus the paste box. An MCP session shows a short hash of its id, never the id.
 
 use super::{table_block, theme};
 use crate::tui::state::{
-    AppState, Quiet, Seconds, SessionState, WasmLogRaise, SILENT_AFTER, WASM_LOG_RAISE,
+    AppState, Quiet, Seconds, SessionRow, SessionState, WasmLogRaise, SILENT_AFTER, WASM_LOG_RAISE,
 };
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -168,43 +169,37 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
             SessionState::Rebound => ("rebound", Style::new().fg(theme::WARN)),
             SessionState::Rejected => ("rejected", Style::new().fg(theme::BAD)),
         };
-        let expires = match s.expires {
-            None => "session".to_owned(),
-            Some(t) if t < kasi_filter::codec::PLAUSIBLE_UNIX_TIME => "unknown".to_owned(),
-            Some(t) => humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
-            )
-            .to_string(),
-        };
+        let session = session_cell(s);
         Row::new(vec![
             s.address.clone().into(),
             Text::styled(pod, theme::good(alive)),
             revision.into(),
             Text::styled(label, style),
             s.reason.clone().into(),
-            expires.into(),
+            session.into(),
             s.authority.clone().into(),
             s.seen_by.clone().into(),
             format!("{:.0}s ago", (state.now - s.last_seen).max(0.0)).into(),
         ])
     });
     let header = Row::new([
-        "ADDRESS", "POD", "REVISION", "STATE", "REASON", "EXPIRES", "HOST", "SEEN BY", "LAST",
+        "ADDRESS", "POD", "REVISION", "STATE", "REASON", "SESSION", "HOST", "SEEN BY", "LAST",
     ])
     .style(theme::header());
     let title = format!(
-        "Sessions ({}) · p paste a cookie · L wasm logs to info",
+        "Sessions ({}) · p paste a cookie or Mcp-Session-Id · L wasm logs to info",
         sessions.len()
     );
     let table = Table::new(
         rows,
         [
             Constraint::Length(17),
-            Constraint::Min(26),
-            Constraint::Length(12),
-            Constraint::Length(9),
+            Constraint::Min(21),
             Constraint::Length(11),
             Constraint::Length(8),
+            Constraint::Length(9),
+            // `mcp` and the 8 hex digits of its hash.
+            Constraint::Length(12),
             Constraint::Min(0),
             Constraint::Length(25),
             Constraint::Length(7),
@@ -218,6 +213,31 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         area,
         &mut TableState::default().with_selected(Some(state.ui.selected)),
     );
+}
+
+/// The SESSION cell: which carrier, and what tells the session apart. A cookie says when it
+/// expires (`cookie` without a TTL, `cookie ?` when Envoy wrote its monotonic clock, else the
+/// UTC time); an MCP session (`envelope`) its short hash; header mode just `header`.
+fn session_cell(s: &SessionRow) -> String {
+    match s.carrier.as_str() {
+        "envelope" => match &s.session {
+            Some(hash) => format!("mcp {hash}"),
+            None => "mcp".to_owned(),
+        },
+        "header" => "header".to_owned(),
+        _ => match s.expires {
+            None => "cookie".to_owned(),
+            Some(t) if t < kasi_filter::codec::PLAUSIBLE_UNIX_TIME => "cookie ?".to_owned(),
+            Some(t) => {
+                let time = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+                )
+                .to_string();
+                // `2026-01-02T03:04:05Z`: the time of day is what tells sessions apart.
+                format!("cookie {}", time.get(11..16).unwrap_or(&time))
+            }
+        },
+    }
 }
 
 #[cfg(test)]
