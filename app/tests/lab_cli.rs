@@ -26,6 +26,19 @@ fn get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
+/// Kills `kasi lab` if the test fails before it stops it, so no lab outlives a failed test.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
 #[test]
 fn lab_prints_where_it_is_serves_and_cleans_up_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kasi"))
@@ -34,6 +47,7 @@ fn lab_prints_where_it_is_serves_and_cleans_up_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kasi lab starts");
+    let _lab = KillOnDrop(child.id());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut field = |prefix: &str| {
         let mut line = String::new();
