@@ -111,8 +111,29 @@ pub enum Command {
         cookie_name: Option<String>,
         /// Read the value as this carrier instead of guessing from its shape.
         #[arg(long, value_enum, value_name = "CARRIER")]
-        carrier: Option<crate::affinity::decode::Carrier>,
+        carrier: Option<CarrierArg>,
     },
+}
+
+/// `--carrier`: the filter's session carriers as clap values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CarrierArg {
+    /// The `stateful_session` cookie (browsers).
+    Cookie,
+    /// Envoy's envelope in `Mcp-Session-Id` (MCP clients): `base64("ip:port");UV:base64(id)`.
+    Envelope,
+    /// Envoy's header mode (`session_header`): `base64("ip:port")`.
+    Header,
+}
+
+impl From<CarrierArg> for kasi_filter::policy::Carrier {
+    fn from(arg: CarrierArg) -> Self {
+        match arg {
+            CarrierArg::Cookie => Self::Cookie,
+            CarrierArg::Envelope => Self::Envelope,
+            CarrierArg::Header => Self::Header,
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]

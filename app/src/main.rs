@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             json,
             cookie_name,
             carrier,
-        }) => match decode::decode(&value, cookie_name.as_deref(), carrier) {
+        }) => match decode::decode(&value, cookie_name.as_deref(), carrier.map(Into::into)) {
             Ok(decoded) if json => {
                 println!("{}", decoded.to_json());
                 ExitCode::SUCCESS

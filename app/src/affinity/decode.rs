@@ -21,26 +21,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// What a session travels in (DESIGN.md: decision lines' `carrier`, `kasi decode --json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Carrier {
-    /// The `stateful_session` cookie (browsers).
-    Cookie,
-    /// Envoy's envelope in `Mcp-Session-Id` (MCP clients): `base64("ip:port");UV:base64(id)`.
-    Envelope,
-    /// Envoy's header mode (`session_header`): `base64("ip:port")`.
-    Header,
-}
-
-impl Carrier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Carrier::Cookie => "cookie",
-            Carrier::Envelope => "envelope",
-            Carrier::Header => "header",
-        }
-    }
-}
+/// What a session travels in (DESIGN.md: decision lines' `carrier`, `kasi decode --json`): the
+/// filter's own type, one definition.
+pub use kasi_filter::policy::Carrier;
 
 /// The header MCP clients carry the envelope in (the filter's default `mcp_header`).
 pub const MCP_HEADER: &str = "mcp-session-id";
