@@ -265,9 +265,7 @@ pub async fn apply(
     }
     // The activators roll onto the new template (mount, log level, the module label every Istio
     // piece selects); done means every activator serving runs the bundle.
-    if plan.pieces.iter().any(|p| p.piece.id == "injection") {
-        rollout::wait(client, &ns, out).await?;
-    }
+    rollout::wait(client, &ns, out).await?;
     Ok(ApplyOutcome::Applied { changed })
 }
 

@@ -16,6 +16,7 @@ use super::layout::{Layout, POD_H2C_PORT, POD_PORT, SIDECAR_ADMIN_PORT, SIDECAR_
 use super::pilot_agent;
 use crate::istiod::{self, push, push::SidecarSlot};
 use crate::knative::activator::Activator;
+use crate::knative::revisions::put;
 use crate::knative::routing::{self, Routing};
 use crate::knative::seed::{self, SYSTEM_NAMESPACE};
 use crate::kube_api::{self, find_by_kind, Store};
@@ -482,13 +483,6 @@ fn namespace_injection_enabled(store: &Store) -> bool {
     find_by_kind("v1", "Namespace")
         .and_then(|rt| store.get(rt, None, SYSTEM_NAMESPACE))
         .is_some_and(|ns| ns["metadata"]["labels"]["istio-injection"] == "enabled")
-}
-
-fn put(store: &Store, object: Value) -> anyhow::Result<()> {
-    store
-        .put(object)
-        .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn edit(

@@ -25,7 +25,8 @@ fn get(
     Ok(object)
 }
 
-fn put(store: &Store, object: Value) -> anyhow::Result<()> {
+/// Creates or replaces an object as the lab's controllers do.
+pub(crate) fn put(store: &Store, object: Value) -> anyhow::Result<()> {
     store
         .put(object)
         .map(|_| ())

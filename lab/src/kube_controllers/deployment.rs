@@ -50,19 +50,20 @@ pub fn desired_replicas(deployment: &Value) -> usize {
 /// (maxSurge, maxUnavailable) as pod counts for `replicas`.
 pub fn fenceposts(deployment: &Value, replicas: usize) -> (usize, usize) {
     let rolling = &deployment["spec"]["strategy"]["rollingUpdate"];
+    // `defaults.go`: an unset value is 25 %.
     let resolve = |value: &Value, round_up: bool| -> usize {
-        match value {
-            Value::Number(n) => n.as_u64().unwrap_or(0) as usize,
-            Value::String(s) => {
-                let percent: f64 = s.trim_end_matches('%').parse().unwrap_or(25.0);
-                let exact = percent * replicas as f64 / 100.0;
-                if round_up {
-                    exact.ceil() as usize
-                } else {
-                    exact.floor() as usize
-                }
-            }
-            _ => resolve_default(replicas, round_up),
+        if let Some(n) = value.as_u64() {
+            return n as usize;
+        }
+        let percent: f64 = value
+            .as_str()
+            .and_then(|s| s.trim_end_matches('%').parse().ok())
+            .unwrap_or(25.0);
+        let exact = percent * replicas as f64 / 100.0;
+        if round_up {
+            exact.ceil() as usize
+        } else {
+            exact.floor() as usize
         }
     };
     let surge = resolve(&rolling["maxSurge"], true);
@@ -71,15 +72,6 @@ pub fn fenceposts(deployment: &Value, replicas: usize) -> (usize, usize) {
         (0, 1)
     } else {
         (surge, unavailable)
-    }
-}
-
-fn resolve_default(replicas: usize, round_up: bool) -> usize {
-    let exact = 25.0 * replicas as f64 / 100.0;
-    if round_up {
-        exact.ceil() as usize
-    } else {
-        exact.floor() as usize
     }
 }
 
@@ -137,7 +129,7 @@ pub fn status(deployment: &Value, pods: &[OwnedPod]) -> Value {
     let available = pods.iter().filter(|p| p.available).count();
     let total = pods.len();
     let done = updated == replicas && total == replicas && available == replicas;
-    let now = chrono_like_now();
+    let now = crate::kube_api::store::now_rfc3339();
     let available_condition = if available
         >= replicas.saturating_sub(fenceposts(deployment, replicas).1)
     {
@@ -169,10 +161,6 @@ pub fn status(deployment: &Value, pods: &[OwnedPod]) -> Value {
         status["unavailableReplicas"] = json!(total - available);
     }
     status
-}
-
-fn chrono_like_now() -> String {
-    crate::kube_api::store::now_rfc3339()
 }
 
 #[cfg(test)]
