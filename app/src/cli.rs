@@ -188,7 +188,7 @@ pub enum FilterSourceArg {
 
 #[derive(Debug, Args, Clone)]
 pub struct ManifestArgs {
-    /// Name of the session cookie.
+    /// Name of the session cookie (browsers' sessions); "" turns cookie sessions off.
     #[arg(long, default_value = "kasi-session", value_name = "NAME")]
     pub cookie_name: String,
     /// Cookie lifetime, e.g. 30m or 12h (default: a session cookie, no Max-Age).

@@ -37,6 +37,7 @@ pub enum LogDecisions {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The session cookie `stateful_session` writes; empty: cookie sessions off.
     pub cookie_name: String,
     pub cookie_path: String,
     /// The header carrying Envoy's envelope (MCP sessions), lower-case; empty: MCP sessions off.
@@ -197,12 +198,12 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
-/// RFC 6265 cookie-name: an HTTP token.
+/// RFC 6265 cookie-name: an HTTP token, or `""` for off.
 fn cookie_name(key: &str, value: &Json) -> Result<String, ConfigError> {
     let name = value
         .as_str()
         .ok_or_else(|| bad(key, format!("expected a string, got {}", value.kind())))?;
-    if name.is_empty() || !name.bytes().all(is_token_char) {
+    if !name.bytes().all(is_token_char) {
         return Err(bad(key, format!("{name:?} is not a valid cookie name")));
     }
     Ok(name.to_owned())
@@ -365,6 +366,8 @@ mod tests {
         assert_eq!((c.mcp_header.as_str(), c.session_header.as_str()), ("", ""));
         let c = Config::parse(br#"{"mcp_header":"","session_header":"mcp-session-id"}"#).unwrap();
         assert_eq!(c.session_header, "mcp-session-id");
+        let c = Config::parse(br#"{"cookie_name":""}"#).unwrap();
+        assert_eq!(c.cookie_name, "");
     }
 
     #[test]

@@ -108,6 +108,32 @@ impl Envelope<'_> {
     pub fn original(&self) -> Vec<u8> {
         envoy_base64_decode(self.original_base64).unwrap_or_default()
     }
+
+    /// [`session_hash`] of the server's session id.
+    pub fn session_hash(&self) -> String {
+        session_hash(&self.original())
+    }
+}
+
+/// A short hash of an MCP server's own session id, the way kasi shows and logs one (never the id
+/// itself, which lets whoever holds it act in the session): the first 4 bytes of SHA-256, in hex.
+pub fn session_hash(original: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(original);
+    let mut hex = String::with_capacity(8);
+    for b in &digest[..4] {
+        for nibble in [b >> 4, b & 0xf] {
+            hex.push(char::from_digit(nibble.into(), 16).unwrap_or('0'));
+        }
+    }
+    hex
+}
+
+/// The [`session_hash`] of the session in an envelope header value (signed or not), if Envoy would
+/// read one there.
+pub fn session_hash_of(value: &[u8]) -> Option<String> {
+    let (plain, _) = crate::signing::split(value, crate::signing::ENVELOPE_SEPARATOR);
+    decode_envelope(plain).ok().map(|e| e.session_hash())
 }
 
 /// Reads one envelope value (the first copy of the header) as Envoy does, and accepts it only if

@@ -293,7 +293,10 @@ where
     }
 
     let name = config.cookie_name.as_bytes();
-    if let Some(found) = cookies::locate(cookie_headers.iter().copied(), name) {
+    let found = (!name.is_empty())
+        .then(|| cookies::locate(cookie_headers.iter().copied(), name))
+        .flatten();
+    if let Some(found) = found {
         let value = found.value;
         let (verdict, plain) = judge_carrier(
             config,
@@ -576,6 +579,9 @@ pub fn issued_cookie<'a, I>(set_cookie_headers: I, cookie_name: &str) -> Option<
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
+    if cookie_name.is_empty() {
+        return None;
+    }
     set_cookie_headers.into_iter().find_map(|header| {
         let (name, value) = set_cookie_pair(header)?;
         (name == cookie_name.as_bytes())
@@ -1158,6 +1164,31 @@ mod tests {
         };
         let p = plan_with(&config, &[("mcp-session-id", "garbage")], false);
         assert_eq!((p.verdict, p.not_found), (Verdict::NoCookie, false));
+    }
+
+    #[test]
+    fn cookie_sessions_off_leave_every_cookie_alone() {
+        let config = Config {
+            cookie_name: String::new(),
+            ..config()
+        };
+        let session = encode_proto("10.0.0.7:8012".parse().unwrap(), None);
+        for cookie in [
+            cookie_for("10.0.0.7:8012", None),
+            format!("={session}"),
+            cookie_for("8.8.8.8:8012", None),
+            "kasi-session=%%%".to_owned(),
+        ] {
+            let p = plan_with(&config, &[("cookie", &cookie)], false);
+            assert_eq!(p.verdict, Verdict::NoCookie, "{cookie}");
+            assert_eq!(p.cookie_rewrite, None, "{cookie}");
+        }
+        let set_cookie = format!("={session}; Path=/");
+        assert_eq!(issued_cookie([set_cookie.as_bytes()], ""), None);
+        // The other carriers still work.
+        let envelope = envelope_for("10.0.0.7:8012");
+        let p = plan_with(&config, &[("mcp-session-id", &envelope)], false);
+        assert_eq!(p.steer_to(), Some("10.0.0.7:8012"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use kasi_e2e::{
 };
 use kasi_filter::envelope::{
     decode_envelope, decode_header_value, encode_envelope, encode_header_value,
-    envoy_envelope_transcription, envoy_header_transcription, HeaderError,
+    envoy_envelope_transcription, envoy_header_transcription, session_hash, HeaderError,
 };
 use kasi_filter::signing::{self, SessionKeys, COOKIE_SEPARATOR, ENVELOPE_SEPARATOR};
 use std::net::SocketAddr;
@@ -405,13 +405,38 @@ fn mcp_sessions_stick_to_the_pod_that_initialized_them() {
             with_session,
             "signed {signed}"
         );
+        // Lines name a session by the hash of its server id (as `kasi decode` shows it), never
+        // by the id, which would let a log reader act in the session.
+        let hashes: Vec<String> = pinned
+            .iter()
+            .map(|p| session_hash(p.as_ref().unwrap().1.as_bytes()))
+            .collect();
+        let mut logged: Vec<String> = pins
+            .iter()
+            .map(|l| l["session"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        logged.sort();
+        let mut expected = hashes.clone();
+        expected.sort();
+        assert_eq!(logged, expected, "signed {signed}: {pins:#?}");
+        assert!(envelope_lines(&envoy, "routed")
+            .iter()
+            .all(|l| hashes.iter().any(|h| l["session"] == h.as_str())));
+        let log = envoy.log();
+        for (_, id) in pinned.iter().flatten() {
+            assert!(
+                !log.contains(id.as_str()),
+                "the raw session id {id} is in the log"
+            );
+        }
     }
 }
 
-/// Issue 14: the pinned pod dies. At most one failed request (the connect failure that teaches
-/// kasi the pod is dead), then exactly one 404 JSON-RPC "Session not found", after which the
-/// client starts a new session that pins a live pod and sticks. Other sessions pinned to the dead
-/// pod get the 404 at once on either worker (the dead-host list is shared): never a 5xx.
+/// Issue 14: the pinned pod dies. The request that finds it dead is answered with MCP's 404
+/// JSON-RPC "Session not found" in place of Envoy's 503 — the session's one failed request —,
+/// after which the client starts a new session that pins a live pod and sticks. Other sessions
+/// pinned to the dead pod get the 404 at once on either worker (the dead-host list is shared):
+/// never a 5xx.
 #[test]
 fn a_dead_pod_costs_an_mcp_session_one_404_then_it_pins_elsewhere() {
     let mut pods = three_pods();
@@ -455,10 +480,7 @@ fn a_dead_pod_costs_an_mcp_session_one_404_then_it_pins_elsewhere() {
             }
         }
     }
-    assert!(
-        failed.len() <= 1,
-        "more than one failed request: {failed:#?}"
-    );
+    assert!(failed.is_empty(), "a 5xx instead of MCP's 404: {failed:#?}");
     assert_eq!(not_found, 1, "exactly one 404");
     let new_pod = new_pod.expect("the client's new session was served");
     let served = live
@@ -506,9 +528,11 @@ fn a_dead_pod_costs_an_mcp_session_one_404_then_it_pins_elsewhere() {
     assert_eq!(line["authority"], AUTHORITY, "{line}");
     assert_eq!(line["answer"], 404, "{line}");
     assert!(envoy.counter("kasi_affinity.mcp_not_found") >= 2);
+    // The first 404 answered the failed connection (the request was counted routed); every
+    // later one a dead envelope.
     assert_eq!(
         envoy.counter("kasi_affinity.mcp_not_found"),
-        envoy.counter("kasi_affinity.rejected_dead"),
+        envoy.counter("kasi_affinity.rejected_dead") + 1,
         "every dead envelope was answered 404"
     );
 }
@@ -919,4 +943,54 @@ fn mcp_header_off_leaves_the_header_alone() {
     assert_eq!(response.pod(), Some("a"), "the pod's own 404: {response:?}");
     assert_eq!(envoy.counter("kasi_affinity.mcp_not_found"), 0);
     assert_eq!(envoy.counter("kasi_affinity.requests"), 1);
+}
+
+/// `kasi manifests --cookie-name ""` (MCP only): the filter reads no cookie — a session cookie
+/// for another pod neither steers nor is removed, a failed response expires no cookie — while MCP
+/// sessions stick as before.
+#[test]
+fn cookie_sessions_off_leave_cookies_alone() {
+    let mut pods = three_pods();
+    let mut config = plugin_config(pods[0].port(), true);
+    config["cookie_name"] = serde_json::json!("");
+    // As the bundle renders it: no cookie `stateful_session` either.
+    let envoy = Envoy::start(&mcp_sidecar(&config).without_cookie_sessions());
+    let client = envoy.client();
+    let (a, b) = (&pods[0], &pods[1]);
+
+    let cookie = format!("{COOKIE_NAME}={}", envoy_cookie(b.addr(), None));
+    let response = client.get(a.addr(), "/", &[("Cookie", &cookie)]).unwrap();
+    assert_served_by(&response, a, "a cookie naming b, sent to a");
+    assert_eq!(
+        response.cookies_at_pod(),
+        vec![cookie.as_str()],
+        "the cookie reached the pod as sent: {response:?}"
+    );
+    assert!(
+        response.header_values("set-cookie").is_empty(),
+        "{response:?}"
+    );
+
+    let mut mcp = McpSession::new();
+    assert_served_by(&mcp.get(&client, b.addr(), &[]).unwrap(), b, "initialize");
+    for original in [&pods[0], &pods[2]] {
+        let response = mcp.get(&client, original.addr(), &[]).unwrap();
+        assert_served_by(&response, b, "MCP session");
+    }
+    assert_eq!(
+        envoy.counter("kasi_affinity.cookie_routed"),
+        2,
+        "the MCP calls"
+    );
+    assert_eq!(envoy.counter("kasi_affinity.rejected_bad_signature"), 0);
+
+    // A pod that fails to connect: no cookie is expired on the way back.
+    let c_addr = pods[2].addr();
+    pods[2].stop();
+    let failed = client.get(c_addr, "/", &[("Cookie", &cookie)]).unwrap();
+    assert!(failed.status >= 500, "{failed:?}");
+    assert!(
+        failed.header_values("set-cookie").is_empty(),
+        "no cookie to expire: {failed:?}"
+    );
 }

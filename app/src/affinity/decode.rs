@@ -18,7 +18,6 @@ use kasi_filter::config::DEFAULT_COOKIE_NAME;
 use kasi_filter::envelope::{self, HeaderError};
 use kasi_filter::signing::{self, COOKIE_SEPARATOR, ENVELOPE_SEPARATOR};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What a session travels in (DESIGN.md: decision lines' `carrier`, `kasi decode --json`): the
@@ -28,14 +27,9 @@ pub use kasi_filter::policy::Carrier;
 /// The header MCP clients carry the envelope in (the filter's default `mcp_header`).
 pub const MCP_HEADER: &str = "mcp-session-id";
 
-/// A short hash of an MCP server's own session id, the way kasi shows one (never the id itself,
-/// which lets whoever holds it act in the session): the first 4 bytes of SHA-256, in hex.
-pub fn session_hash(original: &[u8]) -> String {
-    Sha256::digest(original)[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// The filter's hash of an MCP server's session id (never the id itself, which lets whoever holds
+/// it act in the session): what its decision lines log, one definition.
+pub use kasi_filter::envelope::session_hash;
 
 /// A session identity as the UI may show it: a short hex hash is shown as it is; anything else
 /// (a raw id) is hashed first, so no raw session id is ever drawn.

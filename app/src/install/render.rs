@@ -265,7 +265,10 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
                             json!({"@type": HEADER_STATE_TYPE, "name": options.session_header}),
                         )
                     });
-                    patches.push(patch);
+                    // `--cookie-name ""`: no cookie sessions, no cookie `stateful_session`.
+                    if !options.cookie_name.is_empty() {
+                        patches.push(patch);
+                    }
                     patches.extend(envelope);
                     patches.extend(header);
                 }
@@ -334,6 +337,12 @@ fn validate(options: &RenderOptions) -> anyhow::Result<()> {
         {
             bail!("the filter's sha256 must be 64 lower-case hex digits, got {sha256:?}");
         }
+    }
+    if options.cookie_name.is_empty()
+        && options.mcp_header.is_empty()
+        && options.session_header.is_empty()
+    {
+        bail!("every session carrier is off: keep --cookie-name, --mcp-header or give --session-header");
     }
     if !options.cookie_path.starts_with('/') {
         bail!(
@@ -490,6 +499,25 @@ mod tests {
         // The filter's own checks: one header cannot carry two kinds of session.
         o.mcp_header = "x-session".into();
         assert!(render(&o).is_err());
+
+        // MCP only: no cookie `stateful_session`, and the filter reads no cookie.
+        let mut o = options();
+        o.cookie_name = String::new();
+        let pieces = render(&o).unwrap();
+        assert_eq!(
+            states(&pieces),
+            vec![
+                (8012, envelope.clone(), "mcp-session-id".into()),
+                (8013, envelope, "mcp-session-id".into()),
+            ]
+        );
+        assert_eq!(
+            piece(&pieces, "wasmplugin")["spec"]["pluginConfig"]["cookie_name"],
+            ""
+        );
+        o.mcp_header = String::new();
+        let error = render(&o).unwrap_err().to_string();
+        assert!(error.contains("every session carrier is off"), "{error}");
     }
 
     #[test]

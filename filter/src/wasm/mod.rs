@@ -172,10 +172,14 @@ pub extern "C" fn proxy_on_response_headers(context_id: u32, _headers: u32, _eos
     if cfg!(feature = "empty-response-phase") {
         return CONTINUE;
     }
-    if let Some(plugin) = PLUGIN.with(|p| p.borrow().clone()) {
-        Response::new(&plugin).run(pending);
+    let answered = PLUGIN
+        .with(|p| p.borrow().clone())
+        .is_some_and(|plugin| Response::new(&plugin).run(pending));
+    if answered {
+        PAUSE
+    } else {
+        CONTINUE
     }
-    CONTINUE
 }
 
 fn configure(size: usize) -> Option<Plugin> {
@@ -296,7 +300,21 @@ impl<'a> Request<'a> {
             )
         });
         let authority = String::from_utf8_lossy(policy::authority(&headers));
-        self.apply(plan, &authority)
+        // An MCP session's lines name it by the hash of its server id, hashed only for a line.
+        let logged = match plan.verdict {
+            Verdict::Routed { .. } => config.log_decisions == LogDecisions::All,
+            Verdict::Rejected { .. } => config.log_decisions != LogDecisions::Off,
+            Verdict::NoCookie => false,
+        };
+        let session = (logged && plan.carrier == Carrier::Envelope)
+            .then(|| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(config.mcp_header.as_bytes()))
+                    .and_then(|(_, v)| crate::envelope::session_hash_of(v))
+            })
+            .flatten();
+        self.apply(plan, &authority, session)
     }
 
     fn is_dead(&self, address: &str) -> bool {
@@ -315,7 +333,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn apply(&self, plan: RequestPlan, authority: &str) -> Outcome {
+    fn apply(&self, plan: RequestPlan, authority: &str, session: Option<String>) -> Outcome {
         let plugin = self.plugin;
         let config = &plugin.config;
         if plan.strip_header {
@@ -332,7 +350,7 @@ impl<'a> Request<'a> {
         }
         count(plugin, Counter::Requests);
         if plan.not_found {
-            return self.answer_not_found(plan, authority);
+            return self.answer_not_found(plan, authority, session);
         }
         if let Some(rewrite) = &plan.cookie_rewrite {
             rewrite_cookies(plan.cookie_headers, rewrite.as_deref());
@@ -384,13 +402,15 @@ impl<'a> Request<'a> {
                     Ok(()) => {
                         count(plugin, Counter::CookieRouted);
                         if config.log_decisions == LogDecisions::All {
+                            let mut fields = cookie_fields(&cookie);
+                            fields.extend(session_field(session));
                             self.log(
                                 Decision::Routed,
                                 Some(&address),
                                 authority,
                                 carrier.as_str(),
                                 carrier,
-                                &cookie_fields(&cookie),
+                                &fields,
                             );
                         }
                         State::Routed(carrier)
@@ -413,13 +433,15 @@ impl<'a> Request<'a> {
             }
             Verdict::Rejected { rejection, address } => {
                 count(plugin, Counter::rejected(&rejection));
+                let mut fields = rejection_detail(&rejection);
+                fields.extend(session_field(session));
                 self.log(
                     Decision::Rejected,
                     address.as_deref(),
                     authority,
                     rejection.reason(),
                     carrier,
-                    &rejection_detail(&rejection),
+                    &fields,
                 );
                 // The decode error's text may quote client bytes: only the reason is kept.
                 State::Rejected(carrier, rejection.without_client_bytes(), address)
@@ -432,24 +454,20 @@ impl<'a> Request<'a> {
     /// the client starts a new session, which `stateful_session` pins where it lands. Nothing of
     /// the request goes upstream. Should Envoy refuse the local reply, the request goes on
     /// without its envelope instead (the server then answers for a session it does not know).
-    fn answer_not_found(&self, plan: RequestPlan, authority: &str) -> Outcome {
+    fn answer_not_found(
+        &self,
+        plan: RequestPlan,
+        authority: &str,
+        session: Option<String>,
+    ) -> Outcome {
         let plugin = self.plugin;
         let Verdict::Rejected { rejection, address } = plan.verdict else {
             return Outcome::Continue(State::NoCookie);
         };
         count(plugin, Counter::rejected(&rejection));
-        let headers: [(&[u8], &[u8]); 1] = [(
-            b"content-type",
-            policy::MCP_NOT_FOUND_CONTENT_TYPE.as_bytes(),
-        )];
-        let answered = abi::send_local_response(
-            policy::MCP_NOT_FOUND_STATUS,
-            MCP_NOT_FOUND_DETAILS,
-            policy::MCP_NOT_FOUND_BODY.as_bytes(),
-            &headers,
-        )
-        .is_ok();
+        let answered = send_mcp_not_found().is_ok();
         let mut fields = rejection_detail(&rejection);
+        fields.extend(session_field(session));
         if answered {
             count(plugin, Counter::McpNotFound);
             fields.push(("answer", number(policy::MCP_NOT_FOUND_STATUS.into())));
@@ -532,7 +550,8 @@ impl<'a> Response<'a> {
         }
     }
 
-    fn run(self, state: Option<State>) {
+    /// Returns whether kasi answered the stream itself (MCP's 404 in place of a failure).
+    fn run(self, state: Option<State>) -> bool {
         let plugin = self.plugin;
         let failed = failed_to_connect();
         match state {
@@ -541,7 +560,7 @@ impl<'a> Response<'a> {
                 // Envoy rewrites an envelope on every response that carries the header (and a
                 // header-mode value when the host it names changed): sign what it wrote.
                 if carrier != Carrier::Cookie && !plugin.config.session_keys.is_empty() {
-                    self.issue();
+                    self.issue(false);
                 }
             }
             // The attempt failed to connect: quarantine the host Envoy actually tried (never
@@ -556,32 +575,47 @@ impl<'a> Response<'a> {
                     }
                     _ => Carrier::Cookie,
                 };
-                if let Some(address) = abi::property(&["upstream", "address"]).ok().flatten() {
-                    self.mark_dead(&String::from_utf8_lossy(&address), carrier);
+                let upstream = abi::property(&["upstream", "address"])
+                    .ok()
+                    .flatten()
+                    .map(|a| String::from_utf8_lossy(&a).into_owned());
+                if let Some(address) = &upstream {
+                    self.mark_dead(address, carrier);
+                }
+                // An MCP session routed to its pod learns here that the pod is gone: MCP's
+                // 404 now (not Envoy's 503) makes the client re-initialize at once, so this
+                // failure is the session's only one.
+                if matches!(state, Some(State::Routed(Carrier::Envelope)))
+                    && self.answer_not_found(upstream.as_deref())
+                {
+                    return true;
                 }
                 self.drop_session();
             }
             Some(State::Routed(_)) => {}
             Some(State::NoCookie) => {
-                for (carrier, issued) in self.issue() {
+                for (carrier, issued, session) in self.issue(self.logs_changes()) {
                     let address = policy::canonical_address(&issued.address);
+                    let mut fields = cookie_fields(&issued);
+                    fields.extend(session_field(session));
                     self.log(
                         Decision::Pin,
                         Some(&address),
                         "new_session",
                         carrier,
-                        &cookie_fields(&issued),
+                        &fields,
                     );
                 }
             }
             Some(State::Rejected(rejected_carrier, rejection, previous)) => {
-                let issued = self.issue();
+                let issued = self.issue(self.logs_changes());
                 if !issued.is_empty() {
                     count(plugin, Counter::Rebinds);
                 }
-                for (carrier, issued) in issued {
+                for (carrier, issued, session) in issued {
                     let address = policy::canonical_address(&issued.address);
                     let mut fields = cookie_fields(&issued);
+                    fields.extend(session_field(session));
                     if carrier == rejected_carrier {
                         fields.push((
                             "previous",
@@ -606,9 +640,10 @@ impl<'a> Response<'a> {
                 }
             }
             Some(State::SteerFailed(failed_carrier, previous)) => {
-                for (carrier, issued) in self.issue() {
+                for (carrier, issued, session) in self.issue(self.logs_changes()) {
                     let address = policy::canonical_address(&issued.address);
                     let mut fields = cookie_fields(&issued);
+                    fields.extend(session_field(session));
                     if carrier == failed_carrier {
                         fields.push(("previous", Json::String(previous.clone())));
                         self.log(
@@ -633,10 +668,30 @@ impl<'a> Response<'a> {
             // or its next request would be refused.
             None => {
                 if !plugin.config.session_keys.is_empty() {
-                    self.issue();
+                    self.issue(false);
                 }
             }
         }
+        false
+    }
+
+    /// Replaces a routed MCP request's failure with MCP's 404, as the request phase answers a
+    /// dead envelope (Envoy sends the reply straight to the client: no filter after kasi, and
+    /// so no `stateful_session`, sees it). Counted as a 404 answered (the request was counted
+    /// routed already) and logged as the rejection its next request would have met.
+    fn answer_not_found(&self, address: Option<&str>) -> bool {
+        if send_mcp_not_found().is_err() {
+            return false;
+        }
+        count(self.plugin, Counter::McpNotFound);
+        self.log(
+            Decision::Rejected,
+            address,
+            Rejection::Dead.reason(),
+            Carrier::Envelope,
+            &[("answer", number(policy::MCP_NOT_FOUND_STATUS.into()))],
+        );
+        true
     }
 
     /// The request's `:authority`, as the request phase left it for this response; `None`
@@ -657,7 +712,9 @@ impl<'a> Response<'a> {
     /// The sessions `stateful_session` issued on this response, in every carrier, each with its
     /// MAC appended when sessions are signed: a session cookie's `Set-Cookie`, the envelope
     /// Envoy wrapped the server's `mcp_header` in, the value Envoy wrote in `session_header`.
-    fn issue(&self) -> Vec<(Carrier, SessionCookie)> {
+    ///
+    /// With `with_session`, an envelope's entry names the session by its hash (for a line).
+    fn issue(&self, with_session: bool) -> Vec<(Carrier, SessionCookie, Option<String>)> {
         let config = &self.plugin.config;
         let mut issued = Vec::new();
         let Ok(serialized) = abi::header_map(abi::RESPONSE_HEADERS) else {
@@ -706,7 +763,7 @@ impl<'a> Response<'a> {
                     }
                 }
             }
-            issued.push((Carrier::Cookie, cookie));
+            issued.push((Carrier::Cookie, cookie, None));
         }
 
         for (carrier, name) in [
@@ -734,7 +791,10 @@ impl<'a> Response<'a> {
                     let _ = abi::set_header(abi::RESPONSE_HEADERS, name, Some(&value));
                 }
             }
-            issued.push((carrier, session));
+            let hash = (with_session && carrier == Carrier::Envelope)
+                .then(|| crate::envelope::session_hash_of(found[0]))
+                .flatten();
+            issued.push((carrier, session, hash));
         }
         issued
     }
@@ -758,7 +818,9 @@ impl<'a> Response<'a> {
             let others: Vec<&[u8]> = set_cookies
                 .iter()
                 .copied()
-                .filter(|v| policy::set_cookie_pair(v).is_none_or(|(n, _)| n != name))
+                .filter(|v| {
+                    name.is_empty() || policy::set_cookie_pair(v).is_none_or(|(n, _)| n != name)
+                })
                 .collect();
             if others.len() != set_cookies.len() {
                 let _ = abi::set_header(abi::RESPONSE_HEADERS, "set-cookie", None);
@@ -776,8 +838,15 @@ impl<'a> Response<'a> {
                 }
             }
         }
-        let expire = policy::expiring_cookie(&config.cookie_name, &config.cookie_path);
-        let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", expire.as_bytes());
+        if !config.cookie_name.is_empty() {
+            let expire = policy::expiring_cookie(&config.cookie_name, &config.cookie_path);
+            let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", expire.as_bytes());
+        }
+    }
+
+    /// Whether pin and rebind lines are written.
+    fn logs_changes(&self) -> bool {
+        wanted(&self.plugin.config, Decision::Pin)
     }
 
     /// Quarantines `address` for every worker; retried on a concurrent write (CAS mismatch).
@@ -830,6 +899,20 @@ impl<'a> Response<'a> {
     }
 }
 
+/// MCP's 404 "Session not found" with its JSON-RPC body: the client starts a new session.
+fn send_mcp_not_found() -> Result<(), abi::Status> {
+    let headers: [(&[u8], &[u8]); 1] = [(
+        b"content-type",
+        policy::MCP_NOT_FOUND_CONTENT_TYPE.as_bytes(),
+    )];
+    abi::send_local_response(
+        policy::MCP_NOT_FOUND_STATUS,
+        MCP_NOT_FOUND_DETAILS,
+        policy::MCP_NOT_FOUND_BODY.as_bytes(),
+        &headers,
+    )
+}
+
 fn remember(context_id: u32, state: State) {
     if cfg!(feature = "request-phase-only") {
         // No response phase will take it.
@@ -874,6 +957,11 @@ fn cookie_fields(cookie: &SessionCookie) -> Vec<(&'static str, Json)> {
         ("format", Json::String(cookie.format.as_str().to_owned())),
         ("expires", cookie.expires.map_or(Json::Null, number)),
     ]
+}
+
+/// `"session"`: the hash of an MCP session's server id, on the lines about it.
+fn session_field(session: Option<String>) -> Option<(&'static str, Json)> {
+    session.map(|hash| ("session", Json::String(hash)))
 }
 
 fn number(n: u64) -> Json {
