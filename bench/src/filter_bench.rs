@@ -36,6 +36,10 @@ pub const TARGET_REQUEST_PHASE_OVER_FLOOR: f64 = 0.92;
 pub const TARGET_KASI_OVER_FLOOR: f64 = 0.88;
 /// Runs the kasi / floor target is a median over.
 pub const TARGET_KASI_OVER_FLOOR_RUNS: usize = 3;
+/// Issue 14: a request in a signed MCP session costs within 5 % of one in a signed cookie
+/// session (median over 3 runs, as the whole filter's target).
+pub const TARGET_MCP_OVER_COOKIE: f64 = 0.95;
+pub const TARGET_MCP_OVER_COOKIE_RUNS: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct FilterOptions {
@@ -530,6 +534,11 @@ fn ratios(variants: &[VariantResult]) -> Vec<Ratio> {
         (Variant::Kasi, Variant::KasiEmptyResponse, None),
         (Variant::Kasi, Variant::LuaCommon, None),
         (Variant::LuaCommon, Variant::Baseline, None),
+        (
+            Variant::KasiMcp,
+            Variant::Kasi,
+            Some((TARGET_MCP_OVER_COOKIE, TARGET_MCP_OVER_COOKIE_RUNS)),
+        ),
     ];
     pairs
         .into_iter()

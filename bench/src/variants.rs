@@ -1,7 +1,8 @@
 //! The ways the benchmark runs Envoy, and the request each one is loaded with: the issue's four
-//! (no filter, the floor, kasi, Lua) and four that explain them (kasi's request phase alone; the
+//! (no filter, the floor, kasi, Lua), four that explain them (kasi's request phase alone; the
 //! Lua as it is usually written; kasi with a response phase that is called but reads nothing;
-//! kasi without signing keys).
+//! kasi without signing keys), and kasi steering an MCP session (the envelope) instead of a
+//! cookie.
 //!
 //! Every variant is the activator sidecar's bootstrap from the e2e harness (the PROXY protocol
 //! listener standing in for iptables, `stateful_session`, the router) with one worker and
@@ -29,6 +30,12 @@
 //! (`value.MAC`, 23 bytes more), and removes the MAC before `stateful_session` reads the cookie;
 //! every other variant gets Envoy's plain value. So `stateful_session` reads a valid session for
 //! the pod in every variant and issues no `Set-Cookie` (it would for a value it cannot decode).
+//!
+//! The MCP variant is the exception that proves it: its requests carry the same ordinary cookies
+//! but no session cookie, and the session in `Mcp-Session-Id` instead — Envoy's envelope around a
+//! server session id, signed as kasi issues it —, through the bundle's chain for both carriers
+//! (the cookie `stateful_session`, then the envelope one). Its pod, like an MCP server after
+//! `initialize`, sends no `Mcp-Session-Id` back, so nothing is re-issued.
 
 use kasi_e2e::EnvoyOptions;
 use kasi_filter::codec::encode_proto;
@@ -68,10 +75,14 @@ pub enum Variant {
     /// (h) kasi's filter without `session_keys` (unsigned sessions): against (c), what signing
     /// costs (verifying the MAC and rewriting the cookie header).
     KasiUnsigned,
+    /// (i) kasi as installed, the session a signed MCP envelope in `Mcp-Session-Id` instead of a
+    /// cookie, with the envelope `stateful_session` after the cookie one: against (c), what an MCP
+    /// session costs next to a browser's.
+    KasiMcp,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 9] = [
         Variant::Baseline,
         Variant::Floor,
         Variant::Kasi,
@@ -80,6 +91,7 @@ impl Variant {
         Variant::LuaCommon,
         Variant::KasiEmptyResponse,
         Variant::KasiUnsigned,
+        Variant::KasiMcp,
     ];
 
     /// Short name used in JSON and on the command line.
@@ -93,6 +105,7 @@ impl Variant {
             Variant::LuaCommon => "lua-common",
             Variant::KasiEmptyResponse => "kasi-empty-response",
             Variant::KasiUnsigned => "kasi-unsigned",
+            Variant::KasiMcp => "kasi-mcp",
         }
     }
 
@@ -106,6 +119,7 @@ impl Variant {
             Variant::LuaCommon => "(f) Lua, base64 as usually copied, by header",
             Variant::KasiEmptyResponse => "(g) kasi, response phase reads nothing",
             Variant::KasiUnsigned => "(h) kasi unsigned: no session_keys",
+            Variant::KasiMcp => "(i) kasi, signed MCP session (envelope)",
         }
     }
 
@@ -117,6 +131,7 @@ impl Variant {
                 | Variant::KasiRequestPhase
                 | Variant::KasiEmptyResponse
                 | Variant::KasiUnsigned
+                | Variant::KasiMcp
         )
     }
 
@@ -133,7 +148,10 @@ impl Variant {
 
     /// Whether this build counts sticky hits: only the ones with the whole response phase.
     pub fn counts_sticky_hits(self) -> bool {
-        matches!(self, Variant::Kasi | Variant::KasiUnsigned)
+        matches!(
+            self,
+            Variant::Kasi | Variant::KasiUnsigned | Variant::KasiMcp
+        )
     }
 
     /// The Envoy configuration of this variant for an upstream at `upstream`. `module` is the
@@ -152,6 +170,9 @@ impl Variant {
         // PassthroughCluster as kasi's bundle patches it; the header only for the Lua filters.
         options.ignore_override_host = true;
         options.use_http_header = self.steers_by_header();
+        if self == Variant::KasiMcp {
+            options = options.with_envelope(kasi_e2e::MCP_HEADER);
+        }
         match self {
             Variant::Floor => options.extra_http_filters.push(json!({
                 "name": "envoy.filters.http.wasm",
@@ -189,7 +210,8 @@ impl Variant {
             | Variant::Kasi
             | Variant::KasiRequestPhase
             | Variant::KasiEmptyResponse
-            | Variant::KasiUnsigned => {}
+            | Variant::KasiUnsigned
+            | Variant::KasiMcp => {}
         }
         options
     }
@@ -197,6 +219,16 @@ impl Variant {
     /// The request headers the load sends: the same for every variant but the session cookie's
     /// MAC, which only kasi with `session_keys` gets (see the module's comment).
     pub fn request_headers(self, upstream: SocketAddr) -> Vec<(String, String)> {
+        if self == Variant::KasiMcp {
+            return vec![
+                ("Host".to_string(), kasi_e2e::AUTHORITY.to_string()),
+                ("Cookie".to_string(), OTHER_COOKIES.join("; ")),
+                (
+                    "Mcp-Session-Id".to_string(),
+                    signed_envelope(upstream, kasi_e2e::AUTHORITY),
+                ),
+            ];
+        }
         let session = if self.is_signed() {
             signed_session(upstream, kasi_e2e::AUTHORITY)
         } else {
@@ -243,7 +275,8 @@ impl Setup {
             | Variant::Kasi
             | Variant::Lua
             | Variant::LuaCommon
-            | Variant::KasiUnsigned => None,
+            | Variant::KasiUnsigned
+            | Variant::KasiMcp => None,
         };
         Setup {
             variant,
@@ -373,15 +406,42 @@ pub fn signed_session(upstream: SocketAddr, authority: &str) -> String {
     String::from_utf8(signed).expect("base64 and a base64url MAC")
 }
 
-/// A browser's `Cookie` header on an app behind Knative: analytics, preferences and a CSRF token
-/// around the session cookie (value `session`, quoted as Envoy writes it), which is neither
-/// first nor last.
+/// The cookies around the session: analytics, preferences and a CSRF token.
+const OTHER_COOKIES: [&str; 5] = [
+    "_ga=GA1.1.1543327129.1761900000",
+    "_gid=GA1.1.906412273.1761900000",
+    "theme=dark",
+    "csrftoken=Hq8Xb2kQ6JZ1vNwq3oEeTq9m2Yl0cR4s",
+    "lang=en-GB",
+];
+
+/// A browser's `Cookie` header on an app behind Knative: [`OTHER_COOKIES`] around the session
+/// cookie (value `session`, quoted as Envoy writes it), which is neither first nor last.
 pub fn cookie_header(session: &str) -> String {
-    format!(
-        "_ga=GA1.1.1543327129.1761900000; _gid=GA1.1.906412273.1761900000; theme=dark; \
-         csrftoken=Hq8Xb2kQ6JZ1vNwq3oEeTq9m2Yl0cR4s; {}=\"{session}\"; lang=en-GB",
-        kasi_e2e::COOKIE_NAME,
-    )
+    let session = format!("{}=\"{session}\"", kasi_e2e::COOKIE_NAME);
+    let mut cookies: Vec<&str> = OTHER_COOKIES.to_vec();
+    cookies.insert(4, &session);
+    cookies.join("; ")
+}
+
+/// The server session id behind the MCP variant's envelope (rmcp issues UUIDs).
+pub const MCP_SERVER_SESSION: &str = "0b7f3c1e-5a2d-4e8f-9c61-2f4a7d9e8b13";
+
+/// `Mcp-Session-Id` as a client holds it after kasi's install: Envoy's envelope of `upstream`
+/// around [`MCP_SERVER_SESSION`], `;K:`, the MAC for `authority`.
+pub fn signed_envelope(upstream: SocketAddr, authority: &str) -> String {
+    let value = kasi_filter::envelope::encode_envelope(
+        &upstream.to_string(),
+        MCP_SERVER_SESSION.as_bytes(),
+    );
+    let signed = SessionKeys::new([&SESSION_KEY])
+        .sign(
+            value.as_bytes(),
+            authority.to_ascii_lowercase().as_bytes(),
+            signing::ENVELOPE_SEPARATOR,
+        )
+        .expect("a key to sign with");
+    String::from_utf8(signed).expect("base64 and a base64url MAC")
 }
 
 #[cfg(test)]
@@ -407,6 +467,9 @@ mod tests {
         let upstream: SocketAddr = "127.0.0.2:18012".parse().unwrap();
         let keys = SessionKeys::new([&SESSION_KEY]);
         for variant in Variant::ALL {
+            if variant == Variant::KasiMcp {
+                continue;
+            }
             let (header, value) = session_of(variant, upstream);
             assert!(header.starts_with("_ga=") && header.ends_with("lang=en-GB"));
             let (plain, mac) = signing::split(&value, signing::COOKIE_SEPARATOR);
@@ -419,6 +482,26 @@ mod tests {
             assert_eq!(cookie.address, upstream, "{variant:?}");
             assert_eq!(cookie.expires, None);
         }
+    }
+
+    #[test]
+    fn the_mcp_variant_carries_a_signed_envelope_for_the_pod_and_no_session_cookie() {
+        let upstream: SocketAddr = "127.0.0.2:18012".parse().unwrap();
+        let headers = Variant::KasiMcp.request_headers(upstream);
+        let get = |name: &str| &headers.iter().find(|(n, _)| n == name).unwrap().1;
+        assert!(kasi_filter::cookies::find([get("Cookie").as_bytes()], b"kasi-session").is_none());
+        let value = get("Mcp-Session-Id").as_bytes();
+        let (plain, mac) = signing::split(value, signing::ENVELOPE_SEPARATOR);
+        let keys = SessionKeys::new([&SESSION_KEY]);
+        assert!(keys.verify(plain, kasi_e2e::AUTHORITY.as_bytes(), mac.unwrap()));
+        let envelope = kasi_filter::envelope::decode_envelope(plain).unwrap();
+        assert_eq!(envelope.address, upstream);
+        assert_eq!(envelope.original(), MCP_SERVER_SESSION.as_bytes());
+        let options = Variant::KasiMcp.envoy_options(upstream, None);
+        assert_eq!(
+            options.envelope_header.as_deref(),
+            Some(kasi_e2e::MCP_HEADER)
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn every_variant_routes_to_the_pod_and_is_measured() {
         ("kasi", "kasi-empty-response"),
         ("kasi", "kasi-unsigned"),
         ("kasi-unsigned", "floor"),
+        ("kasi-mcp", "kasi"),
     ] {
         let r = report.ratio(of, over).expect("ratio reported");
         assert!(r.ratio.is_finite() && r.ratio > 0.0, "{r:?}");
@@ -79,7 +80,8 @@ fn every_variant_routes_to_the_pod_and_is_measured() {
         targets,
         [
             ("kasi-request-phase", "floor", 0.92, 1),
-            ("kasi", "floor", 0.88, 3)
+            ("kasi", "floor", 0.88, 3),
+            ("kasi-mcp", "kasi", 0.95, 3)
         ]
     );
     let table = filter_bench::table(&report);
