@@ -1,7 +1,8 @@
 //! Actions change the state; what needs the outside world comes back as [`Effect`]s.
 
 use super::action::{Action, Effect};
-use super::state::{AppState, Confirm, PasteBox, WasmLogRaise};
+use super::probe;
+use super::state::{AppState, Confirm, PasteBox, ProbeKind, WasmLogRaise};
 use super::view::View;
 use super::views::rows;
 
@@ -120,18 +121,36 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             ));
             return vec![Effect::RaiseWasmLog(pods)];
         }
-        Action::ToggleProbe => {
-            return match &state.probe {
-                Some(probe) if probe.running => vec![Effect::StopProbe],
-                Some(probe) => vec![Effect::StartProbe(probe.url.clone())],
-                None => {
-                    state.ui.message = Some("no probe URL: use `:probe URL`".into());
-                    Vec::new()
-                }
-            }
-        }
+        Action::ToggleProbe => return toggle_probe(state, ProbeKind::Cookie),
+        Action::ToggleMcpProbe => return toggle_probe(state, ProbeKind::Mcp),
     }
     Vec::new()
+}
+
+/// `s` stops whatever probe runs, else starts the cookie one; `m` stops a running MCP probe, else
+/// starts one (a running cookie probe gives way: one probe at a time).
+fn toggle_probe(state: &mut AppState, kind: ProbeKind) -> Vec<Effect> {
+    if let Some(probe) = state.probe.as_mut() {
+        if probe.running && (kind == ProbeKind::Cookie || probe.target.kind == kind) {
+            // The last report stays on screen, marked stopped.
+            probe.running = false;
+            return vec![Effect::StopProbe];
+        }
+    }
+    let target = match kind {
+        ProbeKind::Cookie => &state.probe_targets.cookie,
+        ProbeKind::Mcp => &state.probe_targets.mcp,
+    };
+    match target {
+        Some(target) => vec![Effect::StartProbe(target.clone())],
+        None => {
+            state.ui.message = Some(match kind {
+                ProbeKind::Cookie => "no probe URL: use `:probe URL`".into(),
+                ProbeKind::Mcp => "no MCP probe URL: use `:probe --mcp URL`".into(),
+            });
+            Vec::new()
+        }
+    }
 }
 
 fn show(state: &mut AppState, view: View) {
@@ -165,10 +184,18 @@ fn run_command(state: &mut AppState, command: &str) -> Vec<Effect> {
         "help" => state.ui.help = true,
         "apply" => return update(state, Action::Ask(Confirm::Apply)),
         "revert" => return update(state, Action::Ask(Confirm::Revert)),
-        "probe" if !argument.is_empty() => {
-            state.view = View::Stickiness;
-            return vec![Effect::StartProbe(argument.to_owned())];
-        }
+        "probe" => match probe::parse_command(argument) {
+            Ok(target) => {
+                show(state, View::Stickiness);
+                // `s` / `m` start this one again later.
+                match target.kind {
+                    ProbeKind::Cookie => state.probe_targets.cookie = Some(target.clone()),
+                    ProbeKind::Mcp => state.probe_targets.mcp = Some(target.clone()),
+                }
+                return vec![Effect::StartProbe(target)];
+            }
+            Err(e) => state.ui.message = Some(format!(":probe: {e}")),
+        },
         other => match View::from_name(other) {
             Some(view) => show(state, view),
             None => state.ui.message = Some(format!("unknown command {other:?}: try :help")),
