@@ -267,7 +267,7 @@ mod tests {
             .feed(b":\"2.0\",\"id\":3,\ndata: \"result\":{}}\r\n\r\n")
             .collect();
         assert_eq!(got, [json!({"jsonrpc": "2.0", "id": 3, "result": {}})]);
-        events.feed(b"data: {\"id\":4}\n");
+        assert_eq!(events.feed(b"data: {\"id\":4}\n").count(), 0);
         assert_eq!(events.finish(), Some(json!({"id": 4})));
     }
 }

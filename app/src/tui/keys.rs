@@ -13,7 +13,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("/", "filter the current table", "tables"),
     (
         ":",
-        "command palette (:sessions, :apply, :probe [--mcp] URL, :quit …)",
+        "command palette (:sessions, :apply, :probe URL, :quit …)",
         "everywhere",
     ),
     (
@@ -34,12 +34,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "s",
-        "start / stop a probe (cookie jars) against the lab's ingress",
+        "start / stop a cookie probe on the lab's ingress",
         "Stickiness",
     ),
     (
         "m",
-        "start / stop an MCP probe against the lab's MCP service",
+        "start / stop an MCP probe on the lab's MCP service",
         "Stickiness",
     ),
     (

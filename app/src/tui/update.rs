@@ -209,6 +209,7 @@ mod tests {
     use super::*;
     use crate::tui::fixture::lab_state;
     use crate::tui::keys::action;
+    use crate::tui::state::{ProbeState, ProbeTarget};
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     fn press(state: &mut AppState, keys: &str) -> Vec<Effect> {
@@ -278,6 +279,74 @@ mod tests {
             .as_deref()
             .unwrap_or_default()
             .contains("kasi demo"));
+    }
+
+    #[test]
+    fn s_and_m_start_and_stop_the_cookie_and_mcp_probes() {
+        let mut state = lab_state(View::Stickiness);
+        let cookie = state.probe_targets.cookie.clone().unwrap();
+        let mcp = state.probe_targets.mcp.clone().unwrap();
+        // The fixture's cookie probe runs: `s` stops it, and it stays on screen, stopped.
+        assert_eq!(press(&mut state, "s"), vec![Effect::StopProbe]);
+        assert!(!state.probe.as_ref().unwrap().running);
+        assert_eq!(
+            press(&mut state, "s"),
+            vec![Effect::StartProbe(cookie.clone())]
+        );
+        state.probe.as_mut().unwrap().running = true;
+        // `m` replaces a running cookie probe rather than stopping it…
+        assert_eq!(
+            press(&mut state, "m"),
+            vec![Effect::StartProbe(mcp.clone())]
+        );
+        state.probe = Some(ProbeState {
+            target: mcp.clone(),
+            running: true,
+            ..ProbeState::default()
+        });
+        // …and stops a running MCP probe, as `s` does.
+        assert_eq!(press(&mut state, "m"), vec![Effect::StopProbe]);
+        state.probe.as_mut().unwrap().running = true;
+        assert_eq!(press(&mut state, "s"), vec![Effect::StopProbe]);
+        // Without the lab's MCP service, `m` says how to name one.
+        state.probe_targets.mcp = None;
+        assert_eq!(press(&mut state, "m"), vec![]);
+        assert!(state
+            .ui
+            .message
+            .as_deref()
+            .unwrap()
+            .contains(":probe --mcp URL"));
+        // Elsewhere `m` is no key.
+        press(&mut state, "1");
+        assert_eq!(press(&mut state, "m"), vec![]);
+    }
+
+    #[test]
+    fn the_probe_command_starts_either_kind_and_remembers_it() {
+        let mut state = lab_state(View::Overview);
+        let effects = press(
+            &mut state,
+            ":probe --mcp --resolve m.example:80:127.0.0.1 http://m.example/mcp\n",
+        );
+        let mcp = ProbeTarget {
+            kind: ProbeKind::Mcp,
+            url: "http://m.example/mcp".into(),
+            resolve: vec!["m.example:80:127.0.0.1".into()],
+        };
+        assert_eq!(effects, vec![Effect::StartProbe(mcp.clone())]);
+        assert_eq!(state.view, View::Stickiness);
+        assert_eq!(state.probe_targets.mcp, Some(mcp));
+        let effects = press(&mut state, ":probe https://gw.example/\n");
+        let cookie = ProbeTarget {
+            kind: ProbeKind::Cookie,
+            url: "https://gw.example/".into(),
+            resolve: vec![],
+        };
+        assert_eq!(effects, vec![Effect::StartProbe(cookie.clone())]);
+        assert_eq!(state.probe_targets.cookie, Some(cookie));
+        assert_eq!(press(&mut state, ":probe --mcp\n"), vec![]);
+        assert!(state.ui.message.as_deref().unwrap().contains("no URL"));
     }
 
     #[test]
