@@ -66,31 +66,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Virtual clients with cookie jars against URL: each session's pinned pod and hit rate.
-    Probe {
-        /// Plain-HTTP URL, e.g. the lab's ingress or a port-forwarded gateway.
-        url: String,
-        /// How many concurrent sessions (each its own cookie jar).
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-        sessions: u32,
-        /// Requests per session.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        requests: u32,
-        /// Name of the session cookie.
-        #[arg(long, default_value = "kasi-session", value_name = "NAME")]
-        cookie_name: String,
-        /// MCP clients on Streamable HTTP instead of cookie jars: each initializes, calls a tool
-        /// once per request (re-initializing after a 404) and ends its session with DELETE.
-        #[arg(long)]
-        mcp: bool,
-        /// Connect to ADDR for HOST:PORT (repeatable), as curl's --resolve: the URL's host stays
-        /// the Host header, so an ingress routes by it.
-        #[arg(long, value_name = "HOST:PORT:ADDR")]
-        resolve: Vec<String>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Concurrent virtual users against URL (cookie jars, or MCP clients with --mcp): each
+    /// session's pinned pod and hit rate.
+    Probe(ProbeArgs),
     /// Decode a session, signed or not, from any carrier: a cookie (a raw value, name=value, or
     /// a whole Cookie:/Set-Cookie: line), an MCP envelope (a value holding ";UV:", or a whole
     /// Mcp-Session-Id: line), or a header-mode value (a whole "Header-Name: value" line, or a
@@ -216,4 +194,43 @@ pub struct ManifestArgs {
     /// sha256 of the hosted module (with --filter-source url; default: the embedded module's).
     #[arg(long, value_name = "HEX")]
     pub filter_sha256: Option<String>,
+}
+
+/// `kasi probe`: virtual users against a URL, as DESIGN.md's CLI table names them.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// http:// or https:// URL, an IP address or a DNS name: the lab's ingress, a gateway.
+    pub url: String,
+    /// How many concurrent virtual users (each its own cookie jar and connections).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub sessions: u32,
+    /// Requests per user.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub requests: u32,
+    /// Each user's pause between its requests, e.g. 500ms or 1s.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub pause: std::time::Duration,
+    /// Name of the session cookie.
+    #[arg(long, default_value = "kasi-session", value_name = "NAME")]
+    pub cookie_name: String,
+    /// MCP clients on Streamable HTTP instead of cookie jars: each initializes, calls a tool
+    /// once per request (re-initializing after a 404) and ends its session with DELETE.
+    #[arg(long)]
+    pub mcp: bool,
+    /// Connect to ADDR for HOST:PORT (repeatable), as curl's --resolve: the URL's host stays
+    /// the Host header (and the TLS name), so an ingress routes by it.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    /// A header added to every request (repeatable), as curl's --header.
+    #[arg(long, short = 'H', value_name = "NAME: VALUE")]
+    pub header: Vec<String>,
+    /// HTTP/2: prior knowledge (h2c) on http://, ALPN h2 on https://.
+    #[arg(long)]
+    pub http2: bool,
+    /// Accept any TLS certificate (a gateway's self-signed one).
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

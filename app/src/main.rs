@@ -1,6 +1,6 @@
 use clap::Parser;
 use kasi::affinity::decode;
-use kasi::cli::{ApplyArgs, Cli, Command, FilterSourceArg, LabArgs, ManifestArgs};
+use kasi::cli::{ApplyArgs, Cli, Command, FilterSourceArg, LabArgs, ManifestArgs, ProbeArgs};
 use kasi::cluster::{self, ClusterTarget};
 use kasi::install::apply::{self, ApplyOptions};
 use kasi::install::render::{self, FilterSource, RenderOptions};
@@ -77,15 +77,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Lab(args)) => run_lab(args),
         Some(Command::Demo(args)) => run_demo(args, &namespace),
-        Some(Command::Probe {
-            url,
-            sessions,
-            requests,
-            cookie_name,
-            mcp,
-            resolve,
-            json,
-        }) => run_probe(url, sessions, requests, cookie_name, mcp, resolve, json),
+        Some(Command::Probe(args)) => run_probe(args),
         None => run_ui(&cli.global, &namespace),
     }
 }
@@ -251,28 +243,43 @@ fn run_ui(global: &kasi::cli::Global, namespace: &str) -> ExitCode {
     )
 }
 
-/// `kasi probe`: client-side stickiness, one line per session.
-fn run_probe(
-    url: String,
-    sessions: u32,
-    requests: u32,
-    cookie_name: String,
-    mcp: bool,
-    resolve: Vec<String>,
-    json: bool,
-) -> ExitCode {
+/// `kasi probe`: client-side stickiness, one line per session (or JSON); a progress line on
+/// stderr while it runs, when stderr is a terminal.
+fn run_probe(args: ProbeArgs) -> ExitCode {
     let options = kasi::probe::ProbeOptions {
-        url,
-        sessions: sessions as usize,
-        requests_per_session: requests as usize,
-        cookie_name,
-        pause: std::time::Duration::ZERO,
-        mcp,
-        resolve,
+        url: args.url,
+        sessions: args.sessions as usize,
+        requests_per_session: args.requests as usize,
+        cookie_name: args.cookie_name,
+        pause: args.pause,
+        mcp: args.mcp,
+        resolve: args.resolve,
+        headers: args.header,
+        http2: args.http2,
+        insecure: args.insecure,
     };
+    let show_progress = std::io::stderr().is_terminal();
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(kasi::probe::run(&options, None)));
+        .and_then(|rt| {
+            rt.block_on(async {
+                let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+                let printer = tokio::spawn(async move {
+                    let mut printed = false;
+                    while let Some(report) = rx.recv().await {
+                        eprint!("\r\x1b[K{}", kasi::probe::output::progress_line(&report));
+                        printed = true;
+                    }
+                    if printed {
+                        eprint!("\r\x1b[K");
+                    }
+                });
+                // Without a terminal the sender is dropped here and nothing is printed.
+                let result = kasi::probe::run(&options, show_progress.then_some(tx)).await;
+                let _ = printer.await;
+                result
+            })
+        });
     let report = match result {
         Ok(report) => report,
         Err(e) => {
@@ -280,43 +287,10 @@ fn run_probe(
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    if json {
+    if args.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
-        let percent = |r: Option<f64>| r.map_or("—".into(), |r| format!("{:.1} %", r * 100.0));
-        println!(
-            "{:<8} {:<44} {:>8} {:>6} {:>8} {:>9}",
-            "SESSION", "PINNED", "REQUESTS", "HITS", "FAILURES", "HIT RATE"
-        );
-        for (i, s) in report.sessions.iter().enumerate() {
-            let pinned = s.pinned.as_deref().unwrap_or("—");
-            println!(
-                "{:<8} {:<44} {:>8} {:>6} {:>8} {:>9}",
-                i + 1,
-                pinned,
-                s.requests,
-                s.hits,
-                s.failures,
-                percent(s.hit_rate)
-            );
-        }
-        let not_found: u64 = report.sessions.iter().map(|s| s.not_found).sum();
-        let reinitialized: u64 = report
-            .sessions
-            .iter()
-            .map(|s| s.initializations.saturating_sub(1))
-            .sum();
-        let mcp_summary = if mcp {
-            format!(" ({not_found} answered 404, {reinitialized} re-initializations)")
-        } else {
-            String::new()
-        };
-        println!(
-            "{} requests, {} failed{mcp_summary}; hit rate {}",
-            report.requests,
-            report.failures,
-            percent(report.hit_rate)
-        );
+        print!("{}", kasi::probe::output::table(&report));
     }
     ExitCode::SUCCESS
 }

@@ -1,7 +1,7 @@
 //! What keys become. The update step turns actions into state changes and [`Effect`]s, which
 //! the runtime carries out off the UI task (applying, stopping a lab pod…).
 
-use super::state::Confirm;
+use super::state::{Confirm, ProbeTarget};
 use super::view::View;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,10 @@ pub enum Action {
     StopSelectedPod,
     RestoreSelectedPod,
     RestartSelectedSidecar,
+    /// `s` in Stickiness: start the cookie probe, or stop whichever probe runs.
     ToggleProbe,
+    /// `m` in Stickiness: start the MCP probe (in place of a cookie one), or stop it.
+    ToggleMcpProbe,
     /// `L` in Sessions: raise the silent sidecars' `wasm` logger to info for a while.
     RaiseWasmLog,
 }
@@ -43,7 +46,7 @@ pub enum Effect {
     StopPod(String),
     RestorePod(String),
     RestartSidecar(String),
-    StartProbe(String),
+    StartProbe(ProbeTarget),
     StopProbe,
     /// Raise these activators' `wasm` logger to info, time-boxed, restoring the level they had.
     RaiseWasmLog(Vec<String>),

@@ -241,8 +241,12 @@ fn record_probe_sessions(state: &mut AppState, probe: &ProbeState) {
     for (address, sessions) in by_address {
         state.sessions.push(SessionRow {
             address: address.to_owned(),
-            authority: probe.url.clone(),
-            carrier: "cookie".into(),
+            authority: probe.target.url.clone(),
+            carrier: match probe.target.kind {
+                ProbeKind::Cookie => "cookie",
+                ProbeKind::Mcp => "envelope",
+            }
+            .into(),
             session: None,
             expires: None,
             state: SessionState::Pinned,

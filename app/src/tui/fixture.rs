@@ -211,14 +211,27 @@ pub fn lab_state(view: View) -> AppState {
             .wasm_levels
             .insert(activator.pod.clone(), "info".into());
     }
+    state.probe_targets = ProbeTargets {
+        cookie: Some(ProbeTarget {
+            kind: ProbeKind::Cookie,
+            url: "http://127.42.0.1:41877".into(),
+            resolve: Vec::new(),
+        }),
+        mcp: Some(ProbeTarget {
+            kind: ProbeKind::Mcp,
+            url: "http://mcp.default.example.com:41877/mcp".into(),
+            resolve: vec!["mcp.default.example.com:41877:127.42.0.1".into()],
+        }),
+    };
     state.probe = Some(ProbeState {
-        url: "http://127.42.0.1:41877".into(),
+        target: state.probe_targets.cookie.clone().unwrap_or_default(),
         running: true,
         sessions: 20,
         requests: 400,
         failures: 1,
         hit_rate: Some(0.9975),
         pins: vec![("127.42.1.10:8012".into(), Some(1.0))],
+        ..ProbeState::default()
     });
     state.install.log = vec![
         "[9/9] applied ConfigMap knative-serving/config-autoscaler".into(),

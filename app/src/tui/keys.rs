@@ -34,7 +34,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "s",
-        "start / stop a probe against the lab's ingress",
+        "start / stop a cookie probe on the lab's ingress",
+        "Stickiness",
+    ),
+    (
+        "m",
+        "start / stop an MCP probe on the lab's MCP service",
         "Stickiness",
     ),
     (
@@ -101,6 +106,7 @@ pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('p') if state.view == View::Sessions => Action::OpenPaste,
         KeyCode::Char('L') if state.view == View::Sessions => Action::RaiseWasmLog,
         KeyCode::Char('s') if state.view == View::Stickiness => Action::ToggleProbe,
+        KeyCode::Char('m') if state.view == View::Stickiness => Action::ToggleMcpProbe,
         KeyCode::Char('a') if state.view == View::Install => Action::Ask(Confirm::Apply),
         KeyCode::Char('r') if state.view == View::Install => Action::Ask(Confirm::Revert),
         KeyCode::Char('x') if state.view == View::Endpoints => Action::StopSelectedPod,

@@ -1,7 +1,7 @@
 //! Starting the UI: `kasi` against the current kube context, `kasi demo` against a fresh lab.
 
 use super::run::{run, Installer, TuiOptions};
-use super::state::ClusterInfo;
+use super::state::{ClusterInfo, ProbeKind, ProbeTarget, ProbeTargets};
 use crate::cluster::client::{connect, ClusterTarget};
 use kasi_lab::{Lab, LabOptions};
 use std::sync::Arc;
@@ -59,6 +59,32 @@ fn server_of(target: &ClusterTarget) -> String {
         .unwrap_or_default()
 }
 
+/// The lab's probes: cookie jars on the ingress (its default route is `hello`), and MCP clients
+/// on the `mcp` service, whose Host the ingress routes by while the connection goes to the
+/// ingress's own address (`--resolve`, as `kasi probe --mcp` takes it).
+fn lab_probes(ingress_url: &str) -> ProbeTargets {
+    use kasi_lab::knative::seed::{MCP_HOST, MCP_PATH};
+    let cookie = ProbeTarget {
+        kind: ProbeKind::Cookie,
+        url: ingress_url.to_owned(),
+        resolve: Vec::new(),
+    };
+    let ingress: Option<std::net::SocketAddr> = ingress_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .ok();
+    let mcp = ingress.map(|ingress| ProbeTarget {
+        kind: ProbeKind::Mcp,
+        url: format!("http://{MCP_HOST}:{}{MCP_PATH}", ingress.port()),
+        resolve: vec![format!("{MCP_HOST}:{}:{}", ingress.port(), ingress.ip())],
+    });
+    ProbeTargets {
+        cookie: Some(cookie),
+        mcp,
+    }
+}
+
 /// `kasi`: the UI on a cluster.
 pub async fn inspect(
     target: ClusterTarget,
@@ -72,7 +98,7 @@ pub async fn inspect(
         cluster,
         system_namespace,
         lab: None,
-        probe_url: None,
+        probes: ProbeTargets::default(),
         installer,
         show_guide: false,
     })
@@ -100,7 +126,7 @@ pub async fn demo(
             cluster,
             system_namespace,
             lab: Some(Arc::clone(&lab)),
-            probe_url: Some(lab.ingress_url().to_owned()),
+            probes: lab_probes(lab.ingress_url()),
             installer: installer(target.clone()),
             show_guide: true,
         })
@@ -109,4 +135,19 @@ pub async fn demo(
     .await;
     lab.shutdown().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_labs_mcp_probe_goes_to_the_ingress_by_the_mcp_host() {
+        let probes = lab_probes("http://127.42.0.1:41877");
+        assert_eq!(probes.cookie.unwrap().url, "http://127.42.0.1:41877");
+        let mcp = probes.mcp.unwrap();
+        assert_eq!(mcp.kind, ProbeKind::Mcp);
+        assert_eq!(mcp.url, "http://mcp.default.example.com:41877/mcp");
+        assert_eq!(mcp.resolve, ["mcp.default.example.com:41877:127.42.0.1"]);
+    }
 }

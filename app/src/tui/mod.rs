@@ -8,6 +8,7 @@ pub mod fixture;
 pub mod installer;
 pub mod keys;
 pub mod launch;
+pub mod probe;
 pub mod run;
 pub mod sources;
 pub mod state;

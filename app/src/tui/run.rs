@@ -6,12 +6,12 @@
 use super::action::Effect;
 use super::event::{self, Event};
 use super::state::{
-    AppState, ClusterInfo, Connection, ProbeState, WASM_LOG_RAISE, WASM_LOG_RESTORE_AT_EXIT,
+    AppState, ClusterInfo, Connection, ProbeState, ProbeTargets, WASM_LOG_RAISE,
+    WASM_LOG_RESTORE_AT_EXIT,
 };
 use super::wasm_log::{self, Raises};
-use super::{keys, sources, update, views};
+use super::{keys, probe, sources, update, views};
 use crate::envoy::admin::Sidecar;
-use crate::probe::{self, ProbeOptions};
 use futures::FutureExt as _;
 use kasi_lab::Lab;
 use kube::Client;
@@ -39,7 +39,8 @@ pub struct TuiOptions {
     pub system_namespace: String,
     /// `kasi demo`: the lab whose fault controls the keys drive.
     pub lab: Option<Arc<Lab>>,
-    pub probe_url: Option<String>,
+    /// What `s` and `m` probe in the Stickiness view (the lab's ingress and MCP service).
+    pub probes: ProbeTargets,
     pub installer: Option<Installer>,
     pub show_guide: bool,
 }
@@ -92,8 +93,9 @@ async fn main_loop(
         ..AppState::default()
     };
     state.ui.guide = options.show_guide;
-    state.probe = options.probe_url.clone().map(|url| ProbeState {
-        url,
+    state.probe_targets = options.probes.clone();
+    state.probe = options.probes.cookie.clone().map(|target| ProbeState {
+        target,
         ..ProbeState::default()
     });
 
@@ -272,11 +274,11 @@ fn run_effect(
                 let _ = tx.send(Event::Message(message)).await;
             });
         }
-        Effect::StartProbe(url) => {
+        Effect::StartProbe(target) => {
             if let Some(task) = probe_task.take() {
                 task.abort();
             }
-            *probe_task = Some(tokio::spawn(run_probe(url, tx)));
+            *probe_task = Some(tokio::spawn(probe::run_probe(target, tx)));
         }
         // Handled by the main loop, which keeps the tasks so they can restore at exit.
         Effect::RaiseWasmLog(_) => {}
@@ -288,53 +290,4 @@ fn run_effect(
             let _ = tx.try_send(Event::Message("probe stopped".into()));
         }
     }
-}
-
-/// A probe that keeps going until stopped: 20 sessions, one request each per second.
-async fn run_probe(url: String, tx: mpsc::Sender<Event>) {
-    let options = ProbeOptions {
-        url: url.clone(),
-        sessions: 20,
-        requests_per_session: usize::MAX / 2,
-        cookie_name: probe::DEFAULT_COOKIE.into(),
-        pause: Duration::from_secs(1),
-        mcp: false,
-        resolve: Vec::new(),
-    };
-    let (progress_tx, mut progress_rx) = mpsc::channel::<probe::ProbeReport>(16);
-    let forward = {
-        let tx = tx.clone();
-        let url = url.clone();
-        tokio::spawn(async move {
-            while let Some(report) = progress_rx.recv().await {
-                let state = ProbeState {
-                    url: url.clone(),
-                    running: true,
-                    sessions: report.sessions.len(),
-                    requests: report.requests,
-                    failures: report.failures,
-                    hit_rate: report.hit_rate,
-                    pins: report
-                        .sessions
-                        .iter()
-                        .filter_map(|s| Some((s.cookie_address.clone()?, s.hit_rate)))
-                        .collect(),
-                };
-                if tx.send(Event::Probe(state)).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    if let Err(e) = probe::run(&options, Some(progress_tx)).await {
-        let _ = tx.send(Event::Message(format!("probe: {e:#}"))).await;
-    }
-    let _ = forward.await;
-    let _ = tx
-        .send(Event::Probe(ProbeState {
-            url,
-            running: false,
-            ..ProbeState::default()
-        }))
-        .await;
 }

@@ -3,6 +3,7 @@
 
 use super::view::View;
 use crate::install::findings::Findings;
+pub use crate::probe::ProbeKind;
 use std::collections::BTreeMap;
 
 /// Seconds since the UI started: the x axis of every chart.
@@ -254,16 +255,35 @@ impl Counters {
     }
 }
 
+/// What a probe runs against: cookie jars or MCP clients, the URL, and curl-style `--resolve`
+/// entries (the lab's MCP service is a Host behind the ingress's address).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeTarget {
+    pub kind: ProbeKind,
+    pub url: String,
+    pub resolve: Vec<String>,
+}
+
+/// The probes `s` (cookie) and `m` (MCP) start: the lab's, or the last `:probe` of each kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeTargets {
+    pub cookie: Option<ProbeTarget>,
+    pub mcp: Option<ProbeTarget>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProbeState {
-    pub url: String,
-    /// Each probe session's cookie address and its own hit rate.
+    pub target: ProbeTarget,
+    /// Each probe session's cookie (or envelope) address and its own hit rate.
     pub pins: Vec<(String, Option<f64>)>,
     pub running: bool,
     pub sessions: usize,
     pub requests: u64,
     pub failures: u64,
     pub hit_rate: Option<f64>,
+    /// MCP: calls answered 404, and the re-initializations they caused.
+    pub not_found: u64,
+    pub reinitializations: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +338,7 @@ pub struct AppState {
     /// When an apply or revert finished, for the marks on the Config chart.
     pub install_marks: Vec<(Seconds, String)>,
     pub probe: Option<ProbeState>,
+    pub probe_targets: ProbeTargets,
     pub install: InstallState,
     /// What in the cluster defeats kasi; `None` until first read.
     pub findings: Option<Findings>,

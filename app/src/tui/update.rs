@@ -1,7 +1,8 @@
 //! Actions change the state; what needs the outside world comes back as [`Effect`]s.
 
 use super::action::{Action, Effect};
-use super::state::{AppState, Confirm, PasteBox, WasmLogRaise};
+use super::probe;
+use super::state::{AppState, Confirm, PasteBox, ProbeKind, WasmLogRaise};
 use super::view::View;
 use super::views::rows;
 
@@ -120,18 +121,36 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             ));
             return vec![Effect::RaiseWasmLog(pods)];
         }
-        Action::ToggleProbe => {
-            return match &state.probe {
-                Some(probe) if probe.running => vec![Effect::StopProbe],
-                Some(probe) => vec![Effect::StartProbe(probe.url.clone())],
-                None => {
-                    state.ui.message = Some("no probe URL: use `:probe URL`".into());
-                    Vec::new()
-                }
-            }
-        }
+        Action::ToggleProbe => return toggle_probe(state, ProbeKind::Cookie),
+        Action::ToggleMcpProbe => return toggle_probe(state, ProbeKind::Mcp),
     }
     Vec::new()
+}
+
+/// `s` stops whatever probe runs, else starts the cookie one; `m` stops a running MCP probe, else
+/// starts one (a running cookie probe gives way: one probe at a time).
+fn toggle_probe(state: &mut AppState, kind: ProbeKind) -> Vec<Effect> {
+    if let Some(probe) = state.probe.as_mut() {
+        if probe.running && (kind == ProbeKind::Cookie || probe.target.kind == kind) {
+            // The last report stays on screen, marked stopped.
+            probe.running = false;
+            return vec![Effect::StopProbe];
+        }
+    }
+    let target = match kind {
+        ProbeKind::Cookie => &state.probe_targets.cookie,
+        ProbeKind::Mcp => &state.probe_targets.mcp,
+    };
+    match target {
+        Some(target) => vec![Effect::StartProbe(target.clone())],
+        None => {
+            state.ui.message = Some(match kind {
+                ProbeKind::Cookie => "no probe URL: use `:probe URL`".into(),
+                ProbeKind::Mcp => "no MCP probe URL: use `:probe --mcp URL`".into(),
+            });
+            Vec::new()
+        }
+    }
 }
 
 fn show(state: &mut AppState, view: View) {
@@ -165,10 +184,18 @@ fn run_command(state: &mut AppState, command: &str) -> Vec<Effect> {
         "help" => state.ui.help = true,
         "apply" => return update(state, Action::Ask(Confirm::Apply)),
         "revert" => return update(state, Action::Ask(Confirm::Revert)),
-        "probe" if !argument.is_empty() => {
-            state.view = View::Stickiness;
-            return vec![Effect::StartProbe(argument.to_owned())];
-        }
+        "probe" => match probe::parse_command(argument) {
+            Ok(target) => {
+                show(state, View::Stickiness);
+                // `s` / `m` start this one again later.
+                match target.kind {
+                    ProbeKind::Cookie => state.probe_targets.cookie = Some(target.clone()),
+                    ProbeKind::Mcp => state.probe_targets.mcp = Some(target.clone()),
+                }
+                return vec![Effect::StartProbe(target)];
+            }
+            Err(e) => state.ui.message = Some(format!(":probe: {e}")),
+        },
         other => match View::from_name(other) {
             Some(view) => show(state, view),
             None => state.ui.message = Some(format!("unknown command {other:?}: try :help")),
@@ -182,6 +209,7 @@ mod tests {
     use super::*;
     use crate::tui::fixture::lab_state;
     use crate::tui::keys::action;
+    use crate::tui::state::{ProbeState, ProbeTarget};
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     fn press(state: &mut AppState, keys: &str) -> Vec<Effect> {
@@ -251,6 +279,74 @@ mod tests {
             .as_deref()
             .unwrap_or_default()
             .contains("kasi demo"));
+    }
+
+    #[test]
+    fn s_and_m_start_and_stop_the_cookie_and_mcp_probes() {
+        let mut state = lab_state(View::Stickiness);
+        let cookie = state.probe_targets.cookie.clone().unwrap();
+        let mcp = state.probe_targets.mcp.clone().unwrap();
+        // The fixture's cookie probe runs: `s` stops it, and it stays on screen, stopped.
+        assert_eq!(press(&mut state, "s"), vec![Effect::StopProbe]);
+        assert!(!state.probe.as_ref().unwrap().running);
+        assert_eq!(
+            press(&mut state, "s"),
+            vec![Effect::StartProbe(cookie.clone())]
+        );
+        state.probe.as_mut().unwrap().running = true;
+        // `m` replaces a running cookie probe rather than stopping it…
+        assert_eq!(
+            press(&mut state, "m"),
+            vec![Effect::StartProbe(mcp.clone())]
+        );
+        state.probe = Some(ProbeState {
+            target: mcp.clone(),
+            running: true,
+            ..ProbeState::default()
+        });
+        // …and stops a running MCP probe, as `s` does.
+        assert_eq!(press(&mut state, "m"), vec![Effect::StopProbe]);
+        state.probe.as_mut().unwrap().running = true;
+        assert_eq!(press(&mut state, "s"), vec![Effect::StopProbe]);
+        // Without the lab's MCP service, `m` says how to name one.
+        state.probe_targets.mcp = None;
+        assert_eq!(press(&mut state, "m"), vec![]);
+        assert!(state
+            .ui
+            .message
+            .as_deref()
+            .unwrap()
+            .contains(":probe --mcp URL"));
+        // Elsewhere `m` is no key.
+        press(&mut state, "1");
+        assert_eq!(press(&mut state, "m"), vec![]);
+    }
+
+    #[test]
+    fn the_probe_command_starts_either_kind_and_remembers_it() {
+        let mut state = lab_state(View::Overview);
+        let effects = press(
+            &mut state,
+            ":probe --mcp --resolve m.example:80:127.0.0.1 http://m.example/mcp\n",
+        );
+        let mcp = ProbeTarget {
+            kind: ProbeKind::Mcp,
+            url: "http://m.example/mcp".into(),
+            resolve: vec!["m.example:80:127.0.0.1".into()],
+        };
+        assert_eq!(effects, vec![Effect::StartProbe(mcp.clone())]);
+        assert_eq!(state.view, View::Stickiness);
+        assert_eq!(state.probe_targets.mcp, Some(mcp));
+        let effects = press(&mut state, ":probe https://gw.example/\n");
+        let cookie = ProbeTarget {
+            kind: ProbeKind::Cookie,
+            url: "https://gw.example/".into(),
+            resolve: vec![],
+        };
+        assert_eq!(effects, vec![Effect::StartProbe(cookie.clone())]);
+        assert_eq!(state.probe_targets.cookie, Some(cookie));
+        assert_eq!(press(&mut state, ":probe --mcp\n"), vec![]);
+        assert!(state.ui.message.as_deref().unwrap().contains("no URL"));
     }
 
     #[test]

@@ -327,6 +327,28 @@ mod tests {
         }
     }
 
+    /// The MCP probe says so, with its 404s and re-initializations.
+    #[test]
+    fn the_mcp_probe_shows_its_404s() {
+        let mut state = lab_state(View::Stickiness);
+        state.probe = Some(crate::tui::state::ProbeState {
+            target: state.probe_targets.mcp.clone().unwrap(),
+            running: true,
+            sessions: 20,
+            requests: 300,
+            failures: 2,
+            hit_rate: Some(0.99),
+            not_found: 2,
+            reinitializations: 2,
+            ..Default::default()
+        });
+        let screen = render(&state);
+        insta::assert_snapshot!("stickiness_mcp", screen);
+        assert!(screen.contains("MCP clients"), "{screen}");
+        assert!(screen.contains("404s 2 · re-inits 2"), "{screen}");
+        assert!(screen.contains("running (m stops)"), "{screen}");
+    }
+
     /// Installing rolls the activators: the sidecars after the apply are new pods that never held
     /// the big config, and the Config view still says how much smaller they are than the ones
     /// they replaced; the replaced pods keep their line in the chart but no row.

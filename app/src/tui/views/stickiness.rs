@@ -2,7 +2,7 @@
 //! themselves, and the probe's client-side view.
 
 use super::{table_block, theme};
-use crate::tui::state::AppState;
+use crate::tui::state::{AppState, ProbeKind, ProbeState};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::symbols::Marker;
@@ -126,40 +126,60 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
 
     let probe = match &state.probe {
         None => vec![Line::from(Span::styled(
-            "no probe: :probe URL",
+            "no probe: :probe URL, or :probe --mcp URL",
             theme::dim(),
         ))],
-        Some(p) => vec![
-            Line::from(vec![
-                Span::styled("url ", theme::dim()),
-                Span::raw(&p.url),
-                Span::raw("  "),
-                Span::styled(
-                    if p.running {
-                        "running (s stops)"
-                    } else {
-                        "stopped (s starts)"
-                    },
-                    theme::good(p.running),
-                ),
-            ]),
-            Line::from(vec![
-                Span::raw(format!(
-                    "sessions {} · requests {} · failures {} · ",
-                    p.sessions, p.requests, p.failures
-                )),
-                Span::styled("hit rate ", theme::dim()),
-                match p.hit_rate {
-                    Some(r) => Span::styled(theme::percent(Some(r)), theme::rate(r)),
-                    None => Span::styled("—", theme::dim()),
-                },
-            ]),
-        ],
+        Some(p) => probe_lines(p),
     };
     frame.render_widget(
         Paragraph::new(probe).block(table_block("Probe (client side)")),
         probe_area,
     );
+}
+
+/// The probe in two lines: what it runs against and whether it runs, then its counts (MCP's
+/// 404s and re-initializations too).
+fn probe_lines(p: &ProbeState) -> Vec<Line<'_>> {
+    let (kind, key) = match p.target.kind {
+        ProbeKind::Cookie => ("cookie jars", 's'),
+        ProbeKind::Mcp => ("MCP clients", 'm'),
+    };
+    let mut counts = vec![
+        Span::raw(format!(
+            "sessions {} · requests {} · failures {} · ",
+            p.sessions, p.requests, p.failures
+        )),
+        Span::styled("hit rate ", theme::dim()),
+        match p.hit_rate {
+            Some(r) => Span::styled(theme::percent(Some(r)), theme::rate(r)),
+            None => Span::styled("—", theme::dim()),
+        },
+    ];
+    if p.target.kind == ProbeKind::Mcp {
+        counts.push(Span::raw(" · 404s "));
+        counts.push(if p.not_found == 0 {
+            Span::raw("0")
+        } else {
+            Span::styled(p.not_found.to_string(), theme::good(false))
+        });
+        counts.push(Span::raw(format!(" · re-inits {}", p.reinitializations)));
+    }
+    vec![
+        Line::from(vec![
+            Span::styled(format!("{kind} "), theme::dim()),
+            Span::raw(&p.target.url),
+            Span::raw("  "),
+            Span::styled(
+                if p.running {
+                    format!("running ({key} stops)")
+                } else {
+                    format!("stopped ({key} starts)")
+                },
+                theme::good(p.running),
+            ),
+        ]),
+        Line::from(counts),
+    ]
 }
 
 /// A counter that should stay 0: shown as a warning when it is not.
