@@ -65,6 +65,11 @@ pub enum Command {
         /// Print the status as JSON (fields documented in `kasi::install::status`).
         #[arg(long)]
         json: bool,
+        /// Exit 0 only when every piece is present as kasi renders it (none missing or drifted),
+        /// every activator has the filter loaded and no finding is an error; else exit 1 and say
+        /// why on stderr, one line each (for scripts and CI; the report itself is unchanged).
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Concurrent virtual users against URL (cookie jars, or MCP clients with --mcp): each
     /// session's pinned pod and hit rate.

@@ -31,18 +31,24 @@ fn main() -> ExitCode {
                     .map(|_| ())
             })
         }),
-        Some(Command::Status { json }) => run_install("status", &target, |client, out| {
-            Box::pin(async move {
-                let found = status::collect(&client, &namespace).await?;
-                let text = if json {
-                    serde_json::to_string_pretty(&found).map_err(anyhow::Error::from)? + "\n"
-                } else {
-                    status::to_text(&found)
-                };
-                let _ = out.write_all(text.as_bytes());
-                Ok(())
+        Some(Command::Status { json, exit_code }) => {
+            run_install("status", &target, |client, out| {
+                Box::pin(async move {
+                    let found = status::collect(&client, &namespace).await?;
+                    let text = if json {
+                        serde_json::to_string_pretty(&found).map_err(anyhow::Error::from)? + "\n"
+                    } else {
+                        status::to_text(&found)
+                    };
+                    let _ = out.write_all(text.as_bytes());
+                    let problems = found.problems();
+                    if exit_code && !problems.is_empty() {
+                        return Err(InstallError::NotReady(problems.join("\n")));
+                    }
+                    Ok(())
+                })
             })
-        }),
+        }
         Some(Command::Decode {
             value,
             json,

@@ -457,6 +457,20 @@ async fn conflicts_stop_apply_unless_forced_and_the_binary_works() {
     let json: Value = serde_json::from_str(&stdout).expect("status --json is JSON");
     assert_eq!(json["installed"], false);
     assert_eq!(json["pieces"].as_array().unwrap().len(), 9);
+    // For scripts: --exit-code fails while pieces are missing, names each on stderr, and leaves
+    // the JSON as it is.
+    let (code, with_exit_code, stderr) = run_kasi(&lab, &["status", "--json", "--exit-code"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&with_exit_code).expect("JSON")["pieces"],
+        json["pieces"]
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "kasi status: WasmPlugin knative-serving/kasi-affinity is missing"),
+        "{stderr}"
+    );
     let (code, _, stderr) = run_kasi(&lab, &["apply", "--yes"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("platform-team"), "{stderr}");
@@ -473,6 +487,8 @@ async fn conflicts_stop_apply_unless_forced_and_the_binary_works() {
     assert_eq!(code, 0, "{stderr}");
     let json: Value = serde_json::from_str(&stdout).expect("status --json is JSON");
     assert_eq!(json["installed"], true, "{stdout}");
+    let (code, stdout, stderr) = run_kasi(&lab, &["status", "--exit-code"]);
+    assert_eq!(code, 0, "installed and loaded: {stdout}\n{stderr}");
 
     // Without a terminal and without --yes, revert refuses; with --yes it restores the value.
     let (code, _, stderr) = run_kasi(&lab, &["revert"]);

@@ -36,13 +36,16 @@ pub enum InstallError {
     /// RBAC refused a read or a change (exit 1); the message names verb, resource and namespace.
     #[error("{0}")]
     Forbidden(String),
+    /// `kasi status --exit-code`: the install is not whole (exit 1), one line per reason.
+    #[error("{0}")]
+    NotReady(String),
 }
 
 impl InstallError {
     pub fn exit_code(&self) -> u8 {
         match self {
             InstallError::BadInput(_) => 2,
-            InstallError::Cluster(_) | InstallError::Forbidden(_) => 1,
+            InstallError::Cluster(_) | InstallError::Forbidden(_) | InstallError::NotReady(_) => 1,
         }
     }
 }

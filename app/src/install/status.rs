@@ -74,6 +74,50 @@ pub struct Status {
     pub findings_unchecked: Vec<String>,
 }
 
+impl Status {
+    /// Why the install is not whole, one line each (`kasi status --exit-code`): a piece missing
+    /// or drifted, an activator without the filter loaded (or whose sidecar could not be read),
+    /// an error finding. Empty: everything is in place.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for piece in &self.pieces {
+            let state = match piece.state {
+                PieceState::Present => continue,
+                PieceState::Missing => "missing",
+                PieceState::Drifted => "drifted",
+            };
+            problems.push(format!(
+                "{} {}/{} is {state}",
+                piece.kind, piece.namespace, piece.name
+            ));
+        }
+        if self.activators.is_empty() {
+            problems.push(format!(
+                "no activator pod in {} (label app=activator)",
+                self.system_namespace
+            ));
+        }
+        for activator in &self.activators {
+            let why = match (activator.sidecar_injected, activator.filter_loaded) {
+                (false, _) => "has no istio-proxy sidecar".to_owned(),
+                (true, Some(true)) => continue,
+                (true, Some(false)) => "does not have kasi's filter loaded".to_owned(),
+                (true, None) => format!(
+                    "could not be checked for kasi's filter: {}",
+                    activator.error.as_deref().unwrap_or("no config dump")
+                ),
+            };
+            problems.push(format!("activator {} {why}", activator.pod));
+        }
+        for finding in &self.findings {
+            if finding.severity == findings::Severity::Error {
+                problems.push(finding.to_line());
+            }
+        }
+        problems
+    }
+}
+
 /// The bundle status checks against: the last apply's options, else defaults with detected CIDRs.
 /// Where the expected `allowed_cidrs` come from when no apply recorded them.
 #[derive(Debug, Clone, Copy)]
@@ -373,6 +417,11 @@ mod tests {
             }],
             findings_unchecked: vec!["cannot check knative-operator: kasi may not list knativeservings.operator.knative.dev (403)".into()],
         };
+        // A drifted piece is not whole; a warning is not a problem.
+        assert_eq!(
+            status.problems(),
+            vec!["Sidecar knative-serving/kasi-activator is drifted"]
+        );
         let text = to_text(&status);
         assert!(text.contains("Findings:\n  warning container-concurrency: revisions with a hard containerConcurrency: default/a-00001 (1); fix: use a soft limit\n"), "{text}");
         assert!(
@@ -393,6 +442,70 @@ mod tests {
                 "fix": "use a soft limit"}])
         );
         assert_eq!(json["findings_unchecked"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn exit_code_problems_name_each_piece_activator_and_error() {
+        let activator = |pod: &str, injected: bool, loaded: Option<bool>| ActivatorStatus {
+            pod: pod.into(),
+            sidecar_injected: injected,
+            filter_loaded: loaded,
+            config_dump: None,
+            hit_rate: None,
+            counters: None,
+            error: (loaded.is_none() && injected).then(|| "admin port refused".into()),
+        };
+        let piece = |name: &str, state: PieceState| PieceStatus {
+            id: name.into(),
+            title: name.into(),
+            kind: "EnvoyFilter".into(),
+            namespace: "knative-serving".into(),
+            name: name.into(),
+            state,
+            differences: Vec::new(),
+        };
+        let mut status = Status {
+            system_namespace: "knative-serving".into(),
+            installed: true,
+            options_source: "last apply".into(),
+            pieces: vec![
+                piece("kasi-a", PieceState::Present),
+                piece("kasi-b", PieceState::Missing),
+            ],
+            activators: vec![
+                activator("activator-1", true, Some(true)),
+                activator("activator-2", true, Some(false)),
+                activator("activator-3", true, None),
+                activator("activator-4", false, None),
+            ],
+            hit_rate: None,
+            findings: vec![Finding {
+                id: findings::CONTAINER_CONCURRENCY,
+                severity: findings::Severity::Error,
+                message: "m".into(),
+                fix: "f".into(),
+            }],
+            findings_unchecked: Vec::new(),
+        };
+        assert_eq!(
+            status.problems(),
+            vec![
+                "EnvoyFilter knative-serving/kasi-b is missing",
+                "activator activator-2 does not have kasi's filter loaded",
+                "activator activator-3 could not be checked for kasi's filter: admin port refused",
+                "activator activator-4 has no istio-proxy sidecar",
+                "error container-concurrency: m; fix: f",
+            ]
+        );
+        status.pieces.truncate(1);
+        status.activators.truncate(1);
+        status.findings.clear();
+        assert!(status.problems().is_empty());
+        status.activators.clear();
+        assert_eq!(
+            status.problems(),
+            vec!["no activator pod in knative-serving (label app=activator)"]
+        );
     }
 
     /// The activator pods `kasi status` reads: istio-proxy found classic or native.

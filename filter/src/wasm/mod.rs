@@ -534,6 +534,23 @@ fn rewrite_cookies(headers: usize, value: Option<&[u8]>) {
     }
 }
 
+/// What [`Response::issue`] does beside finding the sessions a response issues.
+struct Issue {
+    /// Name an envelope's session by its hash (for a line).
+    with_session: bool,
+    /// Take out the session cookie instead of signing it.
+    drop_cookie: bool,
+}
+
+impl Issue {
+    fn logged(with_session: bool) -> Issue {
+        Issue {
+            with_session,
+            drop_cookie: false,
+        }
+    }
+}
+
 /// The response phase of one stream.
 struct Response<'a> {
     plugin: &'a Plugin,
@@ -558,9 +575,16 @@ impl<'a> Response<'a> {
             Some(State::Routed(carrier)) if !failed => {
                 count(plugin, Counter::StickyHits);
                 // Envoy rewrites an envelope on every response that carries the header (and a
-                // header-mode value when the host it names changed): sign what it wrote.
+                // header-mode value when the host it names changed): sign what it wrote. The
+                // session cookie Envoy's cookie `stateful_session` adds (the request had none)
+                // is taken out instead of signed: the session travels in its header, and MCP and
+                // header-mode clients keep no cookie jar — signing it on every response would
+                // cost an HMAC per request for nothing.
                 if carrier != Carrier::Cookie && !plugin.config.session_keys.is_empty() {
-                    self.issue(false);
+                    self.issue(Issue {
+                        with_session: false,
+                        drop_cookie: true,
+                    });
                 }
             }
             // The attempt failed to connect: quarantine the host Envoy actually tried (never
@@ -594,7 +618,7 @@ impl<'a> Response<'a> {
             }
             Some(State::Routed(_)) => {}
             Some(State::NoCookie) => {
-                for (carrier, issued, session) in self.issue(self.logs_changes()) {
+                for (carrier, issued, session) in self.issue(Issue::logged(self.logs_changes())) {
                     let address = policy::canonical_address(&issued.address);
                     let mut fields = cookie_fields(&issued);
                     fields.extend(session_field(session));
@@ -608,7 +632,7 @@ impl<'a> Response<'a> {
                 }
             }
             Some(State::Rejected(rejected_carrier, rejection, previous)) => {
-                let issued = self.issue(self.logs_changes());
+                let issued = self.issue(Issue::logged(self.logs_changes()));
                 if !issued.is_empty() {
                     count(plugin, Counter::Rebinds);
                 }
@@ -640,7 +664,7 @@ impl<'a> Response<'a> {
                 }
             }
             Some(State::SteerFailed(failed_carrier, previous)) => {
-                for (carrier, issued, session) in self.issue(self.logs_changes()) {
+                for (carrier, issued, session) in self.issue(Issue::logged(self.logs_changes())) {
                     let address = policy::canonical_address(&issued.address);
                     let mut fields = cookie_fields(&issued);
                     fields.extend(session_field(session));
@@ -668,7 +692,7 @@ impl<'a> Response<'a> {
             // or its next request would be refused.
             None => {
                 if !plugin.config.session_keys.is_empty() {
-                    self.issue(false);
+                    self.issue(Issue::logged(false));
                 }
             }
         }
@@ -712,9 +736,7 @@ impl<'a> Response<'a> {
     /// The sessions `stateful_session` issued on this response, in every carrier, each with its
     /// MAC appended when sessions are signed: a session cookie's `Set-Cookie`, the envelope
     /// Envoy wrapped the server's `mcp_header` in, the value Envoy wrote in `session_header`.
-    ///
-    /// With `with_session`, an envelope's entry names the session by its hash (for a line).
-    fn issue(&self, with_session: bool) -> Vec<(Carrier, SessionCookie, Option<String>)> {
+    fn issue(&self, how: Issue) -> Vec<(Carrier, SessionCookie, Option<String>)> {
         let config = &self.plugin.config;
         let mut issued = Vec::new();
         let Ok(serialized) = abi::header_map(abi::RESPONSE_HEADERS) else {
@@ -742,7 +764,16 @@ impl<'a> Response<'a> {
         if let Some(cookie) =
             policy::issued_cookie(set_cookies.iter().copied(), &config.cookie_name)
         {
-            if signed {
+            if how.drop_cookie {
+                let name = config.cookie_name.as_bytes();
+                let _ = abi::set_header(abi::RESPONSE_HEADERS, "set-cookie", None);
+                for other in set_cookies
+                    .iter()
+                    .filter(|v| policy::set_cookie_pair(v).is_none_or(|(n, _)| n != name))
+                {
+                    let _ = abi::add_header(abi::RESPONSE_HEADERS, "set-cookie", other);
+                }
+            } else if signed {
                 let authority = authority();
                 let rewritten: Vec<Option<Vec<u8>>> = set_cookies
                     .iter()
@@ -763,7 +794,9 @@ impl<'a> Response<'a> {
                     }
                 }
             }
-            issued.push((Carrier::Cookie, cookie, None));
+            if !how.drop_cookie {
+                issued.push((Carrier::Cookie, cookie, None));
+            }
         }
 
         for (carrier, name) in [
@@ -791,7 +824,7 @@ impl<'a> Response<'a> {
                     let _ = abi::set_header(abi::RESPONSE_HEADERS, name, Some(&value));
                 }
             }
-            let hash = (with_session && carrier == Carrier::Envelope)
+            let hash = (how.with_session && carrier == Carrier::Envelope)
                 .then(|| crate::envelope::session_hash_of(found[0]))
                 .flatten();
             issued.push((carrier, session, hash));
