@@ -263,6 +263,7 @@ fn run_probe(args: ProbeArgs) -> ExitCode {
         headers: args.header,
         http2: args.http2,
         insecure: args.insecure,
+        stop: None,
     };
     let show_progress = std::io::stderr().is_terminal();
     let result = tokio::runtime::Runtime::new()

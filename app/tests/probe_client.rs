@@ -350,6 +350,42 @@ async fn mcp_clients_reinitialize_after_a_404_and_delete_their_session() {
     assert!(deleted.iter().all(|s| s.session.is_some()));
 }
 
+/// The UI's stop: users end after the request in flight, and MCP clients still end their
+/// sessions with DELETE (an abort would leave them open on the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_mcp_probe_ends_every_session_with_delete() {
+    let (addr, server) = serve(None).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let options = ProbeOptions {
+        mcp: true,
+        sessions: 3,
+        requests_per_session: usize::MAX / 2,
+        pause: std::time::Duration::from_secs(30),
+        stop: Some(stopped),
+        ..options("http", addr, "/mcp")
+    };
+    let probe = tokio::spawn(async move { probe::run(&options, None).await });
+    // Each client's first call (initialize, initialized, the call), then the stop cuts the pause.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.seen().iter().filter(|s| s.method == "POST").count() < 9 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", server.seen());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(5), probe)
+        .await
+        .expect("the stop cut the 30 s pause short")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.requests, 3, "{report:?}");
+    let deleted = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "DELETE" && s.session.is_some())
+        .count();
+    assert_eq!(deleted, 3, "{:?}", server.seen());
+}
+
 #[test]
 fn the_cli_prints_json_and_rejects_bad_input_in_one_line() {
     let runtime = tokio::runtime::Runtime::new().unwrap();

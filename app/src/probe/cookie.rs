@@ -13,8 +13,8 @@ use std::sync::Arc;
 pub async fn user(client: UserClient, url: Url, options: Arc<ProbeOptions>, slot: Slot) {
     let mut report = SessionReport::default();
     for i in 0..options.requests_per_session {
-        if i > 0 && !options.pause.is_zero() {
-            tokio::time::sleep(options.pause).await;
+        if !options.go_on(i).await {
+            break;
         }
         report.requests += 1;
         match client.http.get(url.clone()).send().await {

@@ -47,8 +47,8 @@ pub async fn user(client: UserClient, url: Url, options: Arc<ProbeOptions>, slot
         report: SessionReport::default(),
     };
     for i in 0..options.requests_per_session {
-        if i > 0 && !options.pause.is_zero() {
-            tokio::time::sleep(options.pause).await;
+        if !options.go_on(i).await {
+            break;
         }
         client.call().await;
         slot.post(&client.report);

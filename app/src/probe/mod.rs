@@ -21,7 +21,7 @@ use board::Board;
 use client::ClientPlan;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 pub const DEFAULT_COOKIE: &str = "kasi-session";
@@ -50,6 +50,10 @@ pub struct ProbeOptions {
     pub http2: bool,
     /// Accept any certificate (a gateway's self-signed one).
     pub insecure: bool,
+    /// Turns true to stop the users early (the UI's `s`/`m`): each ends after its request in
+    /// flight — an MCP client with its `DELETE` —, unlike an abort, which leaves MCP sessions
+    /// open on the server until they time out.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 impl Default for ProbeOptions {
@@ -65,11 +69,38 @@ impl Default for ProbeOptions {
             headers: Vec::new(),
             http2: false,
             insecure: false,
+            stop: None,
         }
     }
 }
 
 impl ProbeOptions {
+    /// Before a user's request number `request`: its pause (none before the first), cut short
+    /// when the probe is told to stop. Whether to send it.
+    async fn go_on(&self, request: usize) -> bool {
+        let mut stop = self.stop.clone();
+        if stop.as_ref().is_some_and(|s| *s.borrow()) {
+            return false;
+        }
+        if request == 0 || self.pause.is_zero() {
+            return true;
+        }
+        match &mut stop {
+            None => {
+                tokio::time::sleep(self.pause).await;
+                true
+            }
+            // A dropped sender (the UI gone) stops too.
+            Some(stop) => {
+                let slept = tokio::select! {
+                    _ = tokio::time::sleep(self.pause) => true,
+                    _ = stop.wait_for(|stopped| *stopped) => false,
+                };
+                slept && !*stop.borrow()
+            }
+        }
+    }
+
     pub fn kind(&self) -> ProbeKind {
         if self.mcp {
             ProbeKind::Mcp

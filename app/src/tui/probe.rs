@@ -5,7 +5,8 @@ use super::event::Event;
 use super::state::{ProbeKind, ProbeState, ProbeTarget};
 use crate::probe::{self, ProbeOptions, ProbeReport};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// The UI's probe: 20 users, one request each per second, until stopped.
 const SESSIONS: usize = 20;
@@ -54,8 +55,40 @@ pub fn probe_state(target: &ProbeTarget, report: &ProbeReport, running: bool) ->
     }
 }
 
-/// Runs until aborted (or until the UI is gone); the last report stays, marked stopped.
-pub async fn run_probe(target: ProbeTarget, tx: mpsc::Sender<Event>) {
+/// How long a stopped probe's users get to finish their request in flight (and an MCP client
+/// its `DELETE`) before they are aborted.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// The probe the runtime keeps going, and the switch that stops it.
+pub struct RunningProbe {
+    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl RunningProbe {
+    pub fn start(target: ProbeTarget, tx: mpsc::Sender<Event>) -> RunningProbe {
+        let (stop, stopped) = watch::channel(false);
+        RunningProbe {
+            task: tokio::spawn(run_probe(target, tx, stopped)),
+            stop,
+        }
+    }
+
+    /// Tells the users to stop (MCP clients end their sessions), and aborts whatever is still
+    /// running after [`STOP_GRACE`]. The returned task ends when the probe has.
+    pub fn stop(self) -> JoinHandle<()> {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        tokio::spawn(async move {
+            if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+                task.abort();
+            }
+        })
+    }
+}
+
+/// Runs until stopped (or until the UI is gone); the last report stays, marked stopped.
+async fn run_probe(target: ProbeTarget, tx: mpsc::Sender<Event>, stop: watch::Receiver<bool>) {
     let options = ProbeOptions {
         url: target.url.clone(),
         sessions: SESSIONS,
@@ -63,6 +96,7 @@ pub async fn run_probe(target: ProbeTarget, tx: mpsc::Sender<Event>) {
         pause: PAUSE,
         mcp: target.kind == ProbeKind::Mcp,
         resolve: target.resolve.clone(),
+        stop: Some(stop),
         ..ProbeOptions::default()
     };
     let (progress_tx, mut progress_rx) = mpsc::channel::<ProbeReport>(16);

@@ -5,12 +5,13 @@
 
 use super::action::Effect;
 use super::event::{self, Event};
+use super::probe::RunningProbe;
 use super::state::{
     AppState, ClusterInfo, Connection, ProbeState, ProbeTargets, WASM_LOG_RAISE,
     WASM_LOG_RESTORE_AT_EXIT,
 };
 use super::wasm_log::{self, Raises};
-use super::{keys, probe, sources, update, views};
+use super::{keys, sources, update, views};
 use crate::envoy::admin::Sidecar;
 use futures::FutureExt as _;
 use kasi_lab::Lab;
@@ -48,6 +49,8 @@ pub struct TuiOptions {
 /// Frames are drawn at most this often, however fast events arrive.
 const FRAME: Duration = Duration::from_millis(33);
 const TICK: Duration = Duration::from_millis(250);
+/// How long quitting waits for a running probe's MCP clients to end their sessions.
+const QUIT_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn run(options: TuiOptions) -> anyhow::Result<()> {
     let mut terminal = ratatui::try_init()?;
@@ -108,7 +111,7 @@ async fn main_loop(
     tasks.push(spawn_keys(tx.clone()));
     tasks.push(spawn_ticks(tx.clone(), start));
     tasks.push(spawn_signals(tx.clone()));
-    let mut probe_task: Option<JoinHandle<()>> = None;
+    let mut probe: Option<RunningProbe> = None;
 
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
@@ -131,7 +134,7 @@ async fn main_loop(
                             }
                             continue;
                         }
-                        run_effect(effect, &options, &tx, &mut probe_task);
+                        run_effect(effect, &options, &tx, &mut probe);
                     }
                 }
                 dirty = true;
@@ -149,8 +152,12 @@ async fn main_loop(
             dirty = false;
         }
     }
-    for task in tasks.into_iter().chain(probe_task) {
+    for task in tasks {
         task.abort();
+    }
+    // A running probe's MCP clients end their sessions; quitting waits for that at most a moment.
+    if let Some(probe) = probe.take() {
+        let _ = tokio::time::timeout(QUIT_GRACE, probe.stop()).await;
     }
     Ok(())
 }
@@ -219,7 +226,7 @@ fn run_effect(
     effect: Effect,
     options: &TuiOptions,
     tx: &mpsc::Sender<Event>,
-    probe_task: &mut Option<JoinHandle<()>>,
+    probe: &mut Option<RunningProbe>,
 ) {
     let tx = tx.clone();
     let stop = matches!(effect, Effect::StopPod(_));
@@ -275,16 +282,16 @@ fn run_effect(
             });
         }
         Effect::StartProbe(target) => {
-            if let Some(task) = probe_task.take() {
-                task.abort();
+            if let Some(previous) = probe.take() {
+                previous.stop();
             }
-            *probe_task = Some(tokio::spawn(probe::run_probe(target, tx)));
+            *probe = Some(RunningProbe::start(target, tx));
         }
         // Handled by the main loop, which keeps the tasks so they can restore at exit.
         Effect::RaiseWasmLog(_) => {}
         Effect::StopProbe => {
-            if let Some(task) = probe_task.take() {
-                task.abort();
+            if let Some(running) = probe.take() {
+                running.stop();
             }
             // The last report stays on screen, marked stopped.
             let _ = tx.try_send(Event::Message("probe stopped".into()));
