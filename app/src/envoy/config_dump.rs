@@ -116,6 +116,11 @@ impl ConfigDump {
         }
     }
 
+    /// The whole dump, for readers of other parts of it ([`super::shape`]).
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
     pub fn sizes(&self) -> ConfigSizes {
         ConfigSizes {
             total_bytes: self.total_bytes,

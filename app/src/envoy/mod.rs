@@ -3,7 +3,9 @@
 //! a port-forward so the status command and the TUI share one path.
 
 pub mod admin;
+pub mod agreement;
 pub mod config_dump;
+pub mod shape;
 pub mod stats;
 
 /// The sidecar's admin port in every Istio-injected pod.
