@@ -8,6 +8,7 @@ mod overview;
 pub mod rows;
 mod sessions;
 mod stickiness;
+mod story;
 pub mod theme;
 
 use super::keys::KEYS;
@@ -60,6 +61,9 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         View::Install => install::draw(frame, body, state),
     }
     draw_footer(frame, footer, state);
+    if let Some(panel) = &state.ui.story {
+        story::draw(frame, state, panel);
+    }
     if state.ui.guide {
         draw_guide(frame, state);
     }
@@ -296,6 +300,15 @@ fn overlay(frame: &mut Frame, area: Rect, title: &str, widget: impl ratatui::wid
     frame.render_widget(widget, inner);
 }
 
+/// A large overlay: the screen less a margin, at most 150 columns wide.
+fn overlay_area(area: Rect) -> Rect {
+    centered(
+        area,
+        area.width.saturating_sub(6).min(150),
+        area.height.saturating_sub(4),
+    )
+}
+
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
         .flex(Flex::Center)
@@ -432,6 +445,7 @@ mod tests {
                 previous: None,
                 carrier: Some("envelope".into()),
                 session: session.map(str::to_owned),
+                ..DecisionLine::default()
             },
         };
         // A line that names the session (hashed for the screen), then one that does not: what

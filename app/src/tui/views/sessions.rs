@@ -116,7 +116,7 @@ fn notice(state: &AppState) -> Vec<(String, Style)> {
 
 /// Greedy word wrap to `width` columns, keeping the text's indent; continuation lines are
 /// indented two more.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(20);
     let words = text.trim_start();
     let indent = text.len() - words.len();

@@ -1,0 +1,104 @@
+//! The session story panel (`Enter` in Sessions): one sentence on why the session is where it
+//! is, then its timeline, newest last, scrolled with j/k.
+
+use super::{overlay_area, table_block, theme};
+use crate::affinity::story::{story, Tone};
+use crate::tui::state::{AppState, Seconds, StoryPanel};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::Style;
+use ratatui::text::Line;
+use ratatui::widgets::{Clear, Paragraph, Row, Table};
+use ratatui::Frame;
+
+/// `1:02 (-18s)`: when, on the UI's clock, and how long ago.
+fn when(at: Seconds, now: Seconds) -> String {
+    let at_whole = at.max(0.0) as u64;
+    format!(
+        "{}:{:02} (-{:.0}s)",
+        at_whole / 60,
+        at_whole % 60,
+        (now - at).max(0.0)
+    )
+}
+
+/// Who the session is, for the panel's title.
+fn identity(panel: &StoryPanel) -> String {
+    let who = match (panel.carrier.as_str(), &panel.session) {
+        ("envelope", Some(hash)) => format!("MCP session {hash}"),
+        ("envelope", None) => "MCP session".to_owned(),
+        ("header", _) => "header-mode session".to_owned(),
+        _ => format!("cookie sessions on {}", panel.address),
+    };
+    format!("{who} · {}", panel.authority)
+}
+
+pub fn draw(frame: &mut Frame, state: &AppState, panel: &StoryPanel) {
+    let area = overlay_area(frame.area());
+    frame.render_widget(Clear, area);
+    let Some(history) = state.story_history(panel) else {
+        let block =
+            table_block("Session story (Esc closes)").border_style(Style::new().fg(theme::ACCENT));
+        let text = Paragraph::new(vec![
+            Line::from(identity(panel)),
+            Line::styled(
+                "No decision line names this session: kasi keeps stories of what activators log (the probe's own rows come from its client side).",
+                theme::dim(),
+            ),
+        ])
+        .wrap(ratatui::widgets::Wrap { trim: true })
+        .block(block);
+        frame.render_widget(text, area);
+        return;
+    };
+    let story = story(history, state.now);
+    let total = story.steps.len();
+    let end = total - panel.scroll_up.min(total.saturating_sub(1));
+    let title = format!(
+        "Session story · {} · steps {}–{end} of {total} (j/k scroll · Esc closes)",
+        identity(panel),
+        (end > 0) as usize
+    );
+    let block = table_block(&title).border_style(Style::new().fg(theme::ACCENT));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+
+    let style = match story.tone {
+        Tone::Sticking => Style::new().fg(theme::OK),
+        Tone::Moved => Style::new().fg(theme::WARN),
+        Tone::NotSticking => Style::new().fg(theme::BAD),
+    };
+    let headline: Vec<Line> = super::sessions::wrap(&story.headline, inner.width as usize)
+        .into_iter()
+        .map(|l| Line::styled(l, style))
+        .collect();
+    let [headline_area, _, steps_area] = Layout::vertical([
+        Constraint::Length(headline.len() as u16),
+        Constraint::Length(1),
+        Constraint::Min(2),
+    ])
+    .areas(inner);
+    frame.render_widget(Paragraph::new(headline), headline_area);
+
+    // The newest `end` steps that fit, above the header line.
+    let height = (steps_area.height as usize).saturating_sub(1);
+    let start = end.saturating_sub(height);
+    let rows = story.steps[start..end].iter().map(|step| {
+        Row::new(vec![
+            when(step.at, state.now),
+            step.source.clone(),
+            step.what.clone(),
+            step.reason.clone(),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(13),
+            Constraint::Length(25),
+            Constraint::Min(30),
+            Constraint::Length(15),
+        ],
+    )
+    .header(Row::new(["WHEN", "SEEN BY", "WHAT", "REASON"]).style(theme::header()));
+    frame.render_widget(table, steps_area);
+}
