@@ -37,7 +37,7 @@ pub struct PodRef {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen {
     /// A decision line from an activator's sidecar.
-    Decision(DecisionLine),
+    Decision(Box<DecisionLine>),
     /// The endpoint watch: the session's pod left its revision's Endpoints.
     EndpointRemoved,
     /// The endpoint watch: the session's pod is in the Endpoints but no longer ready.
@@ -144,9 +144,13 @@ impl Histories {
         let happening = Happening {
             at,
             source: activator.to_owned(),
-            pod: pod_of(&address),
-            previous_pod: line.previous.as_deref().and_then(&pod_of),
-            seen: Seen::Decision(line.clone()),
+            pod: pod_of(&address).or_else(|| self.known_pod(&address)),
+            // A pod that left the Endpoints is no longer known: the stories remember it.
+            previous_pod: line
+                .previous
+                .as_deref()
+                .and_then(|previous| pod_of(previous).or_else(|| self.known_pod(previous))),
+            seen: Seen::Decision(Box::new(line.clone())),
             count: 1,
             until: at,
         };
@@ -206,6 +210,15 @@ impl Histories {
             // `stripped` is about a header, not a session.
             _ => {}
         }
+    }
+
+    /// The pod a story recorded at `address`.
+    fn known_pod(&self, address: &str) -> Option<PodRef> {
+        self.histories
+            .iter()
+            .filter(|h| h.address == address)
+            .flat_map(|h| h.happenings.iter().rev())
+            .find_map(|h| h.pod.clone())
     }
 
     /// The endpoint watch saw `address` (`pod`) leave its Endpoints (`removed`) or turn unready.
@@ -354,9 +367,11 @@ pub struct Story {
     pub steps: Vec<Step>,
 }
 
-/// `pod-name (revision)`, or the bare address when no pod of kasi's knowledge had it.
+/// `pod-name (revision)` — just the name when it starts with its revision's, as Knative names
+/// pods — or the bare address when no pod of kasi's knowledge had it.
 fn pod_name(pod: &Option<PodRef>, address: Option<&str>) -> String {
     match (pod, address) {
+        (Some(p), _) if p.name.starts_with(&p.revision) => p.name.clone(),
         (Some(p), _) => format!("{} ({})", p.name, p.revision),
         (None, Some(a)) if !a.is_empty() => a.to_owned(),
         _ => "no address".to_owned(),
@@ -408,10 +423,11 @@ fn step_text(h: &Happening) -> String {
                         .quarantine_s
                         .map(|s| format!(" for {s} s"))
                         .unwrap_or_default();
-                    format!("{at} stopped answering → quarantined{quarantine} on every worker")
+                    format!("{at} stopped answering → quarantined{quarantine}")
                 }
+                // The step before names the pod.
                 "rejected" if line.answer == Some(404) => {
-                    format!("pod died → 404, client re-initialized (pinned {at})")
+                    "pod died → 404, client re-initialized".to_owned()
                 }
                 "rejected" => format!("session refused ({at})"),
                 other => format!("{other} ({at})"),
@@ -512,7 +528,7 @@ fn headline(history: &History, now: Seconds) -> (Tone, String) {
         }
         _ => {}
     }
-    let Some((h, line)) = lines().last() else {
+    let Some((h, line)) = lines().next_back() else {
         return (
             Tone::NotSticking,
             "No decision line names this session yet.".into(),
@@ -522,7 +538,7 @@ fn headline(history: &History, now: Seconds) -> (Tone, String) {
     let pinned_at = lines()
         .filter(|(_, l)| l.decision == "pin" || l.decision == "rebind")
         .map(|(h, _)| h.at)
-        .last()
+        .next_back()
         .unwrap_or(Seconds::MIN);
     let routed: u64 = lines()
         .filter(|(h, l)| l.decision == "routed" && h.at >= pinned_at)
@@ -578,8 +594,7 @@ fn headline(history: &History, now: Seconds) -> (Tone, String) {
                 );
             }
             let pin = lines()
-                .filter(|(_, l)| l.decision == "pin")
-                .last()
+                .rfind(|(_, l)| l.decision == "pin")
                 .map(|(h, _)| h)
                 .unwrap_or(h);
             let quiet = if routed == 0 {
@@ -610,8 +625,8 @@ mod tests {
 
     fn pods(address: &str) -> Option<PodRef> {
         let name = match address {
-            X => "hello-x",
-            Y => "hello-y",
+            X => "x-pod",
+            Y => "y-pod",
             _ => return None,
         };
         Some(PodRef {
@@ -669,13 +684,13 @@ mod tests {
         assert_eq!(s.tone, Tone::Sticking);
         assert_eq!(
             s.headline,
-            "Sticking to pod hello-x (hello-00001): pinned by act-a 9s ago, 5 requests routed there since."
+            "Sticking to pod x-pod (hello-00001): pinned by act-a 9s ago, 5 requests routed there since."
         );
         assert_eq!(
             whats(&s),
             [
-                ("act-a", "pinned to pod hello-x (hello-00001)"),
-                ("act-b", "5 requests routed to hello-x (hello-00001)"),
+                ("act-a", "pinned to pod x-pod (hello-00001)"),
+                ("act-b", "5 requests routed to x-pod (hello-00001)"),
             ]
         );
         // At "changes" only the pin is logged: still sticking, and the sentence says why quiet.
@@ -702,7 +717,7 @@ mod tests {
         assert_eq!(s.tone, Tone::NotSticking);
         assert!(
             s.headline.starts_with(
-                "Its pod hello-x (hello-00001) stopped answering 1s ago (seen by act-a)"
+                "Its pod x-pod (hello-00001) stopped answering 1s ago (seen by act-a)"
             ),
             "{}",
             s.headline
@@ -718,21 +733,21 @@ mod tests {
         assert_eq!(s.tone, Tone::Moved);
         assert_eq!(
             s.headline,
-            "On pod hello-y (hello-00001) since act-b rebound it 2s ago: its pod hello-x (hello-00001) stopped answering and is quarantined."
+            "On pod y-pod (hello-00001) since act-b rebound it 2s ago: its pod x-pod (hello-00001) stopped answering and is quarantined."
         );
         assert_eq!(
             whats(&s),
             [
-                ("act-a", "pinned to pod hello-x (hello-00001)"),
-                ("act-a", "request routed to hello-x (hello-00001)"),
+                ("act-a", "pinned to pod x-pod (hello-00001)"),
+                ("act-a", "request routed to x-pod (hello-00001)"),
                 (
                     "act-a",
-                    "hello-x (hello-00001) stopped answering → quarantined for 30 s on every worker"
+                    "x-pod (hello-00001) stopped answering → quarantined for 30 s"
                 ),
-                ("act-b", "session refused (hello-x (hello-00001))"),
+                ("act-b", "session refused (x-pod (hello-00001))"),
                 (
                     "act-b",
-                    "rebound to pod hello-y (hello-00001) (was hello-x (hello-00001))"
+                    "rebound to pod y-pod (hello-00001) (was x-pod (hello-00001))"
                 ),
             ]
         );
@@ -855,13 +870,13 @@ mod tests {
         assert_eq!(s.tone, Tone::Moved);
         assert!(
             s.headline
-                .starts_with("Its pod hello-x (hello-00001) died → 404, client re-initialized"),
+                .starts_with("Its pod x-pod (hello-00001) died → 404, client re-initialized"),
             "{}",
             s.headline
         );
         assert_eq!(
             s.steps.last().unwrap().what,
-            "pod died → 404, client re-initialized (pinned hello-x (hello-00001))"
+            "pod died → 404, client re-initialized"
         );
         // The other MCP session on X was not the one in flight: it only heard of the death.
         let other = story(h.find(MCP, "envelope", Some("99990000"), X).unwrap(), 6.0);
@@ -890,7 +905,7 @@ mod tests {
             &Step {
                 at: 3.0,
                 source: ENDPOINTS.into(),
-                what: "pod hello-x (hello-00001) left the revision's Endpoints".into(),
+                what: "pod x-pod (hello-00001) left the revision's Endpoints".into(),
                 reason: "removed".into(),
             }
         );

@@ -415,8 +415,8 @@ mod tests {
         assert_eq!(
             whats,
             [
-                "pinned to pod hello-00001-deployment-5f7b9c8d4-x7kq2 (hello-00001)",
-                "pod hello-00001-deployment-5f7b9c8d4-x7kq2 (hello-00001) left the revision's Endpoints",
+                "pinned to pod hello-00001-deployment-5f7b9c8d4-x7kq2",
+                "pod hello-00001-deployment-5f7b9c8d4-x7kq2 left the revision's Endpoints",
             ]
         );
     }

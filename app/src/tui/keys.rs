@@ -29,7 +29,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "Enter",
-        "the selected session's story (j/k scroll, Esc closes)",
+        "the selected session's story: why it is where it is (j/k scroll)",
         "Sessions",
     ),
     (

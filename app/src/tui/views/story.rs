@@ -6,9 +6,14 @@ use crate::affinity::story::{story, Tone};
 use crate::tui::state::{AppState, Seconds, StoryPanel};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::Style;
-use ratatui::text::Line;
+use ratatui::text::{Line, Text};
 use ratatui::widgets::{Clear, Paragraph, Row, Table};
 use ratatui::Frame;
+
+/// Column widths: `12:34 (-300s)`, an activator pod's name, the longest reason.
+const WHEN: u16 = 13;
+const SEEN_BY: u16 = 25;
+const REASON: u16 = 15;
 
 /// `1:02 (-18s)`: when, on the UI's clock, and how long ago.
 fn when(at: Seconds, now: Seconds) -> String {
@@ -79,24 +84,34 @@ pub fn draw(frame: &mut Frame, state: &AppState, panel: &StoryPanel) {
     .areas(inner);
     frame.render_widget(Paragraph::new(headline), headline_area);
 
-    // The newest `end` steps that fit, above the header line.
-    let height = (steps_area.height as usize).saturating_sub(1);
-    let start = end.saturating_sub(height);
-    let rows = story.steps[start..end].iter().map(|step| {
-        Row::new(vec![
-            when(step.at, state.now),
-            step.source.clone(),
-            step.what.clone(),
-            step.reason.clone(),
-        ])
-    });
+    // Long steps wrap in their WHAT cell; the newest steps up to `end` that fit are shown.
+    let what_width = steps_area.width.saturating_sub(WHEN + SEEN_BY + REASON + 3) as usize;
+    let mut height = (steps_area.height as usize).saturating_sub(1);
+    let mut rows = Vec::new();
+    for step in story.steps[..end].iter().rev() {
+        let what = super::sessions::wrap(&step.what, what_width);
+        if what.len() > height {
+            break;
+        }
+        height -= what.len();
+        rows.push(
+            Row::new(vec![
+                Text::from(when(step.at, state.now)),
+                Text::from(step.source.clone()),
+                Text::from(what.join("\n")),
+                Text::from(step.reason.clone()),
+            ])
+            .height(what.len() as u16),
+        );
+    }
+    rows.reverse();
     let table = Table::new(
         rows,
         [
-            Constraint::Length(13),
-            Constraint::Length(25),
-            Constraint::Min(30),
-            Constraint::Length(15),
+            Constraint::Length(WHEN),
+            Constraint::Length(SEEN_BY),
+            Constraint::Min(20),
+            Constraint::Length(REASON),
         ],
     )
     .header(Row::new(["WHEN", "SEEN BY", "WHAT", "REASON"]).style(theme::header()));
