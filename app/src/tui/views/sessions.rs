@@ -187,7 +187,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     ])
     .style(theme::header());
     let title = format!(
-        "Sessions ({}) · p paste a cookie or Mcp-Session-Id · L wasm logs to info",
+        "Sessions ({}) · Enter its story · p paste a cookie or Mcp-Session-Id · L wasm logs to info",
         sessions.len()
     );
     let table = Table::new(
