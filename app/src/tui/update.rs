@@ -482,6 +482,25 @@ mod tests {
     }
 
     #[test]
+    fn enter_opens_the_selected_sessions_story_and_esc_closes_it() {
+        let mut state = lab_state(View::Sessions);
+        press(&mut state, "j\n");
+        let row = rows::sessions(&state)[1].clone();
+        let panel = state.ui.story.clone().expect("the story is open");
+        assert_eq!((panel.address, panel.scroll_up), (row.address, 0));
+        // While it is open, j/k scroll it (nothing to scroll here) and leave the table alone.
+        press(&mut state, "kk");
+        assert_eq!(state.ui.selected, 1);
+        press(&mut state, "\x1b");
+        assert!(state.ui.story.is_none());
+        press(&mut state, "k");
+        assert_eq!(state.ui.selected, 0);
+        // Enter elsewhere opens nothing.
+        press(&mut state, "1\n");
+        assert!(state.ui.story.is_none());
+    }
+
+    #[test]
     fn help_paste_and_quit() {
         let mut state = lab_state(View::Sessions);
         press(&mut state, "?");
