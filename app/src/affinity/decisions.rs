@@ -4,7 +4,7 @@
 use kasi_filter::decision_log::PREFIX;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct DecisionLine {
     pub decision: String,
     pub address: Option<String>,
@@ -22,6 +22,12 @@ pub struct DecisionLine {
     /// UI only ever shows hashed: [`crate::affinity::decode::shown_session`]).
     #[serde(default)]
     pub session: Option<String>,
+    /// A `dead` line: how long the address stays quarantined.
+    #[serde(default)]
+    pub quarantine_s: Option<u64>,
+    /// The status kasi answered in place of the upstream (MCP's 404 "Session not found").
+    #[serde(default)]
+    pub answer: Option<u16>,
 }
 
 impl DecisionLine {
@@ -57,5 +63,15 @@ mod tests {
         let d = DecisionLine::parse(line).unwrap();
         assert_eq!(d.carrier.as_deref(), Some("envelope"));
         assert_eq!(d.session, None);
+    }
+
+    #[test]
+    fn reads_a_dead_line_and_an_mcp_404() {
+        let dead = r#"kasi_affinity {"decision":"dead","address":"127.64.1.12:8012","authority":null,"reason":"connect_failure","carrier":"cookie","quarantine_s":30}"#;
+        let d = DecisionLine::parse(dead).unwrap();
+        assert_eq!((d.decision.as_str(), d.quarantine_s), ("dead", Some(30)));
+        assert_eq!(d.authority, None);
+        let answered = r#"kasi_affinity {"decision":"rejected","address":"127.64.1.12:8012","authority":"mcp.default.example.com","reason":"dead","carrier":"envelope","answer":404}"#;
+        assert_eq!(DecisionLine::parse(answered).unwrap().answer, Some(404));
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod decisions;
 pub mod decode;
+pub mod story;

@@ -34,6 +34,8 @@ pub enum Action {
     ToggleProbe,
     /// `m` in Stickiness: start the MCP probe (in place of a cookie one), or stop it.
     ToggleMcpProbe,
+    /// `Enter` in Sessions: open the selected session's story.
+    OpenStory,
     /// `L` in Sessions: raise the silent sidecars' `wasm` logger to info for a while.
     RaiseWasmLog,
 }

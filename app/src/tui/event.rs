@@ -123,7 +123,10 @@ pub fn apply(state: &mut AppState, event: Event) {
                 .retain(|pod, _| activators.iter().any(|a| &a.pod == pod));
             state.activators = activators;
         }
-        Event::Revisions(revisions) => state.revisions = revisions,
+        Event::Revisions(revisions) => {
+            record_endpoint_changes(state, &revisions);
+            state.revisions = revisions;
+        }
         Event::Decision { sidecar, line } => record_decision(state, sidecar, line),
         Event::Config {
             sidecar,
@@ -161,6 +164,7 @@ pub fn apply(state: &mut AppState, event: Event) {
         }
         Event::Probe(probe) => {
             record_probe_sessions(state, &probe);
+            state.record_probe_reading(probe.hits, probe.counted);
             state.probe = Some(probe);
         }
         Event::InstallProgress { done, total, what } => {
@@ -258,12 +262,59 @@ fn record_probe_sessions(state: &mut AppState, probe: &ProbeState) {
     }
 }
 
+/// The pod an address belongs to, named for a story.
+fn pod_ref(revisions: &[RevisionRow], address: &str) -> Option<PodRef> {
+    revisions.iter().find_map(|r| {
+        r.pods
+            .iter()
+            .find(|p| p.address == address)
+            .map(|p| PodRef {
+                name: p.name.clone(),
+                revision: r.name.clone(),
+            })
+    })
+}
+
+/// Pods that left their revision's Endpoints, or stopped being ready, join the stories of the
+/// sessions pinned to them.
+fn record_endpoint_changes(state: &mut AppState, revisions: &[RevisionRow]) {
+    if state.stories.is_empty() {
+        return;
+    }
+    let now: std::collections::HashMap<&str, bool> = revisions
+        .iter()
+        .flat_map(|r| r.pods.iter().map(|p| (p.address.as_str(), p.ready)))
+        .collect();
+    for revision in &state.revisions {
+        for pod in &revision.pods {
+            let removed = match now.get(pod.address.as_str()) {
+                None => true,
+                Some(false) if pod.ready => false,
+                Some(_) => continue,
+            };
+            let named = PodRef {
+                name: pod.name.clone(),
+                revision: revision.name.clone(),
+            };
+            state
+                .stories
+                .record_endpoint(state.now, &pod.address, named, removed);
+        }
+    }
+}
+
 /// Folds one decision into the session table: a session is known by the pod it is pinned to, the
 /// host it talks to and its carrier, as seen by one sidecar, and by its (hashed) identity when the
 /// line names one (the filter logs no cookie identity).
 fn record_decision(state: &mut AppState, sidecar: String, line: DecisionLine) {
     // Any line proves the sidecar's `wasm` logger is at info.
     state.last_decision.insert(sidecar.clone(), state.now);
+    let revisions = &state.revisions;
+    state
+        .stories
+        .record_decision(state.now, &sidecar, line.clone(), |address| {
+            pod_ref(revisions, address)
+        });
     let (session_state, address) = match line.decision.as_str() {
         "pin" | "routed" => (SessionState::Pinned, line.address),
         "rebind" => (SessionState::Rebound, line.address),
@@ -326,6 +377,7 @@ mod tests {
                 previous: None,
                 carrier: None,
                 session: None,
+                ..DecisionLine::default()
             },
         }
     }
@@ -345,6 +397,28 @@ mod tests {
         assert_eq!(state.sessions[0].state, SessionState::Pinned);
         assert_eq!(state.sessions[1].state, SessionState::Rebound);
         assert_eq!(state.sessions_on("10.0.0.2:8012"), 1);
+    }
+
+    #[test]
+    fn decisions_and_endpoint_changes_make_stories() {
+        let mut state = crate::tui::fixture::lab_state(crate::tui::view::View::Sessions);
+        state.stories = Default::default();
+        let x = state.revisions[0].pods[0].address.clone();
+        apply(&mut state, decision("pin", &x, "new_session"));
+        // The pod leaves the Endpoints; the others stay as they were.
+        let mut revisions = state.revisions.clone();
+        revisions[0].pods.remove(0);
+        apply(&mut state, Event::Revisions(revisions));
+        let history = state.stories.find("hello", "cookie", None, &x).unwrap();
+        let story = crate::affinity::story::story(history, state.now);
+        let whats: Vec<&str> = story.steps.iter().map(|s| s.what.as_str()).collect();
+        assert_eq!(
+            whats,
+            [
+                "pinned to pod hello-00001-deployment-5f7b9c8d4-x7kq2",
+                "pod hello-00001-deployment-5f7b9c8d4-x7kq2 left the revision's Endpoints",
+            ]
+        );
     }
 
     #[test]

@@ -194,6 +194,15 @@ pub fn lab_state(view: View) -> AppState {
         state.counters.insert(activator.pod.clone(), readings);
     }
     state.install_marks = vec![(30.0, "apply".into())];
+    // The probe's rate over its last 5 s: a third of the requests stick until the apply, then,
+    // once the window holds only requests after it, all of them.
+    state.probe_series = (1..=60)
+        .map(|t| {
+            let at = t as f64;
+            let after = (at - 30.0).clamp(0.0, 5.0) / 5.0;
+            (at, 0.34 + 0.66 * after)
+        })
+        .collect();
     state.findings = Some(crate::install::findings::Findings {
         findings: vec![crate::install::findings::Finding {
             id: crate::install::findings::CONTAINER_CONCURRENCY,

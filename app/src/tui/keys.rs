@@ -28,6 +28,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Sessions",
     ),
     (
+        "Enter",
+        "the selected session's story: why it is where it is (j/k scroll)",
+        "Sessions",
+    ),
+    (
         "L",
         "raise wasm logs to info for 10 min, then restore",
         "Sessions",
@@ -89,6 +94,17 @@ pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
             _ => None,
         };
     }
+    if state.ui.story.is_some() {
+        return match key.code {
+            KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter => Some(Action::Back),
+            KeyCode::Char('j') | KeyCode::Down => Some(Action::Down),
+            KeyCode::Char('k') | KeyCode::Up => Some(Action::Up),
+            KeyCode::Char('g') | KeyCode::Home => Some(Action::Top),
+            KeyCode::Char('G') | KeyCode::End => Some(Action::Bottom),
+            KeyCode::Char('?') => Some(Action::ToggleHelp),
+            _ => None,
+        };
+    }
     Some(match key.code {
         KeyCode::Char('q') => Action::Quit,
         KeyCode::Tab => Action::NextView,
@@ -104,6 +120,7 @@ pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('/') => Action::OpenFilter,
         KeyCode::Char('h') => Action::ToggleGuide,
         KeyCode::Char('p') if state.view == View::Sessions => Action::OpenPaste,
+        KeyCode::Enter if state.view == View::Sessions => Action::OpenStory,
         KeyCode::Char('L') if state.view == View::Sessions => Action::RaiseWasmLog,
         KeyCode::Char('s') if state.view == View::Stickiness => Action::ToggleProbe,
         KeyCode::Char('m') if state.view == View::Stickiness => Action::ToggleMcpProbe,

@@ -2,6 +2,7 @@
 //! with an [`Event`](super::event::Event); views only read it.
 
 use super::view::View;
+pub use crate::affinity::story::{Histories, PodRef};
 use crate::install::findings::Findings;
 pub use crate::probe::ProbeKind;
 use std::collections::BTreeMap;
@@ -11,6 +12,10 @@ pub type Seconds = f64;
 
 /// How long a chart looks back.
 pub const HISTORY_SECONDS: Seconds = 300.0;
+
+/// The probe's charted hit rate is over this window: its report's own rate is cumulative since
+/// the probe started, which would hide the step an apply makes.
+pub const PROBE_WINDOW: Seconds = 5.0;
 
 /// A sidecar whose counters show requests that log a decision, but whose log gave no decision
 /// line for this long, is taken to log `wasm` below info.
@@ -281,6 +286,10 @@ pub struct ProbeState {
     pub requests: u64,
     pub failures: u64,
     pub hit_rate: Option<f64>,
+    /// Cumulative: requests that landed on their session's pinned pod, and requests that count
+    /// (each session's first only pins): the hit rate's two sides.
+    pub hits: u64,
+    pub counted: u64,
     /// MCP: calls answered 404, and the re-initializations they caused.
     pub not_found: u64,
     pub reinitializations: u64,
@@ -307,6 +316,17 @@ pub struct PasteBox {
     pub result: Option<Result<String, String>>,
 }
 
+/// The session story panel (`Enter` in Sessions): which session, and how far it is scrolled.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoryPanel {
+    pub authority: String,
+    pub carrier: String,
+    pub session: Option<String>,
+    pub address: String,
+    /// Steps scrolled up from the newest (0: the newest step is the last line shown).
+    pub scroll_up: usize,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UiState {
     pub selected: usize,
@@ -315,6 +335,7 @@ pub struct UiState {
     pub help: bool,
     pub palette: Option<String>,
     pub paste: Option<PasteBox>,
+    pub story: Option<StoryPanel>,
     /// The demo guide overlay (kasi demo starts with it open).
     pub guide: bool,
     pub message: Option<String>,
@@ -333,11 +354,17 @@ pub struct AppState {
     pub activators: Vec<ActivatorRow>,
     pub revisions: Vec<RevisionRow>,
     pub sessions: Vec<SessionRow>,
+    /// Every session's bounded history, for its story (`Enter` in Sessions).
+    pub stories: Histories,
     pub config_history: BTreeMap<String, Vec<ConfigSample>>,
     pub counters: BTreeMap<String, Vec<(Seconds, Counters)>>,
-    /// When an apply or revert finished, for the marks on the Config chart.
+    /// When an apply or revert finished, for the marks on the Config and Stickiness charts.
     pub install_marks: Vec<(Seconds, String)>,
     pub probe: Option<ProbeState>,
+    /// The probe's hit rate over [`PROBE_WINDOW`], one point per tick that brought a report.
+    pub probe_series: Vec<(Seconds, f64)>,
+    /// The probe's (time, hits, counted) readings of the last [`PROBE_WINDOW`] and one before.
+    pub probe_readings: Vec<(Seconds, u64, u64)>,
     pub probe_targets: ProbeTargets,
     pub install: InstallState,
     /// What in the cluster defeats kasi; `None` until first read.
@@ -366,6 +393,55 @@ impl AppState {
         self.revisions
             .iter()
             .find_map(|r| r.pods.iter().find(|p| p.address == address).map(|p| (r, p)))
+    }
+
+    /// The story history behind a session panel (or a session row).
+    pub fn story_history(&self, panel: &StoryPanel) -> Option<&crate::affinity::story::History> {
+        self.stories.find(
+            &panel.authority,
+            &panel.carrier,
+            panel.session.as_deref(),
+            &panel.address,
+        )
+    }
+
+    /// Folds a probe report's cumulative counts into the probe's series: the rate since the
+    /// reading [`PROBE_WINDOW`] ago (or the probe's first), one point per clock tick (a later
+    /// report in the same tick replaces it). A new probe starts from zero: its counts fall.
+    pub fn record_probe_reading(&mut self, hits: u64, counted: u64) {
+        let now = self.now;
+        if self
+            .probe_readings
+            .last()
+            .is_some_and(|&(_, h, c)| c > counted || h > hits)
+        {
+            self.probe_readings.clear();
+        }
+        if self.probe_readings.is_empty() {
+            // The probe counts from zero: its start is the first window's base.
+            self.probe_readings.push((now - PROBE_WINDOW, 0, 0));
+        }
+        match self.probe_readings.last_mut() {
+            Some(last) if last.0 == now => *last = (now, hits, counted),
+            _ => self.probe_readings.push((now, hits, counted)),
+        }
+        // Keep one reading at or before the window's start: the rate's base.
+        let base = self
+            .probe_readings
+            .iter()
+            .rposition(|(t, _, _)| *t <= now - PROBE_WINDOW)
+            .unwrap_or(0);
+        self.probe_readings.drain(..base);
+        let (_, base_hits, base_counted) = self.probe_readings[0];
+        let counted_since = counted - base_counted;
+        if counted_since == 0 {
+            return;
+        }
+        let rate = (hits - base_hits) as f64 / counted_since as f64;
+        match self.probe_series.last_mut() {
+            Some(last) if last.0 == now => last.1 = rate,
+            _ => self.probe_series.push((now, rate)),
+        }
     }
 
     /// The hit-rate series of one activator: one point per counter reading, each over the
@@ -547,6 +623,7 @@ impl AppState {
         }
         self.sessions.retain(|s| s.last_seen >= oldest);
         self.install_marks.retain(|(t, _)| *t >= oldest);
+        self.probe_series.retain(|(t, _)| *t >= oldest);
     }
 }
 
@@ -809,6 +886,36 @@ mod tests {
             matches!(of(r#"{"log_decisions":"none"}"#), DecisionLogging::Refused(e) if e.contains("log_decisions"))
         );
         assert!(matches!(of("{"), DecisionLogging::Refused(_)));
+    }
+
+    #[test]
+    fn the_probe_is_charted_over_its_last_window_not_since_it_started() {
+        let mut state = AppState::default();
+        // 20 users, one request a second each: a third stick before the apply at 10 s, all after.
+        let (mut hits, mut counted) = (0, 0);
+        for t in 1..=20u64 {
+            state.now = t as f64;
+            counted += 20;
+            hits += if t <= 10 { 7 } else { 20 };
+            state.record_probe_reading(hits, counted);
+        }
+        let at = |t: f64| state.probe_series.iter().find(|p| p.0 == t).unwrap().1;
+        assert_eq!(at(1.0), 7.0 / 20.0);
+        assert_eq!(at(10.0), 7.0 / 20.0);
+        // Five seconds after the apply the window holds only sticky requests: 100 %, where the
+        // cumulative rate is still (70 + 200) / 400.
+        assert_eq!(at(15.0), 1.0);
+        assert_eq!(at(20.0), 1.0);
+        assert!(state.probe_readings.len() <= PROBE_WINDOW as usize + 1);
+        // Two reports in one tick: one point.
+        state.record_probe_reading(hits + 20, counted + 20);
+        assert_eq!(state.probe_series.len(), 20);
+        // A new probe starts from zero: no negative step, its own rate.
+        state.now = 21.0;
+        state.record_probe_reading(0, 0);
+        state.now = 22.0;
+        state.record_probe_reading(5, 10);
+        assert_eq!(state.probe_series.last(), Some(&(22.0, 0.5)));
     }
 
     #[test]

@@ -2,11 +2,16 @@
 
 use super::action::{Action, Effect};
 use super::probe;
-use super::state::{AppState, Confirm, PasteBox, ProbeKind, WasmLogRaise};
+use super::state::{AppState, Confirm, PasteBox, ProbeKind, StoryPanel, WasmLogRaise};
 use super::view::View;
 use super::views::rows;
 
 pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
+    if state.ui.story.is_some() && !state.ui.help {
+        if let Some(effects) = scroll_story(state, &action) {
+            return effects;
+        }
+    }
     let last_row = rows::count(state).saturating_sub(1);
     let ui = &mut state.ui;
     match action {
@@ -21,6 +26,7 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Back => {
             if ui.palette.take().is_none()
                 && ui.paste.take().is_none()
+                && ui.story.take().is_none()
                 && !std::mem::take(&mut ui.help)
                 && !std::mem::take(&mut ui.guide)
             {
@@ -38,6 +44,21 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             ui.selected = 0;
         }
         Action::OpenPaste => ui.paste = Some(PasteBox::default()),
+        Action::OpenStory => {
+            let panel = rows::sessions(state)
+                .get(state.ui.selected)
+                .map(|row| StoryPanel {
+                    authority: row.authority.clone(),
+                    carrier: row.carrier.clone(),
+                    session: row.session.clone(),
+                    address: row.address.clone(),
+                    scroll_up: 0,
+                });
+            match panel {
+                Some(panel) => state.ui.story = Some(panel),
+                None => state.ui.message = Some("no session selected".into()),
+            }
+        }
         Action::Type(c) => {
             if let Some(text) = ui.palette.as_mut() {
                 text.push(c);
@@ -153,7 +174,24 @@ fn toggle_probe(state: &mut AppState, kind: ProbeKind) -> Vec<Effect> {
     }
 }
 
+/// While a story is open, moving scrolls it (k older, j newer); `None` for other actions.
+fn scroll_story(state: &mut AppState, action: &Action) -> Option<Vec<Effect>> {
+    let panel = state.ui.story.as_ref()?;
+    let steps = state.story_history(panel).map_or(0, |h| h.happenings.len());
+    let oldest = steps.saturating_sub(1);
+    let panel = state.ui.story.as_mut()?;
+    panel.scroll_up = match action {
+        Action::Up => (panel.scroll_up + 1).min(oldest),
+        Action::Down => panel.scroll_up.saturating_sub(1),
+        Action::Top => oldest,
+        Action::Bottom => 0,
+        _ => return None,
+    };
+    Some(Vec::new())
+}
+
 fn show(state: &mut AppState, view: View) {
+    state.ui.story = None;
     if state.view != view {
         state.view = view;
         state.ui.selected = 0;
@@ -441,6 +479,25 @@ mod tests {
         let mut state = lab_state(View::Overview);
         assert_eq!(press(&mut state, "L"), vec![]);
         assert!(state.wasm_log.is_empty());
+    }
+
+    #[test]
+    fn enter_opens_the_selected_sessions_story_and_esc_closes_it() {
+        let mut state = lab_state(View::Sessions);
+        press(&mut state, "j\n");
+        let row = rows::sessions(&state)[1].clone();
+        let panel = state.ui.story.clone().expect("the story is open");
+        assert_eq!((panel.address, panel.scroll_up), (row.address, 0));
+        // While it is open, j/k scroll it (nothing to scroll here) and leave the table alone.
+        press(&mut state, "kk");
+        assert_eq!(state.ui.selected, 1);
+        press(&mut state, "\x1b");
+        assert!(state.ui.story.is_none());
+        press(&mut state, "k");
+        assert_eq!(state.ui.selected, 0);
+        // Enter elsewhere opens nothing.
+        press(&mut state, "1\n");
+        assert!(state.ui.story.is_none());
     }
 
     #[test]

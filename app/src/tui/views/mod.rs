@@ -8,6 +8,7 @@ mod overview;
 pub mod rows;
 mod sessions;
 mod stickiness;
+mod story;
 pub mod theme;
 
 use super::keys::KEYS;
@@ -60,6 +61,9 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         View::Install => install::draw(frame, body, state),
     }
     draw_footer(frame, footer, state);
+    if let Some(panel) = &state.ui.story {
+        story::draw(frame, state, panel);
+    }
     if state.ui.guide {
         draw_guide(frame, state);
     }
@@ -296,6 +300,15 @@ fn overlay(frame: &mut Frame, area: Rect, title: &str, widget: impl ratatui::wid
     frame.render_widget(widget, inner);
 }
 
+/// A large overlay: the screen less a margin, at most 150 columns wide.
+fn overlay_area(area: Rect) -> Rect {
+    centered(
+        area,
+        area.width.saturating_sub(6).min(150),
+        area.height.saturating_sub(4),
+    )
+}
+
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
         .flex(Flex::Center)
@@ -432,6 +445,7 @@ mod tests {
                 previous: None,
                 carrier: Some("envelope".into()),
                 session: session.map(str::to_owned),
+                ..DecisionLine::default()
             },
         };
         // A line that names the session (hashed for the screen), then one that does not: what
@@ -462,6 +476,193 @@ mod tests {
         assert_eq!(super::rows::sessions(&state).len(), 2);
         state.ui.filter = hash;
         assert_eq!(super::rows::sessions(&state).len(), 1);
+    }
+
+    /// The filter's per-activator rate and the probe's client-side rate on one chart, the apply
+    /// marked where the step from ~1/pods to 100 % happens.
+    #[test]
+    fn the_stickiness_chart_shows_both_rates_and_the_apply() {
+        let mut state = lab_state(View::Stickiness);
+        state.install_marks.push((50.0, "revert".into()));
+        let screen = render(&state);
+        insta::assert_snapshot!("stickiness_both_rates", screen);
+        for pod in state.activators.iter().map(|a| &a.pod) {
+            assert!(screen.contains(&format!("filter · {pod}")), "{screen}");
+        }
+        assert!(screen.contains("probe · client side, last 5 s"), "{screen}");
+        let top = screen
+            .lines()
+            .find(|l| l.contains("apply"))
+            .unwrap_or_else(|| panic!("{screen}"));
+        assert!(top.contains("revert"), "{top}");
+        // The apply's label sits just right of the middle of the window (30 s of 60).
+        let chars: Vec<char> = top.chars().collect();
+        let graph = chars.iter().rposition(|c| *c == '│').unwrap_or(0);
+        let axis = top[..top.find("│100│").unwrap()].chars().count() + 4;
+        // The mark is the column before its label.
+        let mark = top[..top.find("apply").unwrap()].chars().count() - 1;
+        let middle = (axis + graph) / 2;
+        assert!(
+            mark.abs_diff(middle) <= 1,
+            "mark {mark}, graph {axis}..{graph}: {top}"
+        );
+    }
+
+    /// A session to tell the story of: what each activator logged, at the times they logged it.
+    fn tell(state: &mut AppState, at: f64, sidecar: usize, line: &str) {
+        use crate::affinity::decisions::DecisionLine;
+        use crate::tui::event::{apply, Event};
+        state.now = at;
+        let sidecar = state.activators[sidecar].pod.clone();
+        let line = DecisionLine::parse(&format!("kasi_affinity {line}")).expect("a decision line");
+        apply(state, Event::Decision { sidecar, line });
+    }
+
+    /// Opens the story of the session row whose text contains `needle`, as `Enter` does.
+    fn open_story(state: &mut AppState, needle: impl Fn(&crate::tui::state::SessionRow) -> bool) {
+        state.ui.selected = super::rows::sessions(state)
+            .iter()
+            .position(|s| needle(s))
+            .expect("the session's row");
+        let effects = crate::tui::update::update(state, crate::tui::action::Action::OpenStory);
+        assert!(effects.is_empty());
+    }
+
+    #[test]
+    fn the_story_of_a_cookie_session_rebound_after_its_pod_died() {
+        let mut state = lab_state(View::Sessions);
+        state.sessions.clear();
+        let h = r#""authority":"hello.default.example.com","carrier":"cookie""#;
+        tell(
+            &mut state,
+            12.0,
+            0,
+            &format!(
+                r#"{{"decision":"pin","address":"127.42.1.12:8012",{h},"reason":"new_session","format":"proto","expires":null}}"#
+            ),
+        );
+        for t in 13..=20 {
+            tell(
+                &mut state,
+                t as f64,
+                0,
+                &format!(
+                    r#"{{"decision":"routed","address":"127.42.1.12:8012",{h},"reason":"cookie"}}"#
+                ),
+            );
+        }
+        tell(
+            &mut state,
+            41.0,
+            0,
+            r#"{"decision":"dead","address":"127.42.1.12:8012","authority":null,"reason":"connect_failure","carrier":"cookie","quarantine_s":30}"#,
+        );
+        // The endpoint watch sees the pod go.
+        let mut revisions = state.revisions.clone();
+        revisions[0].pods.remove(2);
+        state.now = 43.0;
+        crate::tui::event::apply(&mut state, crate::tui::event::Event::Revisions(revisions));
+        tell(
+            &mut state,
+            47.0,
+            1,
+            &format!(
+                r#"{{"decision":"rejected","address":"127.42.1.12:8012",{h},"reason":"dead"}}"#
+            ),
+        );
+        tell(
+            &mut state,
+            47.0,
+            1,
+            &format!(
+                r#"{{"decision":"rebind","address":"127.42.1.10:8012",{h},"reason":"dead","format":"proto","expires":null,"previous":"127.42.1.12:8012"}}"#
+            ),
+        );
+        state.now = 60.0;
+        open_story(&mut state, |s| {
+            s.state == crate::tui::state::SessionState::Rebound
+        });
+        let screen = render(&state);
+        insta::assert_snapshot!("story_cookie_rebind", screen);
+        assert!(
+            screen.contains("On pod hello-00001-deployment-5f7b9c8d4-x7kq2 since"),
+            "{screen}"
+        );
+        assert!(screen.contains("8 requests routed to"), "{screen}");
+        assert!(screen.contains("→ quarantined for 30 s"), "{screen}");
+        assert!(screen.contains("revision's Endpoints"), "{screen}");
+        assert!(
+            screen.contains("rebound to pod hello-00001-deployment-5f7b9c8d4-x7kq2"),
+            "{screen}"
+        );
+        // k scrolls to older steps; Esc closes.
+        crate::tui::update::update(&mut state, crate::tui::action::Action::Up);
+        assert_eq!(state.ui.story.as_ref().unwrap().scroll_up, 1);
+        assert!(!render(&state).contains("rebound to pod"));
+        crate::tui::update::update(&mut state, crate::tui::action::Action::Back);
+        assert!(state.ui.story.is_none());
+    }
+
+    #[test]
+    fn the_story_of_an_mcp_session_ends_in_a_404_and_a_reinitialization() {
+        let mut state = lab_state(View::Sessions);
+        state.sessions.clear();
+        let h = r#""authority":"mcp.default.example.com","carrier":"envelope""#;
+        tell(
+            &mut state,
+            20.0,
+            1,
+            &format!(
+                r#"{{"decision":"pin","address":"127.42.1.11:8012",{h},"reason":"new_session","format":"legacy","expires":null,"session":"5e551a0d"}}"#
+            ),
+        );
+        for t in 21..=24 {
+            tell(
+                &mut state,
+                t as f64,
+                t % 2,
+                &format!(
+                    r#"{{"decision":"routed","address":"127.42.1.11:8012",{h},"reason":"envelope","session":"5e551a0d"}}"#
+                ),
+            );
+        }
+        tell(
+            &mut state,
+            52.0,
+            0,
+            &format!(
+                r#"{{"decision":"dead","address":"127.42.1.11:8012",{h},"reason":"connect_failure","quarantine_s":30}}"#
+            ),
+        );
+        tell(
+            &mut state,
+            52.0,
+            0,
+            &format!(
+                r#"{{"decision":"rejected","address":"127.42.1.11:8012",{h},"reason":"dead","answer":404}}"#
+            ),
+        );
+        tell(
+            &mut state,
+            53.0,
+            0,
+            &format!(
+                r#"{{"decision":"pin","address":"127.42.1.10:8012",{h},"reason":"new_session","format":"legacy","expires":null,"session":"0b0e1f2a"}}"#
+            ),
+        );
+        state.now = 60.0;
+        open_story(&mut state, |s| s.session.as_deref() == Some("5e551a0d"));
+        let screen = render(&state);
+        insta::assert_snapshot!("story_mcp_404", screen);
+        assert!(screen.contains("MCP session 5e551a0d"), "{screen}");
+        assert!(
+            screen.contains("died → 404, client re-initialized"),
+            "{screen}"
+        );
+        // The new session's story is its own, and it sticks.
+        state.ui.story = None;
+        open_story(&mut state, |s| s.session.as_deref() == Some("0b0e1f2a"));
+        assert!(render(&state).contains("Sticking to pod hello-00001-deployment-5f7b9c8d4-x7kq2"));
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn notice(state: &AppState) -> Vec<(String, Style)> {
 
 /// Greedy word wrap to `width` columns, keeping the text's indent; continuation lines are
 /// indented two more.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(20);
     let words = text.trim_start();
     let indent = text.len() - words.len();
@@ -187,7 +187,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     ])
     .style(theme::header());
     let title = format!(
-        "Sessions ({}) · p paste a cookie or Mcp-Session-Id · L wasm logs to info",
+        "Sessions ({}) · Enter its story · p paste a cookie or Mcp-Session-Id · L wasm logs to info",
         sessions.len()
     );
     let table = Table::new(

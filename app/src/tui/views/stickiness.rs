@@ -1,19 +1,41 @@
-//! `5` Stickiness: hit rate over time per activator from the filter's counters, the counters
-//! themselves, and the probe's client-side view.
+//! `5` Stickiness: hit rate over time per activator from the filter's counters and the probe's
+//! client-side rate on one chart, applies and reverts marked; the counters themselves, and the
+//! probe's summary.
 
 use super::{table_block, theme};
-use crate::tui::state::{AppState, ProbeKind, ProbeState};
+use crate::tui::state::{AppState, ProbeKind, ProbeState, PROBE_WINDOW};
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Style};
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Row, Table};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition, Paragraph, Row, Table};
 use ratatui::Frame;
 
 /// The "right now" window of the counters table.
 const RECENT_SECONDS: f64 = 10.0;
 
-const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green];
+const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Blue, Color::Green];
+
+/// The probe's series: white dots, one per report, so it reads as a dotted line beside the
+/// filter's solid ones.
+const PROBE_COLOR: Color = Color::White;
+
+/// The chart's axis labels; the graph's left edge depends on their widths.
+const Y_LABELS: [&str; 3] = ["0", "50", "100"];
+
+/// Where an apply's or revert's label goes: the graph's columns, as ratatui's `Chart` lays them
+/// out (the y labels, or the first x label less one, then the axis line).
+fn mark_column(chart_area: Rect, first_x_label: usize, at: f64, bounds: [f64; 2]) -> Option<u16> {
+    let inner = chart_area.inner(ratatui::layout::Margin::new(1, 1));
+    let labels = Y_LABELS.iter().map(|l| l.len()).max().unwrap_or(0);
+    let left_of_axis = (labels.max(first_x_label.saturating_sub(1)) as u16).min(inner.width / 3);
+    let left = inner.x + left_of_axis + 1;
+    let width = inner.right().checked_sub(left)?;
+    let share = (at - bounds[0]) / (bounds[1] - bounds[0]);
+    (0.0..=1.0)
+        .contains(&share)
+        .then(|| left + (share * f64::from(width.saturating_sub(1))).round() as u16)
+}
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     // The counters table spans the width (ten columns); the probe's summary fits in two lines.
@@ -37,41 +59,87 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
             )
         })
         .collect();
-    let datasets = series
+    let probe_points: Vec<(f64, f64)> = state
+        .probe_series
         .iter()
-        .enumerate()
-        .map(|(i, (pod, points))| {
+        .map(|(t, r)| (*t, r * 100.0))
+        .collect();
+    // Each apply and revert: a vertical line across the chart, labelled at its top.
+    let marks: Vec<(&str, Vec<(f64, f64)>)> = state
+        .install_marks
+        .iter()
+        .map(|(t, what)| (what.as_str(), vec![(*t, 0.0), (*t, 100.0)]))
+        .collect();
+    let mut datasets: Vec<Dataset> = marks
+        .iter()
+        .map(|(what, points)| {
             Dataset::default()
-                .name(pod.clone())
                 .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
-                .style(Style::new().fg(COLORS[i % COLORS.len()]))
+                .style(mark_style(what))
                 .data(points)
         })
         .collect();
+    datasets.extend(series.iter().enumerate().map(|(i, (pod, points))| {
+        Dataset::default()
+            .name(format!("filter · {pod}"))
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(Style::new().fg(COLORS[i % COLORS.len()]))
+            .data(points)
+    }));
+    if !probe_points.is_empty() {
+        datasets.push(
+            Dataset::default()
+                .name(format!("probe · client side, last {PROBE_WINDOW:.0} s"))
+                .marker(Marker::Dot)
+                .graph_type(GraphType::Scatter)
+                .style(Style::new().fg(PROBE_COLOR).add_modifier(Modifier::BOLD))
+                .data(&probe_points),
+        );
+    }
     let start = (state.now - crate::tui::state::HISTORY_SECONDS).max(0.0);
+    let bounds = [start, state.now.max(start + 1.0)];
     let title = format!(
-        "hit rate % — window {}",
+        "hit rate % — filter (lines) and probe (dots) — window {}",
         theme::percent(state.window_hit_rate())
     );
+    let first_x_label = format!("-{:.0}s", state.now - start);
     let chart = Chart::new(datasets)
         .block(table_block(&title))
+        .legend_position(Some(LegendPosition::BottomRight))
+        .hidden_legend_constraints((Constraint::Ratio(2, 3), Constraint::Ratio(2, 3)))
         .x_axis(
             Axis::default()
-                .bounds([start, state.now.max(start + 1.0)])
-                .labels([
-                    Line::from(format!("-{:.0}s", state.now - start)),
-                    Line::from("now"),
-                ])
+                .bounds(bounds)
+                .labels([Line::from(first_x_label.clone()), Line::from("now")])
                 .style(theme::dim()),
         )
         .y_axis(
             Axis::default()
                 .bounds([0.0, 100.0])
-                .labels([Line::from("0"), Line::from("50"), Line::from("100")])
+                .labels(Y_LABELS.map(Line::from))
                 .style(theme::dim()),
         );
     frame.render_widget(chart, chart_area);
+    for (at, what) in &state.install_marks {
+        let Some(column) = mark_column(chart_area, first_x_label.len(), *at, bounds) else {
+            continue;
+        };
+        // The label sits right of its line, or left of it at the chart's right edge.
+        let width = what.len() as u16;
+        let right = chart_area.right().saturating_sub(1);
+        let x = if column + 1 + width <= right {
+            column + 1
+        } else {
+            column.saturating_sub(width)
+        };
+        let label = Rect::new(x, chart_area.y + 1, width.min(right - x), 1);
+        frame.render_widget(
+            Paragraph::new(Span::styled(what.clone(), mark_style(what))),
+            label,
+        );
+    }
 
     let rows = state.counters.iter().map(|(pod, readings)| {
         let last = readings.last().map(|(_, c)| *c).unwrap_or_default();
@@ -180,6 +248,14 @@ fn probe_lines(p: &ProbeState) -> Vec<Line<'_>> {
         ]),
         Line::from(counts),
     ]
+}
+
+fn mark_style(what: &str) -> Style {
+    Style::new().fg(if what == "revert" {
+        theme::BAD
+    } else {
+        theme::WARN
+    })
 }
 
 /// A counter that should stay 0: shown as a warning when it is not.
