@@ -35,6 +35,8 @@ pub enum Event {
         filter_loaded: bool,
         /// The loaded filter's `log_decisions` (from its pluginConfig in the same config_dump).
         decision_logging: Option<DecisionLogging>,
+        /// Its revision ports' filter chain, PassthroughCluster and pluginConfig hash.
+        shape: crate::envoy::shape::ConfigShape,
     },
     /// A sidecar's `wasm` logger level, read from its admin API (`POST /logging`).
     WasmLevel {
@@ -116,6 +118,7 @@ pub fn apply(state: &mut AppState, event: Event) {
                     row.hit_rate = row.hit_rate.or(old.hit_rate);
                     row.decision_logging =
                         row.decision_logging.take().or(old.decision_logging.clone());
+                    row.shape = row.shape.take().or(old.shape.clone());
                 }
             }
             state
@@ -133,11 +136,13 @@ pub fn apply(state: &mut AppState, event: Event) {
             sample,
             filter_loaded,
             decision_logging,
+            shape,
         } => {
             if let Some(activator) = state.activators.iter_mut().find(|a| a.pod == sidecar) {
                 activator.config_bytes = Some(sample.total());
                 activator.filter_loaded = Some(filter_loaded);
                 activator.decision_logging = decision_logging;
+                activator.shape = Some(shape);
             }
             state
                 .config_history

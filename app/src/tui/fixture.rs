@@ -3,6 +3,7 @@
 
 use super::state::*;
 use super::view::View;
+use crate::envoy::shape::{ConfigShape, Passthrough};
 
 pub fn lab_state(view: View) -> AppState {
     let hello = |i: usize| PodRow {
@@ -113,6 +114,8 @@ pub fn lab_state(view: View) -> AppState {
             memory_bytes: Some(31_457_280),
             hit_rate: Some(if i == 0 { 1.0 } else { 0.955 }),
             decision_logging: Some(DecisionLogging::Changes),
+            module: Some("4f3a9c0d1e2b5a6f7c8d9e0f1a2b3c4d".into()),
+            shape: Some(installed_shape()),
         })
         .collect();
     state.revisions = vec![RevisionRow {
@@ -267,4 +270,29 @@ pub fn silence(state: &mut AppState, pod: &str) {
 pub fn without_decision_lines(state: &mut AppState, pod: &str) {
     state.sessions.retain(|s| s.seen_by != pod);
     state.last_decision.remove(pod);
+}
+
+/// What a sidecar runs after `kasi apply`: kasi first on both revision ports, then Istio's own
+/// filters, the cookie and envelope `stateful_session`s, the router.
+pub fn installed_shape() -> ConfigShape {
+    let chain: Vec<String> = [
+        "kasi",
+        "grpc_stats",
+        "fault",
+        "cors",
+        "session:cookie",
+        "session:envelope",
+        "router",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    ConfigShape {
+        chains: [(8012, chain.clone()), (8013, chain)].into(),
+        passthrough: Some(Passthrough {
+            override_host_statuses: vec!["DRAINING".into()],
+            use_http_header: false,
+        }),
+        plugin_config: Some("1a2b3c4d".into()),
+    }
 }

@@ -11,7 +11,8 @@ use super::state::{
 use crate::affinity::decisions::DecisionLine;
 use crate::cluster::lean::{LeanEndpoints, LeanPod};
 use crate::envoy::admin::Sidecar;
-use crate::install::render::WASM_PLUGIN;
+use crate::envoy::shape::ConfigShape;
+use crate::install::render::{MODULE_LABEL, WASM_PLUGIN};
 use crate::install::status::{self, PieceState};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
@@ -285,11 +286,18 @@ fn activator_row(pod: &LeanPod) -> ActivatorRow {
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
     let sidecar_injected = pod.spec.as_ref().is_some_and(|s| s.has_istio_proxy());
+    let module = pod
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(MODULE_LABEL))
+        .cloned();
     ActivatorRow {
         pod: pod.meta().name.clone().unwrap_or_default(),
         ip: status.pod_ip.unwrap_or_default(),
         ready,
         sidecar_injected,
+        module,
         ..ActivatorRow::default()
     }
 }
@@ -531,12 +539,14 @@ async fn poll_sidecars(
                         .then(|| dump.wasm_plugin_config(&sidecar.namespace, WASM_PLUGIN))
                         .flatten()
                         .map(|config| DecisionLogging::of_plugin_config(&config));
+                    let shape = ConfigShape::of(&dump, &sidecar.namespace, WASM_PLUGIN);
                     let _ = tx
                         .send(Event::Config {
                             sidecar: pod.clone(),
                             sample,
                             filter_loaded: loaded,
                             decision_logging,
+                            shape,
                         })
                         .await;
                 }

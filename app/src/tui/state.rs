@@ -3,6 +3,8 @@
 
 use super::view::View;
 pub use crate::affinity::story::{Histories, PodRef};
+use crate::envoy::agreement::{self, SidecarFacts};
+use crate::envoy::shape::ConfigShape;
 use crate::install::findings::Findings;
 pub use crate::probe::ProbeKind;
 use std::collections::BTreeMap;
@@ -160,6 +162,10 @@ pub struct ActivatorRow {
     pub hit_rate: Option<f64>,
     /// The filter's `log_decisions` in this sidecar, read with its config_dump.
     pub decision_logging: Option<DecisionLogging>,
+    /// The pod's `kasi.dev/filter-sha256` label: the module version it was rolled with.
+    pub module: Option<String>,
+    /// What its sidecar runs that kasi relies on, read with its config_dump.
+    pub shape: Option<ConfigShape>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -469,6 +475,29 @@ impl AppState {
             .find(|(t, _)| *t <= since)
             .or_else(|| readings.first())?;
         last.hit_rate_since(earlier)
+    }
+
+    /// Where the live activators' sidecars do not run the same thing, one line each (empty when
+    /// they agree): module, pluginConfig, filter chain, PassthroughCluster, Sidecar scope, `wasm`
+    /// log level ([`agreement::disagreements`]).
+    pub fn disagreements(&self) -> Vec<String> {
+        let facts: Vec<SidecarFacts<'_>> = self
+            .activators
+            .iter()
+            .filter(|a| a.sidecar_injected)
+            .map(|a| SidecarFacts {
+                pod: &a.pod,
+                module: a.module.as_deref(),
+                shape: a.shape.as_ref(),
+                clusters: self
+                    .config_history
+                    .get(&a.pod)
+                    .and_then(|samples| samples.last())
+                    .map(|s| s.cluster_count),
+                wasm_level: self.wasm_levels.get(&a.pod).map(String::as_str),
+            })
+            .collect();
+        agreement::disagreements(&facts)
     }
 
     /// Hit rate over the whole window shown, across activators.

@@ -15,11 +15,19 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     let live: Vec<&str> = state.activators.iter().map(|a| a.pod.as_str()).collect();
     let shown = |pod: &str| live.is_empty() || live.contains(&pod);
     let rows_shown = state.config_history.keys().filter(|p| shown(p)).count();
-    let [chart_area, table_area] = Layout::vertical([
+    let chains = chain_lines(state);
+    let [chart_area, table_area, chain_area] = Layout::vertical([
         Constraint::Min(8),
         Constraint::Length(rows_shown as u16 + 3),
+        Constraint::Length(chains.len() as u16 + 2),
     ])
     .areas(area);
+    frame.render_widget(
+        ratatui::widgets::Paragraph::new(chains).block(table_block(
+            "HTTP filters on the revision ports, in chain order",
+        )),
+        chain_area,
+    );
     let series: Vec<(String, Vec<(f64, f64)>)> = state
         .config_history
         .iter()
@@ -151,4 +159,49 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     .header(header)
     .block(table_block("By section"));
     frame.render_widget(table, table_area);
+}
+
+/// Per sidecar and revision port, its HTTP filter chain as its config_dump lists it: kasi must
+/// come before the `stateful_session`s, and they before the router.
+fn chain_lines(state: &AppState) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    for activator in state.activators.iter().filter(|a| a.sidecar_injected) {
+        let Some(shape) = &activator.shape else {
+            lines.push(Line::styled(
+                format!(" {:<28} not read yet", activator.pod),
+                theme::dim(),
+            ));
+            continue;
+        };
+        if shape.chains.is_empty() {
+            lines.push(Line::styled(
+                format!(" {:<28} no listener on 8012 or 8013", activator.pod),
+                theme::dim(),
+            ));
+        }
+        let wrong = !shape.problems().is_empty();
+        for (port, chain) in &shape.chains {
+            let mut spans = vec![ratatui::text::Span::styled(
+                format!(" {:<28} :{port}  ", activator.pod),
+                theme::dim(),
+            )];
+            for (i, filter) in chain.iter().enumerate() {
+                if i > 0 {
+                    spans.push(ratatui::text::Span::styled(" → ", theme::dim()));
+                }
+                let ours = filter == "kasi" || filter.starts_with("session:") || filter == "router";
+                let style = match (ours, wrong) {
+                    (true, true) => Style::new().fg(theme::BAD),
+                    (true, false) => Style::new().fg(theme::OK),
+                    (false, _) => Style::new(),
+                };
+                spans.push(ratatui::text::Span::styled(filter.clone(), style));
+            }
+            lines.push(Line::from(spans));
+        }
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled(" no activator sidecar yet", theme::dim()));
+    }
+    lines
 }

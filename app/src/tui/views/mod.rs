@@ -340,6 +340,35 @@ mod tests {
         }
     }
 
+    /// One activator was not rolled (an old module, no kasi on its chain) and logs at info: the
+    /// Overview names each difference with its sidecars, and the Config view shows its chain.
+    #[test]
+    fn the_overview_names_where_activators_disagree() {
+        let mut state = lab_state(View::Overview);
+        let agreeing = render(&state);
+        assert!(
+            agreeing.contains("✔ all 2 activators run the same: module 4f3a9c0d1e2b…"),
+            "{agreeing}"
+        );
+        let odd = &mut state.activators[1];
+        odd.module = Some("1b2e00001b2e00001b2e00001b2e0000".into());
+        let shape = odd.shape.as_mut().unwrap();
+        for chain in shape.chains.values_mut() {
+            chain.retain(|f| f != "kasi");
+        }
+        let pod = odd.pod.clone();
+        state.wasm_levels.insert(pod.clone(), "info".into());
+        let screen = render(&state);
+        insta::assert_snapshot!("overview_disagreement", screen);
+        assert!(screen.contains("✘ module differs"), "{screen}");
+        assert!(
+            screen.contains(&format!("✘ {pod}: :8012 has stateful_session without kasi")),
+            "{screen}"
+        );
+        state.view = View::Config;
+        insta::assert_snapshot!("config_disagreement", render(&state));
+    }
+
     /// The MCP probe says so, with its 404s and re-initializations.
     #[test]
     fn the_mcp_probe_shows_its_404s() {

@@ -79,6 +79,15 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     .block(table_block(&title));
     frame.render_widget(table, checklist);
 
+    let agreement = Paragraph::new(agreement_lines(state))
+        .wrap(ratatui::widgets::Wrap { trim: false })
+        .block(table_block("Do the activators agree?"));
+    // Wrapped, borders included: a difference is never cut.
+    let height = agreement.line_count(bottom.width) as u16;
+    let [bottom, agreement_area] =
+        Layout::vertical([Constraint::Min(5), Constraint::Length(height)]).areas(bottom);
+    frame.render_widget(agreement, agreement_area);
+
     let activators = super::rows::activators(state);
     let rows = activators.iter().map(|a| {
         Row::new(vec![
@@ -126,4 +135,54 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     let mut selection =
         ratatui::widgets::TableState::default().with_selected(Some(state.ui.selected));
     frame.render_stateful_widget(table, bottom, &mut selection);
+}
+
+/// One line when the activators' sidecars agree (what they all run), else one line per
+/// difference naming the sidecars it concerns.
+fn agreement_lines(state: &AppState) -> Vec<Line<'static>> {
+    let injected: Vec<_> = state
+        .activators
+        .iter()
+        .filter(|a| a.sidecar_injected)
+        .collect();
+    if injected.is_empty() {
+        return vec![Line::styled(
+            " no activator sidecar to compare yet",
+            theme::dim(),
+        )];
+    }
+    let differences = state.disagreements();
+    if differences.is_empty() {
+        let first = injected[0];
+        let mut what = Vec::new();
+        if let Some(module) = &first.module {
+            what.push(format!("module {module:.12}…"));
+        }
+        if let Some(shape) = &first.shape {
+            if let Some(chain) = shape.chains.get(&8012) {
+                what.push(format!(":8012 {}", crate::envoy::shape::chain_text(chain)));
+            }
+            if let Some(passthrough) = &shape.passthrough {
+                what.push(format!("PassthroughCluster {}", passthrough.describe()));
+            }
+        }
+        if let Some(level) = state.wasm_levels.get(&first.pod) {
+            what.push(format!("wasm {level}"));
+        }
+        let all = if injected.len() == 1 {
+            "the one activator runs".to_owned()
+        } else {
+            format!("all {} activators run", injected.len())
+        };
+        let text = if what.is_empty() {
+            format!(" ✔ {all} the same (nothing read from their sidecars yet)")
+        } else {
+            format!(" ✔ {all} the same: {}", what.join(" · "))
+        };
+        return vec![Line::styled(text, theme::good(true))];
+    }
+    differences
+        .into_iter()
+        .map(|d| Line::styled(format!(" ✘ {d}"), theme::good(false)))
+        .collect()
 }
