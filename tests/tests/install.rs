@@ -54,6 +54,7 @@ fn options(dry_run: bool, force_conflicts: bool) -> ApplyOptions {
         force_conflicts,
         force: false,
         rotate_key: false,
+        show_diff: false,
     }
 }
 

@@ -90,6 +90,7 @@ pub fn installer(target: ClusterTarget, render: RenderOptions) -> Installer {
                     force_conflicts: false,
                     force: false,
                     rotate_key: false,
+                    show_diff: false,
                 };
                 match apply::apply(&client, options, &mut yes, &mut out)
                     .await
