@@ -34,6 +34,15 @@ pub enum Action {
     ToggleProbe,
     /// `m` in Stickiness: start the MCP probe (in place of a cookie one), or stop it.
     ToggleMcpProbe,
+    /// `PgUp` / `PgDn` in the diff overlay.
+    PageUp,
+    PageDown,
+    /// `d` (the selected piece) / `D` (every object): the diff of what apply or revert would do.
+    ShowDiff {
+        all: bool,
+    },
+    /// `t` in Install: the "would" column and the diff show revert instead of apply, or back.
+    ToggleContext,
     /// `L` in Sessions: raise the silent sidecars' `wasm` logger to info for a while.
     RaiseWasmLog,
 }
@@ -41,6 +50,8 @@ pub enum Action {
 /// Work the runtime does for the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// Ask the server what apply and revert would do (dry runs), reported as preview events.
+    Preview,
     Apply,
     Revert,
     StopPod(String),

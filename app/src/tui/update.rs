@@ -2,11 +2,68 @@
 
 use super::action::{Action, Effect};
 use super::probe;
-use super::state::{AppState, Confirm, PasteBox, ProbeKind, WasmLogRaise};
+use super::state::{AppState, Confirm, DiffOverlay, PasteBox, ProbeKind, WasmLogRaise};
 use super::view::View;
-use super::views::rows;
+use super::views::{diff, rows};
+use crate::install::preview::PreviewKind;
+
+/// How far `PgUp` / `PgDn` move the diff.
+const PAGE: usize = 20;
 
 pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
+    if state.install.diff.is_some() {
+        if let Some(effects) = update_diff(state, &action) {
+            return effects;
+        }
+    }
+    let was_install = state.view == View::Install;
+    let effects = update_view(state, action);
+    if !was_install && state.view == View::Install {
+        return effects.into_iter().chain(preview(state)).collect();
+    }
+    effects
+}
+
+/// The dry runs behind the "would" column, asked again each time the Install view opens (the
+/// cluster may have changed), unless they are running.
+pub fn preview(state: &mut AppState) -> Option<Effect> {
+    if state.install.previewing.is_some() || state.install.progress.is_some() {
+        return None;
+    }
+    state.install.previewing = Some((0, 0));
+    Some(Effect::Preview)
+}
+
+/// Keys while the diff overlay is open: scrolling, switching, closing. `None`: not the overlay's.
+fn update_diff(state: &mut AppState, action: &Action) -> Option<Vec<Effect>> {
+    let last = diff::lines(state).len().saturating_sub(1);
+    let overlay = state.install.diff.as_mut()?;
+    match action {
+        Action::Up => overlay.scroll = overlay.scroll.saturating_sub(1),
+        Action::Down => overlay.scroll = (overlay.scroll + 1).min(last),
+        Action::PageUp => overlay.scroll = overlay.scroll.saturating_sub(PAGE),
+        Action::PageDown => overlay.scroll = (overlay.scroll + PAGE).min(last),
+        Action::Top => overlay.scroll = 0,
+        Action::Bottom => overlay.scroll = last,
+        Action::Back => state.install.diff = None,
+        Action::ToggleContext => {
+            overlay.kind = other(overlay.kind);
+            overlay.scroll = 0;
+            state.install.context = overlay.kind;
+        }
+        _ => return None,
+    }
+    Some(Vec::new())
+}
+
+fn other(kind: PreviewKind) -> PreviewKind {
+    match kind {
+        PreviewKind::Apply => PreviewKind::Revert,
+        PreviewKind::Revert => PreviewKind::Apply,
+    }
+}
+
+fn update_view(state: &mut AppState, action: Action) -> Vec<Effect> {
     let last_row = rows::count(state).saturating_sub(1);
     let ui = &mut state.ui;
     match action {
@@ -121,6 +178,23 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             ));
             return vec![Effect::RaiseWasmLog(pods)];
         }
+        Action::PageUp | Action::PageDown => {}
+        Action::ShowDiff { all } => {
+            let kind = state
+                .install
+                .confirm
+                .map_or(state.install.context, Confirm::preview_kind);
+            let piece = (!all)
+                .then(|| rows::pieces(state).get(state.ui.selected).copied())
+                .flatten()
+                .map(|p| (p.id.clone(), p.kind.clone(), p.name.clone()));
+            state.install.diff = Some(DiffOverlay {
+                kind,
+                piece,
+                scroll: 0,
+            });
+        }
+        Action::ToggleContext => state.install.context = other(state.install.context),
         Action::ToggleProbe => return toggle_probe(state, ProbeKind::Cookie),
         Action::ToggleMcpProbe => return toggle_probe(state, ProbeKind::Mcp),
     }

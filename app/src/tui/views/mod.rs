@@ -2,6 +2,7 @@
 //! command palette, paste box, confirmation, demo guide). Views read the state and nothing else.
 
 mod config;
+pub mod diff;
 mod endpoints;
 mod install;
 mod overview;
@@ -125,23 +126,20 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         );
     }
     if let Some(what) = state.install.confirm {
-        let (title, text) = match what {
-            Confirm::Apply => ("Apply the bundle?", "Server-side apply every piece with field manager kasi. Previous values are recorded in the cluster for revert."),
-            Confirm::Revert => ("Revert?", "Restore what was there before kasi and delete what kasi created."),
+        let title = match what {
+            Confirm::Apply => "Apply the bundle?",
+            Confirm::Revert => "Revert?",
         };
-        let area = centered(frame.area(), 64, 6);
-        let lines = vec![
-            Line::from(text),
-            Line::from(""),
-            Line::from(Span::styled("y = yes · n / Esc = no", theme::header())),
-        ];
+        let lines = confirm_lines(state, what);
+        let area = centered(frame.area(), 96, lines.len() as u16 + 2);
         overlay(
             frame,
             area,
             title,
-            Paragraph::new(lines).wrap(Wrap { trim: true }),
+            Paragraph::new(lines).wrap(Wrap { trim: false }),
         );
     }
+    diff::draw(frame, state);
     if state.ui.help {
         let area = centered(frame.area(), 90, KEYS.len() as u16 + 4);
         let rows = KEYS
@@ -158,6 +156,66 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         .header(Row::new(["KEYS", "DOES", "WHERE"]).style(theme::header()));
         overlay(frame, area, "Keys (? or Esc closes)", table);
     }
+}
+
+/// The confirmation: what the command does, the objects the server's dry run says will change,
+/// and the rollout it triggers.
+fn confirm_lines(state: &AppState, what: Confirm) -> Vec<Line<'_>> {
+    let text = match what {
+        Confirm::Apply => "Server-side apply every piece with field manager kasi. Previous values are recorded in the cluster for revert.",
+        Confirm::Revert => "Restore what was there before kasi and delete what kasi created.",
+    };
+    let word = what.preview_kind().word();
+    let mut lines = vec![Line::from(text), Line::from("")];
+    match state.install.preview(what.preview_kind()) {
+        None => lines.push(Line::styled(
+            format!("asking the API server what {word} would change (dryRun=All)…"),
+            theme::dim(),
+        )),
+        Some(Err(why)) => lines.push(Line::styled(
+            format!("the {word} dry run failed: {why}"),
+            Style::new().fg(theme::BAD),
+        )),
+        Some(Ok(preview)) => {
+            let changing: Vec<_> = preview
+                .objects
+                .iter()
+                .filter(|o| o.verdict.changes())
+                .collect();
+            if changing.is_empty() {
+                lines.push(Line::from(preview.note.clone().unwrap_or_else(|| {
+                    format!("{word} would change nothing: every object is as it would leave it")
+                })));
+            } else {
+                lines.push(Line::styled(
+                    format!("{} objects will change (server dry run):", changing.len()),
+                    theme::header(),
+                ));
+            }
+            for object in changing {
+                let colour = match object.verdict {
+                    crate::install::preview::Verdict::Created => theme::OK,
+                    crate::install::preview::Verdict::Deleted
+                    | crate::install::preview::Verdict::Refused(_) => theme::BAD,
+                    _ => theme::WARN,
+                };
+                lines.push(Line::styled(
+                    format!("  {}", object.line()),
+                    Style::new().fg(colour),
+                ));
+            }
+            lines.push(Line::from(match &preview.rollout {
+                Some(rollout) => format!("Rollout: {rollout}."),
+                None => "No rollout: no pod template changes.".to_owned(),
+            }));
+        }
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(
+        "y = yes · n / Esc = no · d diff of the selected piece · D all diffs",
+        theme::header(),
+    )));
+    lines
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, state: &AppState) {
