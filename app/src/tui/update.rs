@@ -303,6 +303,63 @@ mod tests {
     }
 
     #[test]
+    fn opening_install_asks_the_dry_runs_once() {
+        let mut state = lab_state(View::Overview);
+        assert_eq!(press(&mut state, "6"), vec![Effect::Preview]);
+        assert_eq!(state.install.previewing, Some((0, 0)));
+        // Still running: not asked twice.
+        assert_eq!(press(&mut state, "16"), vec![]);
+    }
+
+    #[test]
+    fn d_opens_the_selected_pieces_diff_and_scrolls_it() {
+        let mut state = lab_state(View::Install);
+        press(&mut state, "j");
+        press(&mut state, "d");
+        let overlay = state.install.diff.clone().expect("the diff is open");
+        assert_eq!(overlay.kind, PreviewKind::Apply);
+        assert_eq!(
+            overlay.piece,
+            Some(("injection".into(), "Deployment".into(), "activator".into()))
+        );
+        let lines = diff::lines(&state);
+        press(&mut state, "jjj");
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, 3);
+        // j moves the diff, not the table.
+        assert_eq!(state.ui.selected, 1);
+        press(&mut state, "G");
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, lines.len() - 1);
+        press(&mut state, "g");
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, 0);
+        // t shows what revert would do instead.
+        press(&mut state, "t");
+        assert_eq!(
+            state.install.diff.as_ref().unwrap().kind,
+            PreviewKind::Revert
+        );
+        assert_eq!(state.install.context, PreviewKind::Revert);
+        press(&mut state, "\x1b");
+        assert_eq!(state.install.diff, None);
+        press(&mut state, "D");
+        assert_eq!(state.install.diff.as_ref().unwrap().piece, None);
+    }
+
+    #[test]
+    fn the_confirmations_diff_is_of_its_command() {
+        let mut state = lab_state(View::Install);
+        press(&mut state, "r");
+        press(&mut state, "D");
+        assert_eq!(
+            state.install.diff.as_ref().unwrap().kind,
+            PreviewKind::Revert
+        );
+        // Esc closes the diff, then the question is still asked.
+        press(&mut state, "\x1b");
+        assert_eq!(state.install.confirm, Some(Confirm::Revert));
+        assert_eq!(press(&mut state, "y"), vec![Effect::Revert]);
+    }
+
+    #[test]
     fn number_keys_and_tab_switch_views() {
         let mut state = lab_state(View::Overview);
         press(&mut state, "3");

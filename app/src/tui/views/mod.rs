@@ -131,7 +131,13 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
             Confirm::Revert => "Revert?",
         };
         let lines = confirm_lines(state, what);
-        let area = centered(frame.area(), 96, lines.len() as u16 + 2);
+        // As tall as its wrapped lines, so the y/n line always shows.
+        let inner = (frame.area().width.min(96).saturating_sub(2)).max(1) as usize;
+        let height: usize = lines
+            .iter()
+            .map(|l| l.width().div_ceil(inner).max(1))
+            .sum();
+        let area = centered(frame.area(), 96, height as u16 + 2);
         overlay(
             frame,
             area,
@@ -453,6 +459,10 @@ mod tests {
         let mut confirm = lab_state(View::Install);
         confirm.install.confirm = Some(Confirm::Apply);
         insta::assert_snapshot!("confirm_apply", render(&confirm));
+        confirm.install.confirm = Some(Confirm::Revert);
+        insta::assert_snapshot!("confirm_revert", render(&confirm));
+        confirm.install.revert_preview = None;
+        insta::assert_snapshot!("confirm_revert_checking", render(&confirm));
 
         let mut paste = lab_state(View::Sessions);
         // What a browser holds once kasi signs sessions: Envoy's value, a dot, kasi's MAC.
@@ -679,6 +689,63 @@ mod tests {
         );
         state.findings = None;
         assert!(render(&state).contains("checking the cluster"));
+    }
+
+    /// The "would" column says what the server's dry run said, per piece, for apply or revert.
+    #[test]
+    fn the_install_view_says_what_apply_or_revert_would_do() {
+        let mut state = lab_state(View::Install);
+        let screen = render(&state);
+        assert!(screen.contains("APPLY WOULD"), "{screen}");
+        assert!(screen.contains("patched (1 field)"), "{screen}");
+        assert!(screen.contains("unchanged"), "{screen}");
+        state.install.context = crate::install::preview::PreviewKind::Revert;
+        insta::assert_snapshot!("install_revert_would", render(&state));
+        state.install.apply_preview = Some(Err("cannot reach the Kubernetes API".into()));
+        state.install.context = crate::install::preview::PreviewKind::Apply;
+        assert!(render(&state).contains("dry run failed"));
+        state.install.apply_preview = None;
+        state.install.previewing = Some((3, 9));
+        let screen = render(&state);
+        assert!(screen.contains("checking…"), "{screen}");
+        assert!(screen.contains("dry run 3/9"), "{screen}");
+    }
+
+    #[test]
+    fn the_diff_overlay_renders() {
+        use crate::install::preview::PreviewKind;
+        use crate::tui::state::DiffOverlay;
+        let mut state = lab_state(View::Install);
+        let piece = Some((
+            "config-network".to_owned(),
+            "ConfigMap".to_owned(),
+            "config-network".to_owned(),
+        ));
+        state.install.diff = Some(DiffOverlay {
+            kind: PreviewKind::Apply,
+            piece: piece.clone(),
+            scroll: 0,
+        });
+        insta::assert_snapshot!("diff_one_piece", render(&state));
+        state.install.diff = Some(DiffOverlay {
+            kind: PreviewKind::Apply,
+            piece: None,
+            scroll: 0,
+        });
+        insta::assert_snapshot!("diff_all", render(&state));
+        state.install.diff = Some(DiffOverlay {
+            kind: PreviewKind::Revert,
+            piece: None,
+            scroll: 12,
+        });
+        insta::assert_snapshot!("diff_revert_scrolled", render(&state));
+        state.install.diff = Some(DiffOverlay {
+            kind: PreviewKind::Apply,
+            piece: Some(("filter".into(), "ConfigMap".into(), "kasi-filter".into())),
+            scroll: 0,
+        });
+        assert!(render(&state)
+            .contains("apply would leave ConfigMap knative-serving/kasi-filter unchanged"));
     }
 
     #[test]
