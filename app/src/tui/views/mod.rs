@@ -133,10 +133,7 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         let lines = confirm_lines(state, what);
         // As tall as its wrapped lines, so the y/n line always shows.
         let inner = (frame.area().width.min(96).saturating_sub(2)).max(1) as usize;
-        let height: usize = lines
-            .iter()
-            .map(|l| l.width().div_ceil(inner).max(1))
-            .sum();
+        let height: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
         let area = centered(frame.area(), 96, height as u16 + 2);
         overlay(
             frame,
