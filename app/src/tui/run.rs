@@ -129,6 +129,10 @@ async fn main_loop(
         match tokio::time::timeout(if dirty { timeout } else { TICK }, rx.recv()).await {
             Ok(Some(Event::Key(key))) => {
                 state.ui.message = None;
+                // Scrolling stops at the last page as drawn on this screen.
+                if let Ok(size) = terminal.size() {
+                    state.ui.screen_height = size.height;
+                }
                 if let Some(action) = keys::action(&state, key) {
                     for effect in update::update(&mut state, action) {
                         if let Effect::RaiseWasmLog(pods) = effect {

@@ -358,6 +358,8 @@ pub struct UiState {
     pub guide: bool,
     pub message: Option<String>,
     pub quit: bool,
+    /// The terminal's height (0: unknown), so scrolling stops at the last page as drawn.
+    pub screen_height: u16,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

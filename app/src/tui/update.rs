@@ -7,7 +7,7 @@ use super::view::View;
 use super::views::{diff, rows};
 use crate::install::preview::PreviewKind;
 
-/// How far `PgUp` / `PgDn` move the diff.
+/// How far `PgUp` / `PgDn` move the diff when the screen's height is unknown.
 const PAGE: usize = 20;
 
 pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
@@ -36,13 +36,18 @@ pub fn preview(state: &mut AppState) -> Option<Effect> {
 
 /// Keys while the diff overlay is open: scrolling, switching, closing. `None`: not the overlay's.
 fn update_diff(state: &mut AppState, action: &Action) -> Option<Vec<Effect>> {
-    let last = diff::lines(state).len().saturating_sub(1);
+    let last = diff::last_scroll(state);
+    let page = match state.ui.screen_height {
+        0 => PAGE,
+        height => diff::page_height(height),
+    };
     let overlay = state.install.diff.as_mut()?;
+    overlay.scroll = overlay.scroll.min(last);
     match action {
         Action::Up => overlay.scroll = overlay.scroll.saturating_sub(1),
         Action::Down => overlay.scroll = (overlay.scroll + 1).min(last),
-        Action::PageUp => overlay.scroll = overlay.scroll.saturating_sub(PAGE),
-        Action::PageDown => overlay.scroll = (overlay.scroll + PAGE).min(last),
+        Action::PageUp => overlay.scroll = overlay.scroll.saturating_sub(page),
+        Action::PageDown => overlay.scroll = (overlay.scroll + page).min(last),
         Action::Top => overlay.scroll = 0,
         Action::Bottom => overlay.scroll = last,
         Action::Back => state.install.diff = None,
@@ -331,6 +336,14 @@ mod tests {
         assert_eq!(state.install.diff.as_ref().unwrap().scroll, lines.len() - 1);
         press(&mut state, "g");
         assert_eq!(state.install.diff.as_ref().unwrap().scroll, 0);
+        // On a known screen G stops at the last page, and k moves up from there at once.
+        state.ui.screen_height = 10;
+        press(&mut state, "G");
+        let last_page = lines.len() - diff::page_height(10);
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, last_page);
+        press(&mut state, "k");
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, last_page - 1);
+        state.ui.screen_height = 0;
         // t shows what revert would do instead.
         press(&mut state, "t");
         assert_eq!(

@@ -106,6 +106,22 @@ fn styled(line: &str) -> Line<'_> {
     Line::styled(line, style)
 }
 
+/// How many diff lines the overlay shows on a screen this tall (it leaves a line above and below,
+/// and has borders).
+pub fn page_height(screen_height: u16) -> usize {
+    screen_height.saturating_sub(4).max(1) as usize
+}
+
+/// The largest useful scroll: the last page's first line (the last line when the screen's height
+/// is unknown).
+pub fn last_scroll(state: &AppState) -> usize {
+    let len = lines(state).len();
+    match state.ui.screen_height {
+        0 => len.saturating_sub(1),
+        height => len.saturating_sub(page_height(height)),
+    }
+}
+
 pub fn draw(frame: &mut Frame, state: &AppState) {
     let Some(overlay_state) = &state.install.diff else {
         return;
@@ -117,7 +133,7 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
     );
     let text = lines(state);
     // Never scrolled past the last page.
-    let height = area.height.saturating_sub(2) as usize;
+    let height = page_height(frame.area().height);
     let scroll = overlay_state
         .scroll
         .min(text.len().saturating_sub(height.max(1)));
