@@ -126,6 +126,9 @@ pub struct ApplyArgs {
     /// Send every object with the API's dry run (dryRun=All): validate, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: print each object's unified YAML diff, live → what the server answered.
+    #[arg(long, requires = "dry_run")]
+    pub diff: bool,
     /// Do not ask before changing the cluster (needed when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,

@@ -177,6 +177,7 @@ async fn run_apply(
         render: render_options(&args.manifest, &namespace),
         detect_cidrs: true,
         dry_run: args.dry_run,
+        show_diff: args.diff,
         force_conflicts: args.force_conflicts,
         force: args.force,
         rotate_key: args.rotate_key,

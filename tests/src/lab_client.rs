@@ -226,6 +226,7 @@ pub fn apply_options(wasm: Vec<u8>) -> kasi::install::apply::ApplyOptions {
         force_conflicts: false,
         force: false,
         rotate_key: false,
+        show_diff: false,
     }
 }
 

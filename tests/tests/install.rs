@@ -54,6 +54,7 @@ fn options(dry_run: bool, force_conflicts: bool) -> ApplyOptions {
         force_conflicts,
         force: false,
         rotate_key: false,
+        show_diff: false,
     }
 }
 
@@ -254,6 +255,17 @@ async fn apply_status_reapply_revert() {
     assert_eq!(outcome, ApplyOutcome::DryRun { changes: 9 }, "{text}");
     assert!(text.contains("detected"), "{text}");
     assert!(text.contains("create"), "{text}");
+    // The server's own answer, object by object, and the rollout it would start.
+    assert!(text.contains("server dry run of apply"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("patched (1 field)")
+            && l.ends_with("ConfigMap knative-serving/config-network")),
+        "{text}"
+    );
+    assert!(
+        text.contains("then the activator Deployment rolls"),
+        "{text}"
+    );
     assert!(
         text.contains("data.mesh-compatibility-mode: (absent) → \"disabled\""),
         "{text}"

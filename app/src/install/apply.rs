@@ -4,6 +4,7 @@
 
 use super::detect;
 use super::diff::{diff, Change};
+use super::dry_run;
 use super::findings;
 use super::objects::{self, ApplyMode, FieldConflict, ObjectRef};
 use super::prereqs;
@@ -29,6 +30,8 @@ pub struct ApplyOptions {
     pub detect_cidrs: bool,
     /// Send every object with `dryRun=All`; change nothing.
     pub dry_run: bool,
+    /// With `dry_run`: print each object's unified YAML diff under its line (`--diff`).
+    pub show_diff: bool,
     /// Take fields other managers own (`--force-conflicts`).
     pub force_conflicts: bool,
     /// Apply even while an `error` finding holds (`--force`).
@@ -149,18 +152,7 @@ pub async fn apply(
             errors.join("\n")
         )));
     }
-    if options.detect_cidrs && options.render.allowed_cidrs.is_none() {
-        let detected = detect::allowed_cidrs(client, &ns).await?;
-        say(out, &detected.describe());
-        options.render.allowed_cidrs = detected.as_option();
-    }
-    let (keys, key_change) = session_keys::next(
-        live_keys(client, &skeleton).await?,
-        options.rotate_key,
-        session_keys::retention(options.render.cookie_ttl),
-        SystemTime::now(),
-    );
-    options.render.session_keys = Some(keys);
+    let key_change = resolve(client, &mut options, &skeleton, out).await?;
     let pieces = render(&options.render).map_err(|e| InstallError::BadInput(format!("{e:#}")))?;
     let plan = plan(client, pieces).await?;
     say(out, &format!("kasi bundle against {ns}:"));
@@ -210,6 +202,18 @@ pub async fn apply(
         )));
     }
     if options.dry_run {
+        let preview = dry_run::apply_preview(
+            client,
+            &plan
+                .pieces
+                .iter()
+                .map(|p| p.piece.clone())
+                .collect::<Vec<_>>(),
+            options.force_conflicts,
+            &mut |_, _| {},
+        )
+        .await?;
+        let _ = write!(out, "{}", preview.to_text(options.show_diff));
         say(
             out,
             &format!(
@@ -267,6 +271,30 @@ pub async fn apply(
     // piece selects); done means every activator serving runs the bundle.
     rollout::wait(client, &ns, out).await?;
     Ok(ApplyOutcome::Applied { changed })
+}
+
+/// Fills in what an apply renders with but the flags leave open: `allowed_cidrs` detected from
+/// the pods (said on `out`) and the session keys the cluster has (or a new one).
+pub async fn resolve(
+    client: &Client,
+    options: &mut ApplyOptions,
+    skeleton: &[Piece],
+    out: &mut dyn Write,
+) -> Result<session_keys::KeyChange> {
+    let ns = options.render.system_namespace.clone();
+    if options.detect_cidrs && options.render.allowed_cidrs.is_none() {
+        let detected = detect::allowed_cidrs(client, &ns).await?;
+        say(out, &detected.describe());
+        options.render.allowed_cidrs = detected.as_option();
+    }
+    let (keys, key_change) = session_keys::next(
+        live_keys(client, skeleton).await?,
+        options.rotate_key,
+        session_keys::retention(options.render.cookie_ttl),
+        SystemTime::now(),
+    );
+    options.render.session_keys = Some(keys);
+    Ok(key_change)
 }
 
 /// The session keys the live WasmPlugin carries (`None`: no WasmPlugin, or one without keys).

@@ -3,14 +3,17 @@
 //! Data flows one way: [`render`] makes the objects, [`diff`] compares them with the live ones
 //! (pure), [`apply`] checks [`prereqs`], records what it will overwrite ([`record`]) and applies;
 //! [`revert`] reads the record back; [`status`] compares the live cluster with the bundle and reads
-//! the sidecars through [`crate::envoy`]; [`findings`] names what in the cluster defeats kasi.
+//! the sidecars through [`crate::envoy`]; [`findings`] names what in the cluster defeats kasi;
+//! [`dry_run`] asks the server what apply or revert would do, exactly, as a [`preview`].
 
 pub mod apply;
 pub mod detect;
 pub mod diff;
+pub mod dry_run;
 pub mod findings;
 pub mod objects;
 pub mod prereqs;
+pub mod preview;
 pub mod record;
 pub mod render;
 pub mod revert;

@@ -67,26 +67,7 @@ pub async fn revert(
         )));
     }
 
-    let restore: Vec<&RecordedObject> =
-        stored.record.objects.iter().filter(|o| o.existed).collect();
-    let mut delete: Vec<ObjectRef> = stored
-        .record
-        .objects
-        .iter()
-        .filter(|o| !o.existed)
-        .map(|o| o.target.clone())
-        .collect();
-    // Pieces a later apply created that the record does not name (e.g. another --filter-source).
-    for target in kasi_owned_objects(ns) {
-        if !stored
-            .record
-            .objects
-            .iter()
-            .any(|o| o.target.same_object(&target))
-        {
-            delete.push(target);
-        }
-    }
+    let (restore, delete) = targets(&stored.record, ns);
     say(out, &format!("kasi revert in {ns}:"));
     for object in &restore {
         say(out, &format!("  restore   {}", object.target));
@@ -98,6 +79,8 @@ pub async fn revert(
         out,
         &format!("  delete    {}  (the record, last)", record::record_ref(ns)),
     );
+    let preview = super::dry_run::revert_preview(client, ns, &mut |_, _| {}).await?;
+    let _ = write!(out, "{}", preview.to_text(false));
     if !confirm("Revert these objects?")? {
         say(out, "nothing was changed");
         return Ok(RevertOutcome::Declined);
@@ -163,21 +146,7 @@ async fn restore_object(client: &Client, object: &RecordedObject) -> Result<()> 
         by_manager.entry(manager).or_default().push(field);
     }
     for (manager, fields) in by_manager {
-        let mut wanted = current.clone();
-        for field in &fields {
-            set_at(&mut wanted, &field.path, field.value.clone());
-            // Maps that only existed for kasi's field go again when they are empty.
-            if let (None, Some(from)) = (&field.value, field.absent_from) {
-                for depth in (from + 1..field.path.len()).rev() {
-                    let prefix = &field.path[..depth];
-                    if value_at(&wanted, prefix)
-                        .is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
-                    {
-                        set_at(&mut wanted, prefix, None);
-                    }
-                }
-            }
-        }
+        let wanted = restored(&current, &fields);
         let Some(patch) = merge_patch(&current, &wanted) else {
             continue;
         };
@@ -187,8 +156,51 @@ async fn restore_object(client: &Client, object: &RecordedObject) -> Result<()> 
     Ok(())
 }
 
+/// What revert restores (objects that existed, in record order) and deletes (objects kasi
+/// created, plus kasi's objects a later apply created that the record does not name), in the
+/// order apply made them.
+pub fn targets<'a>(
+    record: &'a record::Record,
+    ns: &str,
+) -> (Vec<&'a RecordedObject>, Vec<ObjectRef>) {
+    let restore: Vec<&RecordedObject> = record.objects.iter().filter(|o| o.existed).collect();
+    let mut delete: Vec<ObjectRef> = record
+        .objects
+        .iter()
+        .filter(|o| !o.existed)
+        .map(|o| o.target.clone())
+        .collect();
+    // Pieces a later apply created that the record does not name (e.g. another --filter-source).
+    for target in kasi_owned_objects(ns) {
+        if !record.objects.iter().any(|o| o.target.same_object(&target)) {
+            delete.push(target);
+        }
+    }
+    (restore, delete)
+}
+
+/// `current` with every recorded field put back (removed where it was absent), and the maps that
+/// only existed for kasi's fields removed again once empty.
+pub fn restored(current: &Value, fields: &[&record::RecordedField]) -> Value {
+    let mut wanted = current.clone();
+    for field in fields {
+        set_at(&mut wanted, &field.path, field.value.clone());
+        if let (None, Some(from)) = (&field.value, field.absent_from) {
+            for depth in (from + 1..field.path.len()).rev() {
+                let prefix = &field.path[..depth];
+                if value_at(&wanted, prefix)
+                    .is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
+                {
+                    set_at(&mut wanted, prefix, None);
+                }
+            }
+        }
+    }
+    wanted
+}
+
 /// The objects only kasi creates (every bundle variant), in render order.
-fn kasi_owned_objects(ns: &str) -> Vec<ObjectRef> {
+pub fn kasi_owned_objects(ns: &str) -> Vec<ObjectRef> {
     let mut options = RenderOptions::new(FilterSource::ConfigMap { wasm: Vec::new() });
     options.system_namespace = ns.to_owned();
     render(&options)

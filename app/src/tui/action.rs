@@ -36,6 +36,15 @@ pub enum Action {
     ToggleMcpProbe,
     /// `Enter` in Sessions: open the selected session's story.
     OpenStory,
+    /// `PgUp` / `PgDn` in the diff overlay.
+    PageUp,
+    PageDown,
+    /// `d` (the selected piece) / `D` (every object): the diff of what apply or revert would do.
+    ShowDiff {
+        all: bool,
+    },
+    /// `t` in Install: the "would" column and the diff show revert instead of apply, or back.
+    ToggleContext,
     /// `L` in Sessions: raise the silent sidecars' `wasm` logger to info for a while.
     RaiseWasmLog,
 }
@@ -43,6 +52,8 @@ pub enum Action {
 /// Work the runtime does for the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// Ask the server what apply and revert would do (dry runs), reported as preview events.
+    Preview,
     Apply,
     Revert,
     StopPod(String),

@@ -60,6 +60,16 @@ pub enum Event {
         what: String,
         result: Result<String, String>,
     },
+    /// Objects dry-run so far, while the previews are made.
+    PreviewProgress {
+        done: usize,
+        total: usize,
+    },
+    /// What apply or revert would do (the server's dry run), or why it could not be asked.
+    Preview {
+        kind: crate::install::preview::PreviewKind,
+        result: Result<crate::install::preview::Preview, String>,
+    },
     Message(String),
     /// What in the cluster defeats kasi (read every few tens of seconds).
     Findings(crate::install::findings::Findings),
@@ -186,6 +196,19 @@ pub fn apply(state: &mut AppState, event: Event) {
                 Err(e) => {
                     state.install.log.push(format!("{what} failed: {e}"));
                     state.ui.message = Some(format!("{what} failed: {e}"));
+                }
+            }
+        }
+        Event::PreviewProgress { done, total } => state.install.previewing = Some((done, total)),
+        Event::Preview { kind, result } => {
+            match kind {
+                crate::install::preview::PreviewKind::Apply => {
+                    state.install.apply_preview = Some(result)
+                }
+                // Revert's comes last: the previews are done.
+                crate::install::preview::PreviewKind::Revert => {
+                    state.install.revert_preview = Some(result);
+                    state.install.previewing = None;
                 }
             }
         }

@@ -249,7 +249,168 @@ pub fn lab_state(view: View) -> AppState {
         "[9/9] applied ConfigMap knative-serving/config-autoscaler".into(),
         "applied 9 objects in 0.4 s".into(),
     ];
+    state.install.apply_preview = Some(Ok(apply_preview()));
+    state.install.revert_preview = Some(Ok(revert_preview()));
     state
+}
+
+fn object(kind: &str, name: &str, body: serde_json::Value) -> serde_json::Value {
+    let api_version = match kind {
+        "Deployment" => "apps/v1",
+        "WasmPlugin" => "extensions.istio.io/v1alpha1",
+        "ConfigMap" | "Service" => "v1",
+        _ => "networking.istio.io/v1",
+    };
+    let mut object = serde_json::json!({"apiVersion": api_version, "kind": kind,
+        "metadata": {"name": name, "namespace": "knative-serving", "resourceVersion": "812"}});
+    if let (Some(target), Some(extra)) = (object.as_object_mut(), body.as_object()) {
+        target.extend(extra.clone());
+    }
+    object
+}
+
+fn activator(log_level: &str, label: Option<&str>) -> serde_json::Value {
+    let mut labels = serde_json::json!({"app": "activator"});
+    if let Some(sha) = label {
+        labels["kasi.dev/filter-sha256"] = sha.into();
+    }
+    object(
+        "Deployment",
+        "activator",
+        serde_json::json!({"spec": {"replicas": 2,
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": labels,
+                "annotations": {"sidecar.istio.io/componentLogLevel": log_level}},
+                "spec": {"containers": [{"name": "activator", "image": "activator:1.16"}]}}}}),
+    )
+}
+
+fn piece_preview(
+    piece: &str,
+    live: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> crate::install::preview::ObjectPreview {
+    let target = crate::install::objects::ObjectRef::of(live.as_ref().or(after.as_ref()).unwrap());
+    crate::install::preview::ObjectPreview::of(piece, target, live.as_ref(), after.as_ref())
+}
+
+/// The fixture's cluster a minute after an apply, with `config-network` and `config-autoscaler`
+/// edited by hand since, and the activator's sidecar log level changed: what apply would do.
+pub fn apply_preview() -> crate::install::preview::Preview {
+    use crate::install::preview::{self, Preview, PreviewKind};
+    use serde_json::json;
+    let same = |piece: &str, kind: &str, name: &str| {
+        let live = object(kind, name, json!({"spec": {"x": 1}}));
+        piece_preview(piece, Some(live.clone()), Some(live))
+    };
+    let sha = "9c1e0d";
+    let live_activator = activator("misc:error", Some(sha));
+    let after_activator = activator("misc:error,wasm:info", Some(sha));
+    Preview {
+        kind: PreviewKind::Apply,
+        rollout: preview::rollout(Some(&live_activator), Some(&after_activator)),
+        objects: vec![
+            same("filter", "ConfigMap", "kasi-filter"),
+            piece_preview("injection", Some(live_activator), Some(after_activator)),
+            same("wasmplugin", "WasmPlugin", "kasi-affinity"),
+            same("stateful-session", "EnvoyFilter", "kasi-stateful-session"),
+            same(
+                "passthrough",
+                "EnvoyFilter",
+                "kasi-passthrough-original-dst",
+            ),
+            same("placeholder", "Service", "kasi-activator-affinity"),
+            same("sidecar", "Sidecar", "kasi-activator"),
+            piece_preview(
+                "config-network",
+                Some(object(
+                    "ConfigMap",
+                    "config-network",
+                    json!({"data": {"ingress-class": "istio.ingress.networking.knative.dev", "mesh-compatibility-mode": "auto"}}),
+                )),
+                Some(object(
+                    "ConfigMap",
+                    "config-network",
+                    json!({"data": {"ingress-class": "istio.ingress.networking.knative.dev", "mesh-compatibility-mode": "disabled"}}),
+                )),
+            ),
+            piece_preview(
+                "config-autoscaler",
+                Some(object(
+                    "ConfigMap",
+                    "config-autoscaler",
+                    json!({"data": {"container-concurrency-target-default": "100"}}),
+                )),
+                Some(object(
+                    "ConfigMap",
+                    "config-autoscaler",
+                    json!({"data": {"container-concurrency-target-default": "100", "target-burst-capacity": "-1"}}),
+                )),
+            ),
+        ],
+        note: None,
+    }
+}
+
+/// What revert would do to the same cluster: restore three objects, delete kasi's six and the
+/// record.
+pub fn revert_preview() -> crate::install::preview::Preview {
+    use crate::install::preview::{self, Preview, PreviewKind};
+    use serde_json::json;
+    let live_activator = activator("misc:error,wasm:info", Some("9c1e0d"));
+    let after_activator = activator("misc:error", None);
+    let gone = |piece: &str, kind: &str, name: &str| {
+        piece_preview(
+            piece,
+            Some(object(kind, name, json!({"spec": {"x": 1}}))),
+            None,
+        )
+    };
+    Preview {
+        kind: PreviewKind::Revert,
+        rollout: preview::rollout(Some(&live_activator), Some(&after_activator)),
+        objects: vec![
+            piece_preview(
+                "config-network",
+                Some(object(
+                    "ConfigMap",
+                    "config-network",
+                    json!({"data": {"mesh-compatibility-mode": "disabled"}}),
+                )),
+                Some(object(
+                    "ConfigMap",
+                    "config-network",
+                    json!({"data": {"mesh-compatibility-mode": "auto"}}),
+                )),
+            ),
+            piece_preview(
+                "config-autoscaler",
+                Some(object(
+                    "ConfigMap",
+                    "config-autoscaler",
+                    json!({"data": {"target-burst-capacity": "-1"}}),
+                )),
+                Some(object(
+                    "ConfigMap",
+                    "config-autoscaler",
+                    json!({"data": {}}),
+                )),
+            ),
+            piece_preview("injection", Some(live_activator), Some(after_activator)),
+            gone("sidecar", "Sidecar", "kasi-activator"),
+            gone("placeholder", "Service", "kasi-activator-affinity"),
+            gone(
+                "passthrough",
+                "EnvoyFilter",
+                "kasi-passthrough-original-dst",
+            ),
+            gone("stateful-session", "EnvoyFilter", "kasi-stateful-session"),
+            gone("wasmplugin", "WasmPlugin", "kasi-affinity"),
+            gone("filter", "ConfigMap", "kasi-filter"),
+            gone("", "ConfigMap", "kasi-revert"),
+        ],
+        note: None,
+    }
 }
 
 /// Makes `pod`'s sidecar a silent one: five more requests, all rejected, by `now` = 65 s, and no

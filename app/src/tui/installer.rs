@@ -1,12 +1,16 @@
 //! The Install view's `a` and `r`: the same apply and revert as the CLI, with their progress
-//! lines turned into events instead of printed.
+//! lines turned into events instead of printed; and the dry runs behind its "would" column and
+//! `d`, sent as preview events.
 
 use super::event::Event;
-use super::run::Installer;
+use super::run::{InstallTask, Installer};
 use crate::cluster::client::{connect, ClusterTarget};
 use crate::install::apply::{self, ApplyOptions, ApplyOutcome};
-use crate::install::render::RenderOptions;
+use crate::install::dry_run;
+use crate::install::preview::PreviewKind;
+use crate::install::render::{render, Piece, RenderOptions};
 use crate::install::revert::{self, RevertOutcome};
+use crate::install::InstallError;
 use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -68,11 +72,69 @@ fn progress(line: &str) -> Option<(usize, usize)> {
     Some((done.trim().parse().ok()?, total.trim().parse().ok()?))
 }
 
+/// The dry runs of apply (rendered as the apply would: detected CIDRs, the cluster's keys) and
+/// of revert, each sent as an event as soon as it is made; objects done move the progress.
+async fn preview(
+    client: &kube::Client,
+    render: &RenderOptions,
+    tx: &mpsc::Sender<Event>,
+) -> Result<String, String> {
+    let mut options = apply_options(render);
+    let progress = |done, total| {
+        let _ = tx.try_send(Event::PreviewProgress { done, total });
+    };
+    let apply_result = async {
+        let skeleton = render_pieces(&options.render)?;
+        apply::resolve(client, &mut options, &skeleton, &mut std::io::sink()).await?;
+        let pieces = render_pieces(&options.render)?;
+        dry_run::apply_preview(client, &pieces, false, &mut { progress }).await
+    }
+    .await
+    .map_err(|e| e.to_string());
+    let _ = tx
+        .send(Event::Preview {
+            kind: PreviewKind::Apply,
+            result: apply_result,
+        })
+        .await;
+    let revert_result =
+        dry_run::revert_preview(client, &render.system_namespace, &mut { progress })
+            .await
+            .map_err(|e| e.to_string());
+    let _ = tx
+        .send(Event::Preview {
+            kind: PreviewKind::Revert,
+            result: revert_result,
+        })
+        .await;
+    Ok("previewed".into())
+}
+
+fn render_pieces(options: &RenderOptions) -> crate::install::Result<Vec<Piece>> {
+    render(options).map_err(|e| InstallError::BadInput(format!("{e:#}")))
+}
+
+/// The options the UI's apply runs with: the CLI's defaults.
+fn apply_options(render: &RenderOptions) -> ApplyOptions {
+    ApplyOptions {
+        render: render.clone(),
+        detect_cidrs: true,
+        dry_run: false,
+        show_diff: false,
+        force_conflicts: false,
+        force: false,
+        rotate_key: false,
+    }
+}
+
 pub fn installer(target: ClusterTarget, render: RenderOptions) -> Installer {
-    Arc::new(move |apply_bundle: bool, tx: mpsc::Sender<Event>| {
+    Arc::new(move |task: InstallTask, tx: mpsc::Sender<Event>| {
         let (target, render) = (target.clone(), render.clone());
         Box::pin(async move {
             let client = connect(&target).await.map_err(|e| format!("{e:#}"))?;
+            if task == InstallTask::Preview {
+                return preview(&client, &render, &tx).await;
+            }
             let mut out = EventWriter {
                 tx,
                 pending: Vec::new(),
@@ -82,15 +144,8 @@ pub fn installer(target: ClusterTarget, render: RenderOptions) -> Installer {
             };
             // The UI asked y/n already.
             let mut yes = |_: &str| Ok(true);
-            if apply_bundle {
-                let options = ApplyOptions {
-                    render: render.clone(),
-                    detect_cidrs: true,
-                    dry_run: false,
-                    force_conflicts: false,
-                    force: false,
-                    rotate_key: false,
-                };
+            if task == InstallTask::Apply {
+                let options = apply_options(&render);
                 match apply::apply(&client, options, &mut yes, &mut out)
                     .await
                     .map_err(|e| e.to_string())?

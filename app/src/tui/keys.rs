@@ -53,6 +53,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Install",
     ),
     (
+        "d / D",
+        "diff of the selected piece / of all (server dry run)",
+        "Install",
+    ),
+    (
+        "t",
+        "show what revert would do instead of apply, or back",
+        "Install",
+    ),
+    (
+        "j k PgUp PgDn g G",
+        "scroll the diff; Esc closes it",
+        "diff",
+    ),
+    (
         "x / u",
         "stop / restore the selected pod (lab only)",
         "Endpoints",
@@ -71,8 +86,25 @@ pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
     if ctrl && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
     }
+    if state.install.diff.is_some() {
+        return match key.code {
+            KeyCode::Char('j') | KeyCode::Down => Some(Action::Down),
+            KeyCode::Char('k') | KeyCode::Up => Some(Action::Up),
+            KeyCode::PageDown | KeyCode::Char(' ') => Some(Action::PageDown),
+            KeyCode::PageUp => Some(Action::PageUp),
+            KeyCode::Char('g') | KeyCode::Home => Some(Action::Top),
+            KeyCode::Char('G') | KeyCode::End => Some(Action::Bottom),
+            KeyCode::Char('d') => Some(Action::ShowDiff { all: false }),
+            KeyCode::Char('D') => Some(Action::ShowDiff { all: true }),
+            KeyCode::Char('t') if state.install.confirm.is_none() => Some(Action::ToggleContext),
+            KeyCode::Esc | KeyCode::Char('q') => Some(Action::Back),
+            _ => None,
+        };
+    }
     if state.install.confirm.is_some() {
         return match key.code {
+            KeyCode::Char('d') => Some(Action::ShowDiff { all: false }),
+            KeyCode::Char('D') => Some(Action::ShowDiff { all: true }),
             KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Answer(true)),
             KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => Some(Action::Answer(false)),
             _ => None,
@@ -126,6 +158,9 @@ pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('m') if state.view == View::Stickiness => Action::ToggleMcpProbe,
         KeyCode::Char('a') if state.view == View::Install => Action::Ask(Confirm::Apply),
         KeyCode::Char('r') if state.view == View::Install => Action::Ask(Confirm::Revert),
+        KeyCode::Char('d') if state.view == View::Install => Action::ShowDiff { all: false },
+        KeyCode::Char('D') if state.view == View::Install => Action::ShowDiff { all: true },
+        KeyCode::Char('t') if state.view == View::Install => Action::ToggleContext,
         KeyCode::Char('x') if state.view == View::Endpoints => Action::StopSelectedPod,
         KeyCode::Char('u') if state.view == View::Endpoints => Action::RestoreSelectedPod,
         KeyCode::Char('R') if state.view == View::Overview => Action::RestartSelectedSidecar,

@@ -22,12 +22,20 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// How the installer is called from the UI: `apply` (true) or `revert` (false), reporting
-/// progress as events; returns a one-line summary. The future need not be `Send`: it runs on a
-/// thread of its own.
+/// What the installer is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallTask {
+    Apply,
+    Revert,
+    /// The server's dry runs of apply and revert, reported as [`Event::Preview`]s.
+    Preview,
+}
+
+/// How the installer is called from the UI, reporting progress as events; returns a one-line
+/// summary. The future need not be `Send`: it runs on a thread of its own.
 pub type Installer = Arc<
     dyn Fn(
-            bool,
+            InstallTask,
             mpsc::Sender<Event>,
         ) -> futures::future::LocalBoxFuture<'static, Result<String, String>>
         + Send
@@ -112,6 +120,10 @@ async fn main_loop(
     tasks.push(spawn_ticks(tx.clone(), start));
     tasks.push(spawn_signals(tx.clone()));
     let mut probe: Option<RunningProbe> = None;
+    // What apply and revert would do, ready before the Install view is first opened.
+    if let Some(effect) = update::preview(&mut state) {
+        run_effect(effect, &options, &tx, &mut probe);
+    }
 
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
@@ -120,6 +132,10 @@ async fn main_loop(
         match tokio::time::timeout(if dirty { timeout } else { TICK }, rx.recv()).await {
             Ok(Some(Event::Key(key))) => {
                 state.ui.message = None;
+                // Scrolling stops at the last page as drawn on this screen.
+                if let Ok(size) = terminal.size() {
+                    state.ui.screen_height = size.height;
+                }
                 if let Some(action) = keys::action(&state, key) {
                     for effect in update::update(&mut state, action) {
                         if let Effect::RaiseWasmLog(pods) = effect {
@@ -231,9 +247,30 @@ fn run_effect(
     let tx = tx.clone();
     let stop = matches!(effect, Effect::StopPod(_));
     match effect {
+        Effect::Preview => {
+            let Some(installer) = options.installer.clone() else {
+                send_preview_failure(&tx, "not available here".into());
+                return;
+            };
+            std::thread::spawn(move || {
+                let result = block_on(installer(InstallTask::Preview, tx.clone()));
+                if let Err(why) = result {
+                    send_preview_failure(&tx, why);
+                }
+            });
+        }
         Effect::Apply | Effect::Revert => {
-            let apply = effect == Effect::Apply;
-            let what = if apply { "apply" } else { "revert" }.to_owned();
+            let task = if effect == Effect::Apply {
+                InstallTask::Apply
+            } else {
+                InstallTask::Revert
+            };
+            let what = if task == InstallTask::Apply {
+                "apply"
+            } else {
+                "revert"
+            }
+            .to_owned();
             let Some(installer) = options.installer.clone() else {
                 let _ = tx.try_send(Event::InstallDone {
                     what,
@@ -242,14 +279,13 @@ fn run_effect(
                 return;
             };
             std::thread::spawn(move || {
-                let result = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(installer(apply, tx.clone())),
-                    Err(e) => Err(format!("cannot start a runtime: {e}")),
-                };
+                let result = block_on(installer(task, tx.clone()));
                 let _ = tx.blocking_send(Event::InstallDone { what, result });
+                // What apply and revert would do now that one of them ran.
+                let _ = tx.blocking_send(Event::PreviewProgress { done: 0, total: 0 });
+                if let Err(why) = block_on(installer(InstallTask::Preview, tx.clone())) {
+                    send_preview_failure(&tx, why);
+                }
             });
         }
         Effect::StopPod(pod) | Effect::RestorePod(pod) => {
@@ -296,5 +332,29 @@ fn run_effect(
             // The last report stays on screen, marked stopped.
             let _ = tx.try_send(Event::Message("probe stopped".into()));
         }
+    }
+}
+
+/// Runs an installer future on this (dedicated) thread.
+fn block_on(
+    future: futures::future::LocalBoxFuture<'static, Result<String, String>>,
+) -> Result<String, String> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(e) => Err(format!("cannot start a runtime: {e}")),
+    }
+}
+
+/// Both previews failed for the same reason; the revert one ends the "checking" state.
+fn send_preview_failure(tx: &mpsc::Sender<Event>, why: String) {
+    use crate::install::preview::PreviewKind;
+    for kind in [PreviewKind::Apply, PreviewKind::Revert] {
+        let _ = tx.try_send(Event::Preview {
+            kind,
+            result: Err(why.clone()),
+        });
     }
 }

@@ -6,6 +6,7 @@ pub use crate::affinity::story::{Histories, PodRef};
 use crate::envoy::agreement::{self, SidecarFacts};
 use crate::envoy::shape::ConfigShape;
 use crate::install::findings::Findings;
+use crate::install::preview::{Preview, PreviewKind};
 pub use crate::probe::ProbeKind;
 use std::collections::BTreeMap;
 
@@ -307,12 +308,50 @@ pub enum Confirm {
     Revert,
 }
 
+impl Confirm {
+    pub fn preview_kind(self) -> PreviewKind {
+        match self {
+            Confirm::Apply => PreviewKind::Apply,
+            Confirm::Revert => PreviewKind::Revert,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstallState {
     pub confirm: Option<Confirm>,
     /// (done, total, what) while an apply or revert runs.
     pub progress: Option<(usize, usize, String)>,
     pub log: Vec<String>,
+    /// What apply would do, from the server's dry run (`Err`: why there is none).
+    pub apply_preview: Option<Result<Preview, String>>,
+    /// What revert would do, likewise.
+    pub revert_preview: Option<Result<Preview, String>>,
+    /// (done, total) objects while the dry runs run.
+    pub previewing: Option<(usize, usize)>,
+    /// Which command the "would" column and `d` show (`t` toggles).
+    pub context: PreviewKind,
+    /// The diff overlay (`d`, `D`).
+    pub diff: Option<DiffOverlay>,
+}
+
+impl InstallState {
+    pub fn preview(&self, kind: PreviewKind) -> Option<&Result<Preview, String>> {
+        match kind {
+            PreviewKind::Apply => self.apply_preview.as_ref(),
+            PreviewKind::Revert => self.revert_preview.as_ref(),
+        }
+    }
+}
+
+/// What the diff overlay shows: one piece's diff or all, of apply or revert, scrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffOverlay {
+    pub kind: PreviewKind,
+    /// The piece (`id`, kind, name); `None`: every changing object.
+    pub piece: Option<(String, String, String)>,
+    /// First line shown.
+    pub scroll: usize,
 }
 
 /// What the paste box (`p`) decoded.
@@ -346,6 +385,8 @@ pub struct UiState {
     pub guide: bool,
     pub message: Option<String>,
     pub quit: bool,
+    /// The terminal's height (0: unknown), so scrolling stops at the last page as drawn.
+    pub screen_height: u16,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

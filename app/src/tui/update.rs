@@ -2,9 +2,13 @@
 
 use super::action::{Action, Effect};
 use super::probe;
-use super::state::{AppState, Confirm, PasteBox, ProbeKind, StoryPanel, WasmLogRaise};
+use super::state::{AppState, Confirm, DiffOverlay, PasteBox, ProbeKind, StoryPanel, WasmLogRaise};
 use super::view::View;
-use super::views::rows;
+use super::views::{diff, rows};
+use crate::install::preview::PreviewKind;
+
+/// How far `PgUp` / `PgDn` move the diff when the screen's height is unknown.
+const PAGE: usize = 20;
 
 pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
     if state.ui.story.is_some() && !state.ui.help {
@@ -12,6 +16,64 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             return effects;
         }
     }
+    if state.install.diff.is_some() {
+        if let Some(effects) = update_diff(state, &action) {
+            return effects;
+        }
+    }
+    let was_install = state.view == View::Install;
+    let effects = update_view(state, action);
+    if !was_install && state.view == View::Install {
+        return effects.into_iter().chain(preview(state)).collect();
+    }
+    effects
+}
+
+/// The dry runs behind the "would" column, asked again each time the Install view opens (the
+/// cluster may have changed), unless they are running.
+pub fn preview(state: &mut AppState) -> Option<Effect> {
+    if state.install.previewing.is_some() || state.install.progress.is_some() {
+        return None;
+    }
+    state.install.previewing = Some((0, 0));
+    Some(Effect::Preview)
+}
+
+/// Keys while the diff overlay is open: scrolling, switching, closing. `None`: not the overlay's.
+fn update_diff(state: &mut AppState, action: &Action) -> Option<Vec<Effect>> {
+    let last = diff::last_scroll(state);
+    let page = match state.ui.screen_height {
+        0 => PAGE,
+        height => diff::page_height(height),
+    };
+    let overlay = state.install.diff.as_mut()?;
+    overlay.scroll = overlay.scroll.min(last);
+    match action {
+        Action::Up => overlay.scroll = overlay.scroll.saturating_sub(1),
+        Action::Down => overlay.scroll = (overlay.scroll + 1).min(last),
+        Action::PageUp => overlay.scroll = overlay.scroll.saturating_sub(page),
+        Action::PageDown => overlay.scroll = (overlay.scroll + page).min(last),
+        Action::Top => overlay.scroll = 0,
+        Action::Bottom => overlay.scroll = last,
+        Action::Back => state.install.diff = None,
+        Action::ToggleContext => {
+            overlay.kind = other(overlay.kind);
+            overlay.scroll = 0;
+            state.install.context = overlay.kind;
+        }
+        _ => return None,
+    }
+    Some(Vec::new())
+}
+
+fn other(kind: PreviewKind) -> PreviewKind {
+    match kind {
+        PreviewKind::Apply => PreviewKind::Revert,
+        PreviewKind::Revert => PreviewKind::Apply,
+    }
+}
+
+fn update_view(state: &mut AppState, action: Action) -> Vec<Effect> {
     let last_row = rows::count(state).saturating_sub(1);
     let ui = &mut state.ui;
     match action {
@@ -142,6 +204,23 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             ));
             return vec![Effect::RaiseWasmLog(pods)];
         }
+        Action::PageUp | Action::PageDown => {}
+        Action::ShowDiff { all } => {
+            let kind = state
+                .install
+                .confirm
+                .map_or(state.install.context, Confirm::preview_kind);
+            let piece = (!all)
+                .then(|| rows::pieces(state).get(state.ui.selected).copied())
+                .flatten()
+                .map(|p| (p.id.clone(), p.kind.clone(), p.name.clone()));
+            state.install.diff = Some(DiffOverlay {
+                kind,
+                piece,
+                scroll: 0,
+            });
+        }
+        Action::ToggleContext => state.install.context = other(state.install.context),
         Action::ToggleProbe => return toggle_probe(state, ProbeKind::Cookie),
         Action::ToggleMcpProbe => return toggle_probe(state, ProbeKind::Mcp),
     }
@@ -264,6 +343,71 @@ mod tests {
             }
         }
         effects
+    }
+
+    #[test]
+    fn opening_install_asks_the_dry_runs_once() {
+        let mut state = lab_state(View::Overview);
+        assert_eq!(press(&mut state, "6"), vec![Effect::Preview]);
+        assert_eq!(state.install.previewing, Some((0, 0)));
+        // Still running: not asked twice.
+        assert_eq!(press(&mut state, "16"), vec![]);
+    }
+
+    #[test]
+    fn d_opens_the_selected_pieces_diff_and_scrolls_it() {
+        let mut state = lab_state(View::Install);
+        press(&mut state, "j");
+        press(&mut state, "d");
+        let overlay = state.install.diff.clone().expect("the diff is open");
+        assert_eq!(overlay.kind, PreviewKind::Apply);
+        assert_eq!(
+            overlay.piece,
+            Some(("injection".into(), "Deployment".into(), "activator".into()))
+        );
+        let lines = diff::lines(&state);
+        press(&mut state, "jjj");
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, 3);
+        // j moves the diff, not the table.
+        assert_eq!(state.ui.selected, 1);
+        press(&mut state, "G");
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, lines.len() - 1);
+        press(&mut state, "g");
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, 0);
+        // On a known screen G stops at the last page, and k moves up from there at once.
+        state.ui.screen_height = 10;
+        press(&mut state, "G");
+        let last_page = lines.len() - diff::page_height(10);
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, last_page);
+        press(&mut state, "k");
+        assert_eq!(state.install.diff.as_ref().unwrap().scroll, last_page - 1);
+        state.ui.screen_height = 0;
+        // t shows what revert would do instead.
+        press(&mut state, "t");
+        assert_eq!(
+            state.install.diff.as_ref().unwrap().kind,
+            PreviewKind::Revert
+        );
+        assert_eq!(state.install.context, PreviewKind::Revert);
+        press(&mut state, "\x1b");
+        assert_eq!(state.install.diff, None);
+        press(&mut state, "D");
+        assert_eq!(state.install.diff.as_ref().unwrap().piece, None);
+    }
+
+    #[test]
+    fn the_confirmations_diff_is_of_its_command() {
+        let mut state = lab_state(View::Install);
+        press(&mut state, "r");
+        press(&mut state, "D");
+        assert_eq!(
+            state.install.diff.as_ref().unwrap().kind,
+            PreviewKind::Revert
+        );
+        // Esc closes the diff, then the question is still asked.
+        press(&mut state, "\x1b");
+        assert_eq!(state.install.confirm, Some(Confirm::Revert));
+        assert_eq!(press(&mut state, "y"), vec![Effect::Revert]);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `6` Install: every piece's status and what differs, what in the cluster defeats kasi (findings,
-//! each with its fix); `a` applies, `r` reverts.
+//! each with its fix), and what apply (or, after `t`, revert) would do to each piece as the API
+//! server's dry run answered; `a` applies, `r` reverts, `d` / `D` show the diff.
 
 use super::{table_block, theme};
 use crate::install::findings::Severity;
-use crate::tui::state::{AppState, PieceStatus};
+use crate::install::preview::{PreviewKind, Verdict};
+use crate::tui::state::{AppState, PieceRow, PieceStatus};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
@@ -57,6 +59,32 @@ fn findings_lines(state: &AppState) -> (String, Vec<Line<'_>>) {
     (title, lines)
 }
 
+/// The "would" cell: what the server's dry run says the command would do to this piece.
+fn would(state: &AppState, piece: &PieceRow) -> (String, Style) {
+    let kind = state.install.context;
+    match state.install.preview(kind) {
+        None => ("checking…".into(), theme::dim()),
+        Some(Err(_)) => ("dry run failed".into(), Style::new().fg(theme::BAD)),
+        Some(Ok(preview)) => {
+            let found = preview
+                .of_piece(&piece.id)
+                .or_else(|| preview.of_target(&piece.kind, &piece.name));
+            match found.map(|o| &o.verdict) {
+                None => ("untouched".into(), theme::dim()),
+                Some(verdict) => {
+                    let style = match verdict {
+                        Verdict::Created => Style::new().fg(theme::OK),
+                        Verdict::Unchanged => theme::dim(),
+                        Verdict::Patched(_) => Style::new().fg(theme::WARN),
+                        Verdict::Deleted | Verdict::Refused(_) => Style::new().fg(theme::BAD),
+                    };
+                    (verdict.label(), style)
+                }
+            }
+        }
+    }
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     let (findings_title, findings) = findings_lines(state);
     // As tall as its wrapped lines (plus borders), leaving the bundle table at least 6 rows.
@@ -82,27 +110,44 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     );
     let pieces = super::rows::pieces(state);
     let rows = pieces.iter().enumerate().map(|(i, p)| {
-        let (status, style, detail) = match &p.status {
-            PieceStatus::Present => ("present", theme::good(true), "unchanged".to_owned()),
-            PieceStatus::Missing => ("missing", theme::good(false), "will be created".to_owned()),
-            PieceStatus::Drifted(fields) => (
-                "drifted",
-                Style::new().fg(theme::WARN),
-                format!("will change {}", fields.join(", ")),
-            ),
-            PieceStatus::Unknown => ("unknown", theme::dim(), "not readable".to_owned()),
+        let (status, style) = match &p.status {
+            PieceStatus::Present => ("present", theme::good(true)),
+            PieceStatus::Missing => ("missing", theme::good(false)),
+            PieceStatus::Drifted(_) => ("drifted", Style::new().fg(theme::WARN)),
+            PieceStatus::Unknown => ("unknown", theme::dim()),
         };
+        let (would, would_style) = would(state, p);
         Row::new(vec![
             format!("{}", i + 1).into(),
             p.kind.clone().into(),
             p.name.clone().into(),
             p.title.clone().into(),
             Text::styled(status, style),
-            detail.into(),
+            Text::styled(would, would_style),
         ])
     });
-    let header =
-        Row::new(["#", "KIND", "NAME", "PIECE", "STATUS", "APPLY WOULD"]).style(theme::header());
+    let context = state.install.context.word();
+    let header = Row::new([
+        "#".to_owned(),
+        "KIND".into(),
+        "NAME".into(),
+        "PIECE".into(),
+        "STATUS".into(),
+        format!("{} WOULD", context.to_ascii_uppercase()),
+    ])
+    .style(theme::header());
+    let checking = state
+        .install
+        .previewing
+        .map(|(done, total)| format!(" · dry run {done}/{total}…"))
+        .unwrap_or_default();
+    let title = format!(
+        "Bundle · a apply · r revert · d diff · D all diffs · t {} · {context} would{checking}",
+        match state.install.context {
+            PreviewKind::Apply => "show revert",
+            PreviewKind::Revert => "show apply",
+        }
+    );
     let table = Table::new(
         rows,
         [
@@ -116,7 +161,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     )
     .header(header)
     .row_highlight_style(theme::selected())
-    .block(table_block("Bundle · a apply · r revert"));
+    .block(table_block(&title));
     frame.render_stateful_widget(
         table,
         table_area,

@@ -2,6 +2,7 @@
 //! command palette, paste box, confirmation, demo guide). Views read the state and nothing else.
 
 mod config;
+pub mod diff;
 mod endpoints;
 mod install;
 mod overview;
@@ -129,23 +130,23 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         );
     }
     if let Some(what) = state.install.confirm {
-        let (title, text) = match what {
-            Confirm::Apply => ("Apply the bundle?", "Server-side apply every piece with field manager kasi. Previous values are recorded in the cluster for revert."),
-            Confirm::Revert => ("Revert?", "Restore what was there before kasi and delete what kasi created."),
+        let title = match what {
+            Confirm::Apply => "Apply the bundle?",
+            Confirm::Revert => "Revert?",
         };
-        let area = centered(frame.area(), 64, 6);
-        let lines = vec![
-            Line::from(text),
-            Line::from(""),
-            Line::from(Span::styled("y = yes · n / Esc = no", theme::header())),
-        ];
+        let lines = confirm_lines(state, what);
+        // As tall as its wrapped lines, so the y/n line always shows.
+        let inner = (frame.area().width.min(96).saturating_sub(2)).max(1) as usize;
+        let height: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+        let area = centered(frame.area(), 96, height as u16 + 2);
         overlay(
             frame,
             area,
             title,
-            Paragraph::new(lines).wrap(Wrap { trim: true }),
+            Paragraph::new(lines).wrap(Wrap { trim: false }),
         );
     }
+    diff::draw(frame, state);
     if state.ui.help {
         let area = centered(frame.area(), 90, KEYS.len() as u16 + 4);
         let rows = KEYS
@@ -162,6 +163,66 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         .header(Row::new(["KEYS", "DOES", "WHERE"]).style(theme::header()));
         overlay(frame, area, "Keys (? or Esc closes)", table);
     }
+}
+
+/// The confirmation: what the command does, the objects the server's dry run says will change,
+/// and the rollout it triggers.
+fn confirm_lines(state: &AppState, what: Confirm) -> Vec<Line<'_>> {
+    let text = match what {
+        Confirm::Apply => "Server-side apply every piece with field manager kasi. Previous values are recorded in the cluster for revert.",
+        Confirm::Revert => "Restore what was there before kasi and delete what kasi created.",
+    };
+    let word = what.preview_kind().word();
+    let mut lines = vec![Line::from(text), Line::from("")];
+    match state.install.preview(what.preview_kind()) {
+        None => lines.push(Line::styled(
+            format!("asking the API server what {word} would change (dryRun=All)…"),
+            theme::dim(),
+        )),
+        Some(Err(why)) => lines.push(Line::styled(
+            format!("the {word} dry run failed: {why}"),
+            Style::new().fg(theme::BAD),
+        )),
+        Some(Ok(preview)) => {
+            let changing: Vec<_> = preview
+                .objects
+                .iter()
+                .filter(|o| o.verdict.changes())
+                .collect();
+            if changing.is_empty() {
+                lines.push(Line::from(preview.note.clone().unwrap_or_else(|| {
+                    format!("{word} would change nothing: every object is as it would leave it")
+                })));
+            } else {
+                lines.push(Line::styled(
+                    format!("{} objects will change (server dry run):", changing.len()),
+                    theme::header(),
+                ));
+            }
+            for object in changing {
+                let colour = match object.verdict {
+                    crate::install::preview::Verdict::Created => theme::OK,
+                    crate::install::preview::Verdict::Deleted
+                    | crate::install::preview::Verdict::Refused(_) => theme::BAD,
+                    _ => theme::WARN,
+                };
+                lines.push(Line::styled(
+                    format!("  {}", object.line()),
+                    Style::new().fg(colour),
+                ));
+            }
+            lines.push(Line::from(match &preview.rollout {
+                Some(rollout) => format!("Rollout: {rollout}."),
+                None => "No rollout: no pod template changes.".to_owned(),
+            }));
+        }
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(
+        "y = yes · n / Esc = no · d diff of the selected piece · D all diffs",
+        theme::header(),
+    )));
+    lines
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, state: &AppState) {
@@ -437,6 +498,10 @@ mod tests {
         let mut confirm = lab_state(View::Install);
         confirm.install.confirm = Some(Confirm::Apply);
         insta::assert_snapshot!("confirm_apply", render(&confirm));
+        confirm.install.confirm = Some(Confirm::Revert);
+        insta::assert_snapshot!("confirm_revert", render(&confirm));
+        confirm.install.revert_preview = None;
+        insta::assert_snapshot!("confirm_revert_checking", render(&confirm));
 
         let mut paste = lab_state(View::Sessions);
         // What a browser holds once kasi signs sessions: Envoy's value, a dot, kasi's MAC.
@@ -851,6 +916,63 @@ mod tests {
         );
         state.findings = None;
         assert!(render(&state).contains("checking the cluster"));
+    }
+
+    /// The "would" column says what the server's dry run said, per piece, for apply or revert.
+    #[test]
+    fn the_install_view_says_what_apply_or_revert_would_do() {
+        let mut state = lab_state(View::Install);
+        let screen = render(&state);
+        assert!(screen.contains("APPLY WOULD"), "{screen}");
+        assert!(screen.contains("patched (1 field)"), "{screen}");
+        assert!(screen.contains("unchanged"), "{screen}");
+        state.install.context = crate::install::preview::PreviewKind::Revert;
+        insta::assert_snapshot!("install_revert_would", render(&state));
+        state.install.apply_preview = Some(Err("cannot reach the Kubernetes API".into()));
+        state.install.context = crate::install::preview::PreviewKind::Apply;
+        assert!(render(&state).contains("dry run failed"));
+        state.install.apply_preview = None;
+        state.install.previewing = Some((3, 9));
+        let screen = render(&state);
+        assert!(screen.contains("checking…"), "{screen}");
+        assert!(screen.contains("dry run 3/9"), "{screen}");
+    }
+
+    #[test]
+    fn the_diff_overlay_renders() {
+        use crate::install::preview::PreviewKind;
+        use crate::tui::state::DiffOverlay;
+        let mut state = lab_state(View::Install);
+        let piece = Some((
+            "config-network".to_owned(),
+            "ConfigMap".to_owned(),
+            "config-network".to_owned(),
+        ));
+        state.install.diff = Some(DiffOverlay {
+            kind: PreviewKind::Apply,
+            piece: piece.clone(),
+            scroll: 0,
+        });
+        insta::assert_snapshot!("diff_one_piece", render(&state));
+        state.install.diff = Some(DiffOverlay {
+            kind: PreviewKind::Apply,
+            piece: None,
+            scroll: 0,
+        });
+        insta::assert_snapshot!("diff_all", render(&state));
+        state.install.diff = Some(DiffOverlay {
+            kind: PreviewKind::Revert,
+            piece: None,
+            scroll: 12,
+        });
+        insta::assert_snapshot!("diff_revert_scrolled", render(&state));
+        state.install.diff = Some(DiffOverlay {
+            kind: PreviewKind::Apply,
+            piece: Some(("filter".into(), "ConfigMap".into(), "kasi-filter".into())),
+            scroll: 0,
+        });
+        assert!(render(&state)
+            .contains("apply would leave ConfigMap knative-serving/kasi-filter unchanged"));
     }
 
     #[test]
