@@ -499,6 +499,11 @@ async fn conflicts_stop_apply_unless_forced_and_the_binary_works() {
     assert_eq!(code, 0, "{stderr}");
     let json: Value = serde_json::from_str(&stdout).expect("status --json is JSON");
     assert_eq!(json["installed"], true, "{stdout}");
+    assert_eq!(
+        json["disagreements"],
+        serde_json::json!([]),
+        "both activators rolled with the same module, chain and scope: {stdout}"
+    );
     let (code, stdout, stderr) = run_kasi(&lab, &["status", "--exit-code"]);
     assert_eq!(code, 0, "installed and loaded: {stdout}\n{stderr}");
 

@@ -18,12 +18,14 @@ use super::diff::{diff, kasi_fields, value_at, Change};
 use super::findings::{self, Finding, Findings};
 use super::objects::{self, ObjectRef};
 use super::record;
-use super::render::{render, FilterSource, RenderOptions, WASM_PLUGIN};
+use super::render::{render, FilterSource, RenderOptions, MODULE_LABEL, WASM_PLUGIN};
 use super::session_keys::KeyRing;
 use super::{InstallError, Result, FILTER_WASM};
 use crate::cluster::lean::LeanPod;
 use crate::envoy::admin::Sidecar;
+use crate::envoy::agreement::{self, SidecarFacts};
 use crate::envoy::config_dump::ConfigSizes;
+use crate::envoy::shape::ConfigShape;
 use crate::envoy::stats::KasiCounters;
 use kube::api::{Api, ListParams};
 use kube::Client;
@@ -72,6 +74,9 @@ pub struct Status {
     pub hit_rate: Option<f64>,
     pub findings: Vec<Finding>,
     pub findings_unchecked: Vec<String>,
+    /// Where the activators' sidecars do not run the same thing, one line each
+    /// ([`crate::envoy::agreement`]); empty when they agree.
+    pub disagreements: Vec<String>,
 }
 
 impl Status {
@@ -158,6 +163,8 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
         .list(&ListParams::default().labels("app=activator"))
         .await?;
     let mut activators = Vec::new();
+    // What each sidecar runs, for the agreement check: (pod, module label, shape, clusters).
+    let mut shapes: Vec<(String, Option<String>, Option<ConfigShape>, Option<u64>)> = Vec::new();
     let mut total = KasiCounters::default();
     let mut any_counters = false;
     for pod in &activator_pods.items {
@@ -174,13 +181,25 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
         };
         if injected {
             let sidecar = Sidecar::new(client.clone(), ns, &name);
+            let module = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MODULE_LABEL))
+                .cloned();
             match sidecar.config_dump().await {
                 Ok(dump) => {
                     status.filter_loaded =
                         Some(sidecar.wasm_plugin_loaded(&dump, WASM_PLUGIN).await);
                     status.config_dump = Some(dump.sizes());
+                    let shape = ConfigShape::of(&dump, ns, WASM_PLUGIN);
+                    let clusters = dump.count("clusters") as u64;
+                    shapes.push((name.clone(), module, Some(shape), Some(clusters)));
                 }
-                Err(e) => status.error = Some(format!("{e:#}")),
+                Err(e) => {
+                    status.error = Some(format!("{e:#}"));
+                    shapes.push((name.clone(), module, None, None));
+                }
             }
             match sidecar.kasi_counters().await {
                 Ok(counters) => {
@@ -194,8 +213,20 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
         }
         activators.push(status);
     }
+    let facts: Vec<SidecarFacts<'_>> = shapes
+        .iter()
+        .map(|(pod, module, shape, clusters)| SidecarFacts {
+            pod,
+            module: module.as_deref(),
+            shape: shape.as_ref(),
+            clusters: *clusters,
+            wasm_level: None,
+        })
+        .collect();
+    let disagreements = agreement::disagreements(&facts);
     let found = findings::collect(client, ns).await;
     Ok(Status {
+        disagreements,
         findings: found.findings,
         findings_unchecked: found.unchecked,
         system_namespace: ns.to_owned(),
@@ -323,6 +354,23 @@ pub fn to_text(status: &Status) -> String {
             out.push_str(&format!("{}: {error}\n", activator.pod));
         }
     }
+    let sidecars = status
+        .activators
+        .iter()
+        .filter(|a| a.config_dump.is_some())
+        .count();
+    if status.disagreements.is_empty() {
+        if sidecars > 1 {
+            out.push_str(&format!(
+                "the {sidecars} activator sidecars agree (module, pluginConfig, filter chain, PassthroughCluster, Sidecar scope)\n"
+            ));
+        }
+    } else {
+        out.push_str("the activators disagree:\n");
+        for line in &status.disagreements {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     out.push_str(&format!(
         "\ninstalled: {}   hit rate: {}   (bundle options: {})\n",
         yes_no(Some(status.installed)),
@@ -416,6 +464,7 @@ mod tests {
                 fix: "use a soft limit".into(),
             }],
             findings_unchecked: vec!["cannot check knative-operator: kasi may not list knativeservings.operator.knative.dev (403)".into()],
+            disagreements: vec![":8012 filter chain differs: a: kasi → router; b: router".into()],
         };
         // A drifted piece is not whole; a warning is not a problem.
         assert_eq!(
@@ -432,6 +481,10 @@ mod tests {
         assert!(text.contains("DRIFTED   Sidecar/kasi-activator"), "{text}");
         assert!(text.contains("3.0 MiB"), "{text}");
         assert!(text.contains("hit rate: 50.0%"), "{text}");
+        assert!(
+            text.contains("the activators disagree:\n  :8012 filter chain differs: a: kasi → router; b: router\n"),
+            "{text}"
+        );
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["pieces"][0]["state"], "drifted");
         assert_eq!(json["activators"][0]["config_dump"]["total_bytes"], 3 << 20);
@@ -486,6 +539,7 @@ mod tests {
                 fix: "f".into(),
             }],
             findings_unchecked: Vec::new(),
+            disagreements: Vec::new(),
         };
         assert_eq!(
             status.problems(),
