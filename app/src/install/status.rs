@@ -154,6 +154,15 @@ async fn expected_options(
     Ok((options, "defaults"))
 }
 
+/// One activator sidecar as `kasi status` read it, for the agreement check.
+struct SidecarRead {
+    pod: String,
+    /// The pod's `kasi.dev/filter-sha256` label.
+    module: Option<String>,
+    shape: Option<ConfigShape>,
+    clusters: Option<u64>,
+}
+
 /// The whole status: every piece, then each activator's sidecar (read through port-forwards).
 pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> {
     let ns = system_namespace;
@@ -163,8 +172,8 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
         .list(&ListParams::default().labels("app=activator"))
         .await?;
     let mut activators = Vec::new();
-    // What each sidecar runs, for the agreement check: (pod, module label, shape, clusters).
-    let mut shapes: Vec<(String, Option<String>, Option<ConfigShape>, Option<u64>)> = Vec::new();
+    // What each sidecar runs, for the agreement check.
+    let mut shapes: Vec<SidecarRead> = Vec::new();
     let mut total = KasiCounters::default();
     let mut any_counters = false;
     for pod in &activator_pods.items {
@@ -194,11 +203,21 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
                     status.config_dump = Some(dump.sizes());
                     let shape = ConfigShape::of(&dump, ns, WASM_PLUGIN);
                     let clusters = dump.count("clusters") as u64;
-                    shapes.push((name.clone(), module, Some(shape), Some(clusters)));
+                    shapes.push(SidecarRead {
+                        pod: name.clone(),
+                        module,
+                        shape: Some(shape),
+                        clusters: Some(clusters),
+                    });
                 }
                 Err(e) => {
                     status.error = Some(format!("{e:#}"));
-                    shapes.push((name.clone(), module, None, None));
+                    shapes.push(SidecarRead {
+                        pod: name.clone(),
+                        module,
+                        shape: None,
+                        clusters: None,
+                    });
                 }
             }
             match sidecar.kasi_counters().await {
@@ -215,11 +234,11 @@ pub async fn collect(client: &Client, system_namespace: &str) -> Result<Status> 
     }
     let facts: Vec<SidecarFacts<'_>> = shapes
         .iter()
-        .map(|(pod, module, shape, clusters)| SidecarFacts {
-            pod,
-            module: module.as_deref(),
-            shape: shape.as_ref(),
-            clusters: *clusters,
+        .map(|read| SidecarFacts {
+            pod: &read.pod,
+            module: read.module.as_deref(),
+            shape: read.shape.as_ref(),
+            clusters: read.clusters,
             wasm_level: None,
         })
         .collect();
