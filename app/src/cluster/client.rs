@@ -28,6 +28,16 @@ const HOW_TO_POINT: &str =
 
 /// Builds a client; every failure is one line that says what to do about it.
 pub async fn connect(target: &ClusterTarget) -> anyhow::Result<Client> {
+    connect_with(target, false).await
+}
+
+/// [`connect`] for the full-screen UI: exec credential plugins never get the terminal
+/// ([`super::exec`]).
+pub async fn connect_for_ui(target: &ClusterTarget) -> anyhow::Result<Client> {
+    connect_with(target, true).await
+}
+
+async fn connect_with(target: &ClusterTarget, for_ui: bool) -> anyhow::Result<Client> {
     let options = KubeConfigOptions {
         context: target.context.clone(),
         ..KubeConfigOptions::default()
@@ -51,15 +61,28 @@ pub async fn connect(target: &ClusterTarget) -> anyhow::Result<Client> {
                 Err(e) => anyhow::bail!("cannot read $KUBECONFIG: {e}; {HOW_TO_POINT}"),
             },
         };
+    let kubeconfig = kubeconfig.map(|mut k| {
+        if for_ui {
+            super::exec::never_interactive(&mut k);
+        }
+        k
+    });
     let config = match kubeconfig {
         Some(kubeconfig) => Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|e| anyhow::anyhow!("the kubeconfig cannot be used: {e}"))?,
+            .map_err(|e| match super::exec::describe(&e) {
+                Some(line) => anyhow::anyhow!(line),
+                None => anyhow::anyhow!("the kubeconfig cannot be used: {e}"),
+            })?,
         None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => Config::incluster()
             .map_err(|e| anyhow::anyhow!("in-cluster configuration failed: {e}"))?,
         None => anyhow::bail!("no kubeconfig found; {HOW_TO_POINT}"),
     };
-    Client::try_from(config).map_err(|e| anyhow::anyhow!("cannot build a Kubernetes client: {e}"))
+    // kube-rs runs an exec plugin here already, for the first token: its failure is one line.
+    Client::try_from(config).map_err(|e| match super::exec::describe(&e) {
+        Some(line) => anyhow::anyhow!(line),
+        None => anyhow::anyhow!("cannot build a Kubernetes client: {e}"),
+    })
 }
 
 /// `~/.kube/config` when it exists; `None` when there is none (not an error yet: in-cluster may work).

@@ -2,8 +2,9 @@
 //! over a pod port-forward (how kasi reads a sidecar's admin API without exposing it).
 
 pub mod client;
+pub mod exec;
 pub mod lean;
 pub mod portforward;
 
-pub use client::{connect, ClusterTarget};
+pub use client::{connect, connect_for_ui, ClusterTarget};
 pub use portforward::{http_get, HttpResponse};

@@ -2,7 +2,7 @@
 
 use super::run::{run, Installer, TuiOptions};
 use super::state::{ClusterInfo, ProbeKind, ProbeTarget, ProbeTargets};
-use crate::cluster::client::{connect, ClusterTarget};
+use crate::cluster::client::{connect, connect_for_ui, ClusterTarget};
 use kasi_lab::{Lab, LabOptions};
 use std::sync::Arc;
 
@@ -91,7 +91,7 @@ pub async fn inspect(
     system_namespace: String,
     installer: Option<Installer>,
 ) -> anyhow::Result<()> {
-    let client = connect(&target).await?;
+    let client = connect_for_ui(&target).await?;
     let cluster = cluster_info(&target, server_of(&target), false);
     run(TuiOptions {
         client,

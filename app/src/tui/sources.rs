@@ -104,10 +104,12 @@ async fn report_error(tx: &Sender, what: &str, error: &watcher::Error, start: In
     if source.is_some_and(is_forbidden) {
         let _ = tx.send(Event::Forbidden(what.to_owned())).await;
     } else {
+        let reason =
+            crate::cluster::exec::describe(error).unwrap_or_else(|| short(&error.to_string()));
         let _ = tx
             .send(Event::Connection(Connection::Stale {
                 since: seconds(start),
-                reason: short(&error.to_string()),
+                reason,
             }))
             .await;
     }
@@ -147,7 +149,7 @@ async fn watch_api_health(client: Client, tx: Sender, start: Instant) {
             Ok(Ok(_)) => Event::ApiReachable,
             Ok(Err(e)) => Event::Connection(Connection::Stale {
                 since: seconds(start),
-                reason: short(&e.to_string()),
+                reason: crate::cluster::exec::describe(&e).unwrap_or_else(|| short(&e.to_string())),
             }),
             Err(_) => Event::Connection(Connection::Stale {
                 since: seconds(start),
