@@ -243,10 +243,12 @@ fn run_ui(global: &kasi::cli::Global, namespace: &str) -> ExitCode {
         kubeconfig: global.kubeconfig.clone(),
         context: global.context.clone(),
     };
-    let installer = kasi::tui::installer::installer(target.clone(), default_render(namespace));
+    let render = default_render(namespace);
+    let installer =
+        move |target: ClusterTarget| Some(kasi::tui::installer::installer(target, render.clone()));
     block_on(
         "kasi",
-        kasi::tui::launch::inspect(target, namespace.to_owned(), Some(installer)),
+        kasi::tui::launch::inspect(target, namespace.to_owned(), installer),
     )
 }
 

@@ -63,4 +63,6 @@ pub enum Effect {
     StopProbe,
     /// Raise these activators' `wasm` logger to info, time-boxed, restoring the level they had.
     RaiseWasmLog(Vec<String>),
+    /// `:ctx`: talk to this kubeconfig context from now on (sources restart on it).
+    SwitchContext(String),
 }

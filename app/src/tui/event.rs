@@ -80,6 +80,8 @@ pub enum Event {
     },
     /// SIGTERM or SIGHUP: leave as if `q` was pressed, so the terminal and the lab are cleaned up.
     Shutdown,
+    /// `:ctx`'s new client is built (or failed): the runtime picks it up from its slot.
+    ContextReady,
 }
 
 pub fn apply(state: &mut AppState, event: Event) {
@@ -219,6 +221,8 @@ pub fn apply(state: &mut AppState, event: Event) {
         }
         Event::WasmLog { sidecar, change } => record_wasm_log(state, sidecar, change),
         Event::Shutdown => state.ui.quit = true,
+        // Handled by the runtime, which holds the clients.
+        Event::ContextReady => {}
     }
 }
 

@@ -13,7 +13,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("/", "filter the current table", "tables"),
     (
         ":",
-        "command palette (:sessions, :apply, :probe URL, :quit …)",
+        "command palette (:sessions, :apply, :probe, :ctx, :q …)",
+        "everywhere",
+    ),
+    (
+        ":ctx [NAME]",
+        "switch kubeconfig context (a list without NAME)",
         "everywhere",
     ),
     (
@@ -117,6 +122,15 @@ pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
             KeyCode::Enter => Some(Action::Submit),
             KeyCode::Backspace => Some(Action::Erase),
             KeyCode::Char(c) => Some(Action::Type(c)),
+            _ => None,
+        };
+    }
+    if state.ui.context_picker.is_some() {
+        return match key.code {
+            KeyCode::Char('j') | KeyCode::Down => Some(Action::Down),
+            KeyCode::Char('k') | KeyCode::Up => Some(Action::Up),
+            KeyCode::Enter => Some(Action::Submit),
+            KeyCode::Esc | KeyCode::Char('q') => Some(Action::Back),
             _ => None,
         };
     }

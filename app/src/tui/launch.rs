@@ -1,6 +1,6 @@
 //! Starting the UI: `kasi` against the current kube context, `kasi demo` against a fresh lab.
 
-use super::run::{run, Installer, TuiOptions};
+use super::run::{run, Connected, Contexts, Installer, TuiOptions};
 use super::state::{ClusterInfo, ProbeKind, ProbeTarget, ProbeTargets};
 use crate::cluster::client::{connect, connect_for_ui, ClusterTarget};
 use kasi_lab::{Lab, LabOptions};
@@ -85,24 +85,63 @@ fn lab_probes(ingress_url: &str) -> ProbeTargets {
     }
 }
 
-/// `kasi`: the UI on a cluster.
+/// `kasi`: the UI on a cluster; `:ctx` switches to another of the kubeconfig's contexts.
 pub async fn inspect(
     target: ClusterTarget,
     system_namespace: String,
-    installer: Option<Installer>,
+    installer: impl Fn(ClusterTarget) -> Option<Installer> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let client = connect_for_ui(&target).await?;
     let cluster = cluster_info(&target, server_of(&target), false);
+    let installer = Arc::new(installer);
     run(TuiOptions {
         client,
         cluster,
         system_namespace,
         lab: None,
         probes: ProbeTargets::default(),
-        installer,
+        installer: installer(target.clone()),
         show_guide: false,
+        contexts: Some(contexts(target, installer)),
     })
     .await
+}
+
+/// The kubeconfig's contexts, and how to connect to one of them from the UI.
+fn contexts(
+    target: ClusterTarget,
+    installer: Arc<impl Fn(ClusterTarget) -> Option<Installer> + Send + Sync + 'static>,
+) -> Contexts {
+    let names = kubeconfig(&target)
+        .map(|config| config.contexts.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    Contexts {
+        names,
+        connect: Arc::new(move |name: String| {
+            let target = ClusterTarget {
+                context: Some(name.clone()),
+                ..target.clone()
+            };
+            let installer = installer.clone();
+            Box::pin(async move {
+                let client = connect_for_ui(&target)
+                    .await
+                    .map_err(|e| format!("context {name}: {e:#}"))?;
+                // Reachable before the old sources stop: a typo'd server keeps the old view.
+                client.apiserver_version().await.map_err(
+                    |e| match crate::cluster::exec::describe(&e) {
+                        Some(line) => format!("context {name}: {line}"),
+                        None => format!("context {name}: the API server does not answer: {e}"),
+                    },
+                )?;
+                Ok(Connected {
+                    cluster: cluster_info(&target, server_of(&target), false),
+                    installer: installer(target),
+                    client,
+                })
+            })
+        }),
+    }
 }
 
 /// `kasi demo`: a lab, and the UI on it with the demo guide open and the lab's ingress as the
@@ -129,6 +168,7 @@ pub async fn demo(
             probes: lab_probes(lab.ingress_url()),
             installer: installer(target.clone()),
             show_guide: true,
+            contexts: None,
         })
         .await
     }

@@ -42,6 +42,24 @@ pub type Installer = Arc<
         + Sync,
 >;
 
+/// A kubeconfig context, connected: what the UI needs to run on it.
+pub struct Connected {
+    pub client: Client,
+    pub cluster: ClusterInfo,
+    pub installer: Option<Installer>,
+}
+
+/// `:ctx`: the kubeconfig's contexts, and how to connect to one (a one-line error otherwise).
+#[derive(Clone)]
+pub struct Contexts {
+    pub names: Vec<String>,
+    pub connect: Arc<
+        dyn Fn(String) -> futures::future::BoxFuture<'static, Result<Connected, String>>
+            + Send
+            + Sync,
+    >,
+}
+
 pub struct TuiOptions {
     pub client: Client,
     pub cluster: ClusterInfo,
@@ -52,6 +70,8 @@ pub struct TuiOptions {
     pub probes: ProbeTargets,
     pub installer: Option<Installer>,
     pub show_guide: bool,
+    /// `None` on the lab (one context).
+    pub contexts: Option<Contexts>,
 }
 
 /// Frames are drawn at most this often, however fast events arrive.
@@ -93,7 +113,7 @@ async fn restore_wasm_logs(raises: Raises) {
 
 async fn main_loop(
     terminal: &mut ratatui::DefaultTerminal,
-    options: TuiOptions,
+    mut options: TuiOptions,
     raises: &mut Raises,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
@@ -104,6 +124,13 @@ async fn main_loop(
         ..AppState::default()
     };
     state.ui.guide = options.show_guide;
+    state.contexts = options
+        .contexts
+        .as_ref()
+        .map(|c| c.names.clone())
+        .unwrap_or_default();
+    // Where a `:ctx` switch leaves its result for the loop (clients are not events).
+    let switched: Arc<std::sync::Mutex<Option<Result<Connected, String>>>> = Arc::default();
     state.probe_targets = options.probes.clone();
     state.probe = options.probes.cookie.clone().map(|target| ProbeState {
         target,
@@ -116,9 +143,12 @@ async fn main_loop(
         tx.clone(),
         start,
     );
-    tasks.push(spawn_keys(tx.clone()));
-    tasks.push(spawn_ticks(tx.clone(), start));
-    tasks.push(spawn_signals(tx.clone()));
+    // Keys, ticks and signals outlive a `:ctx` switch; the cluster's sources do not.
+    let local = [
+        spawn_keys(tx.clone()),
+        spawn_ticks(tx.clone(), start),
+        spawn_signals(tx.clone()),
+    ];
     let mut probe: Option<RunningProbe> = None;
     // What apply and revert would do, ready before the Install view is first opened.
     if let Some(effect) = update::preview(&mut state) {
@@ -138,6 +168,20 @@ async fn main_loop(
                 }
                 if let Some(action) = keys::action(&state, key) {
                     for effect in update::update(&mut state, action) {
+                        if let Effect::SwitchContext(name) = effect {
+                            if let Some(contexts) = &options.contexts {
+                                let (connect, slot, tx) =
+                                    (contexts.connect.clone(), switched.clone(), tx.clone());
+                                tokio::spawn(async move {
+                                    let result = connect(name).await;
+                                    if let Ok(mut slot) = slot.lock() {
+                                        *slot = Some(result);
+                                    }
+                                    let _ = tx.send(Event::ContextReady).await;
+                                });
+                            }
+                            continue;
+                        }
                         if let Effect::RaiseWasmLog(pods) = effect {
                             let hold = Duration::from_secs_f64(WASM_LOG_RAISE);
                             for pod in pods {
@@ -155,6 +199,46 @@ async fn main_loop(
                 }
                 dirty = true;
             }
+            Ok(Some(Event::ContextReady)) => {
+                let result = switched.lock().ok().and_then(|mut slot| slot.take());
+                match result {
+                    Some(Ok(connected)) => {
+                        // Everything read from the old cluster goes; the new one's sources
+                        // start over, as k9s does on `:ctx`.
+                        for task in tasks.drain(..) {
+                            task.abort();
+                        }
+                        if let Some(running) = probe.take() {
+                            running.stop();
+                        }
+                        let context = connected.cluster.context.clone();
+                        state = AppState {
+                            view: state.view,
+                            cluster: connected.cluster.clone(),
+                            contexts: state.contexts.clone(),
+                            connection: Connection::Connecting,
+                            now: state.now,
+                            ..AppState::default()
+                        };
+                        state.ui.message = Some(format!("now on context {context}"));
+                        options.client = connected.client;
+                        options.cluster = connected.cluster;
+                        options.installer = connected.installer;
+                        tasks = sources::spawn(
+                            options.client.clone(),
+                            &options.system_namespace,
+                            tx.clone(),
+                            start,
+                        );
+                        if let Some(effect) = update::preview(&mut state) {
+                            run_effect(effect, &options, &tx, &mut probe);
+                        }
+                    }
+                    Some(Err(line)) => state.ui.message = Some(line),
+                    None => {}
+                }
+                dirty = true;
+            }
             Ok(Some(other)) => {
                 event::apply(&mut state, other);
                 dirty = true;
@@ -168,7 +252,7 @@ async fn main_loop(
             dirty = false;
         }
     }
-    for task in tasks {
+    for task in tasks.into_iter().chain(local) {
         task.abort();
     }
     // A running probe's MCP clients end their sessions; quitting waits for that at most a moment.
@@ -324,7 +408,7 @@ fn run_effect(
             *probe = Some(RunningProbe::start(target, tx));
         }
         // Handled by the main loop, which keeps the tasks so they can restore at exit.
-        Effect::RaiseWasmLog(_) => {}
+        Effect::RaiseWasmLog(_) | Effect::SwitchContext(_) => {}
         Effect::StopProbe => {
             if let Some(running) = probe.take() {
                 running.stop();

@@ -381,6 +381,8 @@ pub struct UiState {
     pub palette: Option<String>,
     pub paste: Option<PasteBox>,
     pub story: Option<StoryPanel>,
+    /// `:ctx`'s list of the kubeconfig's contexts: the selected row.
+    pub context_picker: Option<usize>,
     /// The demo guide overlay (kasi demo starts with it open).
     pub guide: bool,
     pub message: Option<String>,
@@ -394,6 +396,8 @@ pub struct AppState {
     pub now: Seconds,
     pub view: View,
     pub cluster: ClusterInfo,
+    /// The kubeconfig's contexts, for `:ctx` (empty on the lab, which has one).
+    pub contexts: Vec<String>,
     pub connection: Connection,
     /// Permissions the API refused, e.g. `list pods in knative-serving`.
     pub forbidden: Vec<String>,

@@ -11,6 +11,11 @@ use crate::install::preview::PreviewKind;
 const PAGE: usize = 20;
 
 pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
+    if state.ui.context_picker.is_some() {
+        if let Some(effects) = pick_context(state, &action) {
+            return effects;
+        }
+    }
     if state.ui.story.is_some() && !state.ui.help {
         if let Some(effects) = scroll_story(state, &action) {
             return effects;
@@ -269,6 +274,63 @@ fn scroll_story(state: &mut AppState, action: &Action) -> Option<Vec<Effect>> {
     Some(Vec::new())
 }
 
+/// Keys while `:ctx`'s list is open. `None`: not the list's.
+fn pick_context(state: &mut AppState, action: &Action) -> Option<Vec<Effect>> {
+    let selected = state.ui.context_picker.as_mut()?;
+    let last = state.contexts.len().saturating_sub(1);
+    match action {
+        Action::Up => *selected = selected.saturating_sub(1),
+        Action::Down => *selected = (*selected + 1).min(last),
+        Action::Back => state.ui.context_picker = None,
+        Action::Submit => {
+            let index = state.ui.context_picker.take()?;
+            let name = state.contexts.get(index)?.clone();
+            return Some(switch_context(state, name));
+        }
+        _ => return None,
+    }
+    Some(Vec::new())
+}
+
+fn switch_context(state: &mut AppState, name: String) -> Vec<Effect> {
+    if name == state.cluster.context {
+        state.ui.message = Some(format!("already on context {name}"));
+        return Vec::new();
+    }
+    state.ui.message = Some(format!("switching to context {name}…"));
+    vec![Effect::SwitchContext(name)]
+}
+
+/// `:ctx` opens the list of the kubeconfig's contexts (the current one selected); `:ctx NAME`
+/// switches at once.
+fn context_command(state: &mut AppState, name: &str) -> Vec<Effect> {
+    if state.contexts.is_empty() {
+        state.ui.message = Some(if state.cluster.lab {
+            "the lab has one context; `kasi --kubeconfig FILE` opens another cluster".into()
+        } else {
+            "no kubeconfig contexts to switch to".into()
+        });
+        return Vec::new();
+    }
+    if name.is_empty() {
+        let current = state
+            .contexts
+            .iter()
+            .position(|c| *c == state.cluster.context)
+            .unwrap_or(0);
+        state.ui.context_picker = Some(current);
+        return Vec::new();
+    }
+    if !state.contexts.iter().any(|c| c == name) {
+        state.ui.message = Some(format!(
+            "no context {name:?} in the kubeconfig; it has {}",
+            state.contexts.join(", ")
+        ));
+        return Vec::new();
+    }
+    switch_context(state, name.to_owned())
+}
+
 fn show(state: &mut AppState, view: View) {
     state.ui.story = None;
     if state.view != view {
@@ -301,6 +363,7 @@ fn run_command(state: &mut AppState, command: &str) -> Vec<Effect> {
         "help" => state.ui.help = true,
         "apply" => return update(state, Action::Ask(Confirm::Apply)),
         "revert" => return update(state, Action::Ask(Confirm::Revert)),
+        "ctx" | "context" | "contexts" => return context_command(state, argument),
         "probe" => match probe::parse_command(argument) {
             Ok(target) => {
                 show(state, View::Stickiness);
@@ -502,6 +565,47 @@ mod tests {
         // Elsewhere `m` is no key.
         press(&mut state, "1");
         assert_eq!(press(&mut state, "m"), vec![]);
+    }
+
+    #[test]
+    fn ctx_lists_the_contexts_and_switches_to_the_one_picked() {
+        let mut state = lab_state(View::Overview);
+        // The lab has one context.
+        assert!(press(&mut state, ":ctx\n").is_empty());
+        assert!(state.ui.context_picker.is_none());
+        assert!(state.ui.message.as_deref().unwrap().contains("one context"));
+
+        state.cluster.lab = false;
+        state.cluster.context = "prod-eu".into();
+        state.contexts = vec!["dev".into(), "prod-eu".into(), "prod-us".into()];
+        assert!(press(&mut state, ":ctx\n").is_empty());
+        assert_eq!(
+            state.ui.context_picker,
+            Some(1),
+            "the current one is selected"
+        );
+        assert_eq!(
+            press(&mut state, "j\n"),
+            vec![Effect::SwitchContext("prod-us".into())]
+        );
+        assert_eq!(state.ui.context_picker, None);
+        press(&mut state, ":ctx\nkk\x1b");
+        assert_eq!(state.ui.context_picker, None, "Esc cancels");
+
+        assert_eq!(
+            press(&mut state, ":ctx dev\n"),
+            vec![Effect::SwitchContext("dev".into())]
+        );
+        assert!(press(&mut state, ":ctx prod-eu\n").is_empty());
+        assert_eq!(
+            state.ui.message.as_deref(),
+            Some("already on context prod-eu")
+        );
+        assert!(press(&mut state, ":ctx staging\n").is_empty());
+        assert_eq!(
+            state.ui.message.as_deref(),
+            Some("no context \"staging\" in the kubeconfig; it has dev, prod-eu, prod-us")
+        );
     }
 
     #[test]

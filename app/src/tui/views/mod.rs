@@ -68,6 +68,9 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
     if state.ui.guide {
         draw_guide(frame, state);
     }
+    if let Some(selected) = state.ui.context_picker {
+        draw_contexts(frame, state, selected);
+    }
     if let Some(paste) = &state.ui.paste {
         let area = centered(frame.area(), 80, 12);
         let mut lines = vec![Line::from(vec![
@@ -353,6 +356,41 @@ fn draw_guide(frame: &mut Frame, state: &AppState) {
     overlay(frame, area, "Demo guide", Paragraph::new(lines));
 }
 
+/// `:ctx`: the kubeconfig's contexts, the current one marked, the selected one highlighted.
+fn draw_contexts(frame: &mut Frame, state: &AppState, selected: usize) {
+    let widest = state
+        .contexts
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0);
+    let width = (widest as u16 + 8).max(48);
+    let area = centered(frame.area(), width, state.contexts.len() as u16 + 4);
+    let mut lines: Vec<Line> = state
+        .contexts
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mark = if *name == state.cluster.context {
+                "● "
+            } else {
+                "  "
+            };
+            let style = if i == selected {
+                theme::selected()
+            } else {
+                Style::new()
+            };
+            Line::styled(format!("{mark}{name}"), style)
+        })
+        .collect();
+    lines.push(Line::styled(
+        "Enter switches (the views start over) · Esc cancels",
+        theme::dim(),
+    ));
+    overlay(frame, area, "Contexts", Paragraph::new(lines));
+}
+
 fn overlay(frame: &mut Frame, area: Rect, title: &str, widget: impl ratatui::widgets::Widget) {
     frame.render_widget(Clear, area);
     let block = table_block(title).border_style(Style::new().fg(theme::ACCENT));
@@ -428,6 +466,27 @@ mod tests {
         );
         state.view = View::Config;
         insta::assert_snapshot!("config_disagreement", render(&state));
+    }
+
+    /// `:ctx`: the kubeconfig's contexts, the current one marked.
+    #[test]
+    fn the_context_list() {
+        let mut state = lab_state(View::Overview);
+        state.cluster.lab = false;
+        state.cluster.context = "prod-eu".into();
+        state.contexts = vec![
+            "dev".into(),
+            "prod-eu".into(),
+            "arn:aws:eks:eu-west-1:123456789012:cluster/prod-us".into(),
+        ];
+        state.ui.context_picker = Some(2);
+        let screen = render(&state);
+        insta::assert_snapshot!("contexts", screen);
+        assert!(screen.contains("● prod-eu"), "{screen}");
+        assert!(
+            screen.contains("arn:aws:eks:eu-west-1:123456789012:cluster/prod-us"),
+            "{screen}"
+        );
     }
 
     /// The MCP probe says so, with its 404s and re-initializations.
