@@ -13,7 +13,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("/", "filter the current table", "tables"),
     (
         ":",
-        "command palette (:sessions, :apply, :probe, :ctx, :q …)",
+        "command palette: :sessions :apply :probe :ctx :q …",
         "everywhere",
     ),
     (
