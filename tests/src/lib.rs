@@ -16,6 +16,7 @@ mod locate;
 mod pod;
 mod scratch;
 mod support;
+pub mod tmux;
 
 pub use bootstrap::EnvoyOptions;
 pub use client::{admin_get, plain_get, plain_post, Client, McpSession, Response, Session};
