@@ -270,9 +270,15 @@ fn draw_header(frame: &mut Frame, area: Rect, state: &AppState) {
 /// SRE must read it whole), else the question the view answers.
 fn banner(state: &AppState) -> Line<'_> {
     if let Connection::Stale { since, reason } = &state.connection {
+        // A credential plugin's failure names the plugin; the API server may be fine.
+        let why = if reason.starts_with("credentials:") {
+            reason.clone()
+        } else {
+            format!("the API server is unreachable ({reason})")
+        };
         return Line::styled(
             format!(
-                " STALE {:.0}s — the API server is unreachable ({reason}); showing what was last seen, retrying",
+                " STALE {:.0}s — {why}; showing what was last seen, retrying",
                 state.now - since
             ),
             Style::new().fg(ratatui::style::Color::Black).bg(theme::BAD),
@@ -1044,6 +1050,22 @@ mod tests {
         let screen = render(&state);
         assert!(
             screen.contains("STALE 12s — the API server is unreachable (connection refused)"),
+            "{screen}"
+        );
+    }
+
+    /// An exec credential plugin that fails (an expired SSO session) is named in one line.
+    #[test]
+    fn a_failing_credential_plugin_is_named() {
+        let mut state = lab_state(View::Overview);
+        state.connection = Connection::Stale {
+            since: 48.0,
+            reason: "credentials: exec plugin `aws` failed: Error when retrieving token from sso: Token has expired and refresh failed".into(),
+        };
+        let screen = render(&state);
+        insta::assert_snapshot!("stale_credentials", screen);
+        assert!(
+            screen.contains("STALE 12s — credentials: exec plugin `aws` failed: Error when retrieving token from sso"),
             "{screen}"
         );
     }
