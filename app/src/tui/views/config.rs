@@ -16,20 +16,21 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     let live: Vec<&str> = state.activators.iter().map(|a| a.pod.as_str()).collect();
     let shown = |pod: &str| live.is_empty() || live.contains(&pod);
     let rows_shown = state.config_history.keys().filter(|p| shown(p)).count();
-    let chains = chain_lines(state);
+    // Wrapped, borders included: a chain is read whole on a narrow terminal too.
+    let chains = ratatui::widgets::Paragraph::new(chain_lines(state))
+        .wrap(ratatui::widgets::Wrap { trim: false })
+        .block(table_block(
+            "HTTP filters on the revision ports, in chain order",
+            area.width,
+        ));
+    let chains_height = chains.line_count(area.width) as u16;
     let [chart_area, table_area, chain_area] = Layout::vertical([
         Constraint::Min(8),
         Constraint::Length(rows_shown as u16 + 3),
-        Constraint::Length(chains.len() as u16 + 2),
+        Constraint::Length(chains_height),
     ])
     .areas(area);
-    frame.render_widget(
-        ratatui::widgets::Paragraph::new(chains).block(table_block(
-            "HTTP filters on the revision ports, in chain order",
-            chain_area.width,
-        )),
-        chain_area,
-    );
+    frame.render_widget(chains, chain_area);
     let series: Vec<(String, Vec<(f64, f64)>)> = state
         .config_history
         .iter()

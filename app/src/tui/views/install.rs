@@ -143,11 +143,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     );
     let columns = [
         Column::new("#", 4),
-        Column::new("KIND", 5),
-        Column::new("NAME", 7).cut_to(16),
+        // What it is, its state and what the command would do first; kind and name give way.
+        Column::new("KIND", 2),
+        Column::new("NAME", 3).cut_to(14),
         Column::new("PIECE", 8).cut_to(20),
         Column::new("STATUS", 9),
-        Column::new(format!("{} WOULD", context.to_ascii_uppercase()), 6).cut_to(12),
+        Column::new(format!("{} WOULD", context.to_ascii_uppercase()), 7).cut_to(12),
     ];
     let table = columns::fit(&columns, rows, inner_width(table_area), theme::header())
         .row_highlight_style(theme::selected())
