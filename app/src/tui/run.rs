@@ -81,6 +81,7 @@ const TICK: Duration = Duration::from_millis(250);
 const QUIT_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn run(options: TuiOptions) -> anyhow::Result<()> {
+    views::theme::init();
     let mut terminal = ratatui::try_init()?;
     let mut raises = Raises::default();
     // However the loop ends — `q`, Ctrl-C (a key in raw mode), a signal, an error, a panic — the

@@ -1,12 +1,13 @@
 //! `4` Config: each sidecar's config_dump size over time, by section, with applies marked.
 
-use super::{table_block, theme};
+use super::columns::{self, Cell, Column};
+use super::{inner_width, table_block, theme};
 use crate::tui::state::AppState;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::Line;
-use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Row, Table};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType};
 use ratatui::Frame;
 
 const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green];
@@ -15,19 +16,21 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     let live: Vec<&str> = state.activators.iter().map(|a| a.pod.as_str()).collect();
     let shown = |pod: &str| live.is_empty() || live.contains(&pod);
     let rows_shown = state.config_history.keys().filter(|p| shown(p)).count();
-    let chains = chain_lines(state);
+    // Wrapped, borders included: a chain is read whole on a narrow terminal too.
+    let chains = ratatui::widgets::Paragraph::new(chain_lines(state))
+        .wrap(ratatui::widgets::Wrap { trim: false })
+        .block(table_block(
+            "HTTP filters on the revision ports, in chain order",
+            area.width,
+        ));
+    let chains_height = chains.line_count(area.width) as u16;
     let [chart_area, table_area, chain_area] = Layout::vertical([
         Constraint::Min(8),
         Constraint::Length(rows_shown as u16 + 3),
-        Constraint::Length(chains.len() as u16 + 2),
+        Constraint::Length(chains_height),
     ])
     .areas(area);
-    frame.render_widget(
-        ratatui::widgets::Paragraph::new(chains).block(table_block(
-            "HTTP filters on the revision ports, in chain order",
-        )),
-        chain_area,
-    );
+    frame.render_widget(chains, chain_area);
     let series: Vec<(String, Vec<(f64, f64)>)> = state
         .config_history
         .iter()
@@ -65,7 +68,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
                 .name(pod.clone())
                 .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
-                .style(Style::new().fg(COLORS[i % COLORS.len()]))
+                .style(theme::paint(COLORS[i % COLORS.len()]))
                 .data(points)
         })
         .collect();
@@ -73,12 +76,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         Dataset::default()
             .name(what.clone())
             .marker(Marker::Dot)
-            .style(Style::new().fg(theme::WARN))
+            .style(theme::warn())
             .data(points)
     }));
     let chart = Chart::new(datasets)
         .block(table_block(
             "config_dump size (kB) — the Sidecar's shrink shows as a drop",
+            chart_area.width,
         ))
         .x_axis(
             Axis::default()
@@ -121,43 +125,30 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
             } else {
                 String::new()
             };
-            Row::new(vec![
-                pod.clone(),
-                theme::bytes(last.total()),
-                format!("{} ({})", theme::bytes(last.listeners), last.listener_count),
-                format!("{} ({})", theme::bytes(last.clusters), last.cluster_count),
-                theme::bytes(last.routes),
-                theme::bytes(last.endpoints),
-                theme::bytes(last.secrets),
-                change,
-            ])
-        });
-    let header = Row::new([
-        "SIDECAR",
-        "TOTAL",
-        "LISTENERS",
-        "CLUSTERS",
-        "ROUTES",
-        "ENDPOINTS",
-        "SECRETS",
-        "SINCE START",
-    ])
-    .style(theme::header());
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(24),
-            Constraint::Length(9),
-            Constraint::Length(14),
-            Constraint::Length(14),
-            Constraint::Length(9),
-            Constraint::Length(10),
-            Constraint::Length(8),
-            Constraint::Length(12),
-        ],
-    )
-    .header(header)
-    .block(table_block("By section"));
+            vec![
+                pod.clone().into(),
+                theme::bytes(last.total()).into(),
+                format!("{} ({})", theme::bytes(last.listeners), last.listener_count).into(),
+                format!("{} ({})", theme::bytes(last.clusters), last.cluster_count).into(),
+                theme::bytes(last.routes).into(),
+                theme::bytes(last.endpoints).into(),
+                theme::bytes(last.secrets).into(),
+                Cell::styled(change, theme::ok()),
+            ]
+        })
+        .collect();
+    let columns = [
+        Column::new("SIDECAR", 9).cut_to(16),
+        Column::new("TOTAL", 8),
+        Column::new("LISTENERS", 5),
+        Column::new("CLUSTERS", 6),
+        Column::new("ROUTES", 3),
+        Column::new("ENDPOINTS", 2),
+        Column::new("SECRETS", 1),
+        Column::new("SINCE START", 7),
+    ];
+    let table = columns::fit(&columns, rows, inner_width(table_area), theme::header())
+        .block(table_block("By section", table_area.width));
     frame.render_widget(table, table_area);
 }
 
@@ -191,8 +182,8 @@ fn chain_lines(state: &AppState) -> Vec<Line<'static>> {
                 }
                 let ours = filter == "kasi" || filter.starts_with("session:") || filter == "router";
                 let style = match (ours, wrong) {
-                    (true, true) => Style::new().fg(theme::BAD),
-                    (true, false) => Style::new().fg(theme::OK),
+                    (true, true) => theme::bad(),
+                    (true, false) => theme::ok(),
                     (false, _) => Style::new(),
                 };
                 spans.push(ratatui::text::Span::styled(filter.clone(), style));

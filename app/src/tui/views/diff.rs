@@ -95,9 +95,9 @@ fn styled(line: &str) -> Line<'_> {
     } else if line.starts_with("+++") || line.starts_with("---") {
         Style::new().add_modifier(Modifier::BOLD)
     } else if line.starts_with('+') {
-        Style::new().fg(theme::OK)
+        theme::ok()
     } else if line.starts_with('-') {
-        Style::new().fg(theme::BAD)
+        theme::bad()
     } else if line.starts_with("@@") {
         theme::dim()
     } else {

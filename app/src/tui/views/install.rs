@@ -2,14 +2,15 @@
 //! each with its fix), and what apply (or, after `t`, revert) would do to each piece as the API
 //! server's dry run answered; `a` applies, `r` reverts, `d` / `D` show the diff.
 
-use super::{table_block, theme};
+use super::columns::{self, Cell, Column};
+use super::{inner_width, table_block, theme};
 use crate::install::findings::Severity;
 use crate::install::preview::{PreviewKind, Verdict};
 use crate::tui::state::{AppState, PieceRow, PieceStatus};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
-use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Gauge, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Gauge, Paragraph, TableState, Wrap};
 use ratatui::Frame;
 
 /// The findings panel's lines: each finding (severity, id, message) and its fix, then the checks
@@ -31,16 +32,16 @@ fn findings_lines(state: &AppState) -> (String, Vec<Line<'_>>) {
     if found.findings.is_empty() {
         lines.push(Line::styled(
             "none: nothing known defeats kasi",
-            Style::new().fg(theme::OK),
+            theme::ok(),
         ));
     }
     for finding in &found.findings {
         let (label, colour) = match finding.severity {
-            Severity::Error => ("error  ", theme::BAD),
-            Severity::Warning => ("warning", theme::WARN),
+            Severity::Error => ("error  ", theme::bad()),
+            Severity::Warning => ("warning", theme::warn()),
         };
         lines.push(Line::from(vec![
-            Span::styled(label, Style::new().fg(colour)),
+            Span::styled(label, colour),
             Span::raw(" "),
             Span::styled(finding.id, theme::header()),
             Span::raw(format!(" {}", finding.message)),
@@ -51,10 +52,7 @@ fn findings_lines(state: &AppState) -> (String, Vec<Line<'_>>) {
         ));
     }
     for line in &found.unchecked {
-        lines.push(Line::styled(
-            format!("warning {line}"),
-            Style::new().fg(theme::WARN),
-        ));
+        lines.push(Line::styled(format!("warning {line}"), theme::warn()));
     }
     (title, lines)
 }
@@ -64,7 +62,7 @@ fn would(state: &AppState, piece: &PieceRow) -> (String, Style) {
     let kind = state.install.context;
     match state.install.preview(kind) {
         None => ("checking…".into(), theme::dim()),
-        Some(Err(_)) => ("dry run failed".into(), Style::new().fg(theme::BAD)),
+        Some(Err(_)) => ("dry run failed".into(), theme::bad()),
         Some(Ok(preview)) => {
             let found = preview
                 .of_piece(&piece.id)
@@ -73,10 +71,10 @@ fn would(state: &AppState, piece: &PieceRow) -> (String, Style) {
                 None => ("untouched".into(), theme::dim()),
                 Some(verdict) => {
                     let style = match verdict {
-                        Verdict::Created => Style::new().fg(theme::OK),
+                        Verdict::Created => theme::ok(),
                         Verdict::Unchanged => theme::dim(),
-                        Verdict::Patched(_) => Style::new().fg(theme::WARN),
-                        Verdict::Deleted | Verdict::Refused(_) => Style::new().fg(theme::BAD),
+                        Verdict::Patched(_) => theme::warn(),
+                        Verdict::Deleted | Verdict::Refused(_) => theme::bad(),
                     };
                     (verdict.label(), style)
                 }
@@ -105,37 +103,32 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     frame.render_widget(
         Paragraph::new(findings)
             .wrap(Wrap { trim: false })
-            .block(table_block(&findings_title)),
+            .block(table_block(&findings_title, findings_area.width)),
         findings_area,
     );
     let pieces = super::rows::pieces(state);
-    let rows = pieces.iter().enumerate().map(|(i, p)| {
-        let (status, style) = match &p.status {
-            PieceStatus::Present => ("present", theme::good(true)),
-            PieceStatus::Missing => ("missing", theme::good(false)),
-            PieceStatus::Drifted(_) => ("drifted", Style::new().fg(theme::WARN)),
-            PieceStatus::Unknown => ("unknown", theme::dim()),
-        };
-        let (would, would_style) = would(state, p);
-        Row::new(vec![
-            format!("{}", i + 1).into(),
-            p.kind.clone().into(),
-            p.name.clone().into(),
-            p.title.clone().into(),
-            Text::styled(status, style),
-            Text::styled(would, would_style),
-        ])
-    });
+    let rows = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (status, style) = match &p.status {
+                PieceStatus::Present => ("present", theme::good(true)),
+                PieceStatus::Missing => ("missing", theme::good(false)),
+                PieceStatus::Drifted(_) => ("drifted", theme::warn()),
+                PieceStatus::Unknown => ("unknown", theme::dim()),
+            };
+            let (would, would_style) = would(state, p);
+            vec![
+                format!("{}", i + 1).into(),
+                p.kind.clone().into(),
+                p.name.clone().into(),
+                p.title.clone().into(),
+                Cell::styled(status, style),
+                Cell::styled(would, would_style),
+            ]
+        })
+        .collect();
     let context = state.install.context.word();
-    let header = Row::new([
-        "#".to_owned(),
-        "KIND".into(),
-        "NAME".into(),
-        "PIECE".into(),
-        "STATUS".into(),
-        format!("{} WOULD", context.to_ascii_uppercase()),
-    ])
-    .style(theme::header());
     let checking = state
         .install
         .previewing
@@ -148,20 +141,18 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
             PreviewKind::Revert => "show apply",
         }
     );
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(2),
-            Constraint::Length(14),
-            Constraint::Length(30),
-            Constraint::Min(30),
-            Constraint::Length(8),
-            Constraint::Min(20),
-        ],
-    )
-    .header(header)
-    .row_highlight_style(theme::selected())
-    .block(table_block(&title));
+    let columns = [
+        Column::new("#", 4),
+        // What it is, its state and what the command would do first; kind and name give way.
+        Column::new("KIND", 2),
+        Column::new("NAME", 3).cut_to(14),
+        Column::new("PIECE", 8).cut_to(20),
+        Column::new("STATUS", 9),
+        Column::new(format!("{} WOULD", context.to_ascii_uppercase()), 7).cut_to(12),
+    ];
+    let table = columns::fit(&columns, rows, inner_width(table_area), theme::header())
+        .row_highlight_style(theme::selected())
+        .block(table_block(&title, table_area.width));
     frame.render_stateful_widget(
         table,
         table_area,
@@ -177,10 +168,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         None => (0.0, "idle".to_owned()),
     };
     let gauge = Gauge::default()
-        .block(table_block("Progress"))
+        .block(table_block("Progress", progress_area.width))
         .ratio(ratio.clamp(0.0, 1.0))
         .label(label)
-        .gauge_style(Style::new().fg(theme::ACCENT));
+        .gauge_style(theme::accent());
     frame.render_widget(gauge, progress_area);
 
     let lines: Vec<Line> = state
@@ -192,5 +183,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         .rev()
         .map(|l| Line::from(l.as_str()))
         .collect();
-    frame.render_widget(Paragraph::new(lines).block(table_block("Log")), log_area);
+    frame.render_widget(
+        Paragraph::new(lines).block(table_block("Log", log_area.width)),
+        log_area,
+    );
 }

@@ -1,6 +1,7 @@
 //! Drawing: the frame around every view (tabs, banner, key hints) and the overlays (help,
 //! command palette, paste box, confirmation, demo guide). Views read the state and nothing else.
 
+mod columns;
 mod config;
 pub mod diff;
 mod endpoints;
@@ -16,17 +17,36 @@ use super::keys::KEYS;
 use super::state::{AppState, Confirm, Connection};
 use super::view::View;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Row, Table, Tabs, Wrap};
 use ratatui::Frame;
 
-pub fn table_block(title: &str) -> Block<'_> {
+/// A bordered block `width` columns wide (borders included) whose title fits: the hints after
+/// ` · ` give way from the last, then what is left is cut with `…`.
+pub fn table_block(title: &str, width: u16) -> Block<'static> {
+    // Two corners and a space either side of the title.
+    let title = fit_title(title, width.saturating_sub(4));
     Block::new()
         .borders(Borders::ALL)
         .border_type(BorderType::Rounded)
         .border_style(theme::dim())
         .title(Span::styled(format!(" {title} "), theme::header()))
+}
+
+/// The columns inside a bordered block drawn on `area`.
+pub fn inner_width(area: Rect) -> u16 {
+    area.width.saturating_sub(2)
+}
+
+/// `title` in `room` columns: whole, else without its last ` · ` parts, else cut with `…`.
+pub fn fit_title(title: &str, room: u16) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let mut parts: Vec<&str> = title.split(" · ").collect();
+    while parts.len() > 1 && parts.join(" · ").width() > room as usize {
+        parts.pop();
+    }
+    columns::cut(&parts.join(" · "), room)
 }
 
 /// The slice of a table's rows that fits in `area` (borders and header take 3 lines), scrolled so
@@ -94,23 +114,23 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
                     lines.push(match state.pod_of(address) {
                         Some((r, p)) if p.ready => Line::styled(
                             format!("pins pod {} ({}) — alive", p.name, r.name),
-                            Style::new().fg(theme::OK),
+                            theme::ok(),
                         ),
                         Some((r, p)) => Line::styled(
                             format!(
                                 "pins pod {} ({}) — NOT READY: the filter will rebind it",
                                 p.name, r.name
                             ),
-                            Style::new().fg(theme::BAD),
+                            theme::bad(),
                         ),
                         None => Line::styled(
                             "pins no pod kasi knows: the filter will reject or rebind it",
-                            Style::new().fg(theme::WARN),
+                            theme::warn(),
                         ),
                     });
                 }
             }
-            Some(Err(e)) => lines.push(Line::styled(e.clone(), Style::new().fg(theme::BAD))),
+            Some(Err(e)) => lines.push(Line::styled(e.clone(), theme::bad())),
         }
         overlay(
             frame,
@@ -184,7 +204,7 @@ fn confirm_lines(state: &AppState, what: Confirm) -> Vec<Line<'_>> {
         )),
         Some(Err(why)) => lines.push(Line::styled(
             format!("the {word} dry run failed: {why}"),
-            Style::new().fg(theme::BAD),
+            theme::bad(),
         )),
         Some(Ok(preview)) => {
             let changing: Vec<_> = preview
@@ -204,15 +224,12 @@ fn confirm_lines(state: &AppState, what: Confirm) -> Vec<Line<'_>> {
             }
             for object in changing {
                 let colour = match object.verdict {
-                    crate::install::preview::Verdict::Created => theme::OK,
+                    crate::install::preview::Verdict::Created => theme::ok(),
                     crate::install::preview::Verdict::Deleted
-                    | crate::install::preview::Verdict::Refused(_) => theme::BAD,
-                    _ => theme::WARN,
+                    | crate::install::preview::Verdict::Refused(_) => theme::bad(),
+                    _ => theme::warn(),
                 };
-                lines.push(Line::styled(
-                    format!("  {}", object.line()),
-                    Style::new().fg(colour),
-                ));
+                lines.push(Line::styled(format!("  {}", object.line()), colour));
             }
             lines.push(Line::from(match &preview.rollout {
                 Some(rollout) => format!("Rollout: {rollout}."),
@@ -229,37 +246,50 @@ fn confirm_lines(state: &AppState, what: Confirm) -> Vec<Line<'_>> {
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, state: &AppState) {
-    let titles: Vec<Line> = View::ALL
+    use unicode_width::UnicodeWidthStr;
+    let titles: Vec<String> = View::ALL
         .iter()
         .enumerate()
-        .map(|(i, v)| Line::from(format!("{} {}", i + 1, v.title())))
+        .map(|(i, v)| format!("{} {}", i + 1, v.title()))
         .collect();
-    let [tabs_area, status_area] =
-        Layout::horizontal([Constraint::Length(82), Constraint::Min(10)]).areas(area);
-    let tabs = Tabs::new(titles)
-        .select(state.view.index())
-        .highlight_style(theme::header().add_modifier(Modifier::REVERSED))
-        .divider("│");
-    frame.render_widget(tabs, tabs_area);
     let status = match &state.connection {
-        Connection::Connecting => Span::styled(" connecting… ", Style::new().fg(theme::WARN)),
-        Connection::Live if state.forbidden.is_empty() => Span::styled(
-            format!(" ● {} ", state.cluster.context),
-            Style::new().fg(theme::OK),
-        ),
+        Connection::Connecting => Span::styled(" connecting… ", theme::warn()),
+        Connection::Live if state.forbidden.is_empty() => {
+            Span::styled(format!(" ● {} ", state.cluster.context), theme::ok())
+        }
         Connection::Live => Span::styled(
             format!(
                 " ● {} · {} forbidden ",
                 state.cluster.context,
                 state.forbidden.len()
             ),
-            Style::new().fg(theme::WARN),
+            theme::warn(),
         ),
         Connection::Stale { since, .. } => Span::styled(
             format!(" STALE {:.0}s ", state.now - since),
-            Style::new().fg(ratatui::style::Color::Black).bg(theme::BAD),
+            theme::alarm(true),
         ),
     };
+    // Tabs padded when there is room beside the status, else tight: every title stays whole.
+    let tight: u16 = titles.iter().map(|t| t.width() as u16 + 1).sum::<u16>() - 1;
+    let padded = tight + 2 * titles.len() as u16;
+    let (tabs_width, padding) = if padded + status.width() as u16 <= area.width {
+        (padded, " ")
+    } else {
+        (tight, "")
+    };
+    let [tabs_area, status_area] =
+        Layout::horizontal([Constraint::Length(tabs_width), Constraint::Fill(1)]).areas(area);
+    let tabs = Tabs::new(titles.into_iter().map(Line::from))
+        .select(state.view.index())
+        .highlight_style(theme::header().add_modifier(Modifier::REVERSED))
+        .padding(padding, padding)
+        .divider("│");
+    frame.render_widget(tabs, tabs_area);
+    let status = Span::styled(
+        columns::cut(&status.content, status_area.width),
+        status.style,
+    );
     frame.render_widget(
         Paragraph::new(Line::from(status)).alignment(ratatui::layout::Alignment::Right),
         status_area,
@@ -281,7 +311,7 @@ fn banner(state: &AppState) -> Line<'_> {
                 " STALE {:.0}s — {why}; showing what was last seen, retrying",
                 state.now - since
             ),
-            Style::new().fg(ratatui::style::Color::Black).bg(theme::BAD),
+            theme::alarm(true),
         );
     }
     if !state.forbidden.is_empty() {
@@ -290,9 +320,7 @@ fn banner(state: &AppState) -> Line<'_> {
                 " FORBIDDEN — kasi may not {}; grant it (RBAC) to see that part, the rest is live",
                 state.forbidden.join("; ")
             ),
-            Style::new()
-                .fg(ratatui::style::Color::Black)
-                .bg(theme::WARN),
+            theme::alarm(false),
         );
     }
     Line::styled(
@@ -316,7 +344,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, state: &AppState) {
             ),
         ])
     } else if let Some(message) = &state.ui.message {
-        Line::from(Span::styled(message.clone(), Style::new().fg(theme::WARN)))
+        Line::from(Span::styled(message.clone(), theme::warn()))
     } else {
         let hints = "? help · : command · / filter · 1-6 views · j/k move · q quit";
         Line::from(Span::styled(hints, theme::dim()))
@@ -330,20 +358,20 @@ fn draw_guide(frame: &mut Frame, state: &AppState) {
         Line::from("This is the lab: Knative's activator with two real Envoy sidecars."),
         Line::from(""),
         Line::from(vec![
-            Span::styled("Break affinity: ", Style::new().fg(theme::BAD)),
+            Span::styled("Break affinity: ", theme::bad()),
             Span::raw("it is broken until installed — 5 Stickiness, s starts"),
         ]),
         Line::from("  a probe: sessions land on whatever pod the activator picks."),
         Line::from(vec![
-            Span::styled("Fix it:         ", Style::new().fg(theme::OK)),
+            Span::styled("Fix it:         ", theme::ok()),
             Span::raw("6 Install, a, y — watch 5 go to 100 % and 4 drop."),
         ]),
         Line::from(vec![
-            Span::styled("Kill a pod:     ", Style::new().fg(theme::WARN)),
+            Span::styled("Kill a pod:     ", theme::warn()),
             Span::raw("2 Endpoints, select a pod, x — sessions rebind; u restores."),
         ]),
         Line::from(vec![
-            Span::styled("Forge a cookie: ", Style::new().fg(theme::WARN)),
+            Span::styled("Forge a cookie: ", theme::warn()),
             Span::raw("3 Sessions, p — paste any cookie and see where it pins."),
         ]),
         Line::from(""),
@@ -385,7 +413,7 @@ fn draw_contexts(frame: &mut Frame, state: &AppState, selected: usize) {
             let style = if i == selected {
                 theme::selected()
             } else {
-                Style::new()
+                ratatui::style::Style::new()
             };
             Line::styled(format!("{mark}{name}"), style)
         })
@@ -399,7 +427,7 @@ fn draw_contexts(frame: &mut Frame, state: &AppState, selected: usize) {
 
 fn overlay(frame: &mut Frame, area: Rect, title: &str, widget: impl ratatui::widgets::Widget) {
     frame.render_widget(Clear, area);
-    let block = table_block(title).border_style(Style::new().fg(theme::ACCENT));
+    let block = table_block(title, area.width).border_style(theme::accent());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     frame.render_widget(widget, inner);
@@ -433,9 +461,17 @@ mod tests {
     use ratatui::Terminal;
 
     fn render(state: &AppState) -> String {
-        let mut terminal = Terminal::new(TestBackend::new(120, 34)).expect("test terminal");
+        render_at(state, 120)
+    }
+
+    fn terminal_at(state: &AppState, width: u16) -> Terminal<TestBackend> {
+        let mut terminal = Terminal::new(TestBackend::new(width, 34)).expect("test terminal");
         terminal.draw(|frame| draw(frame, state)).expect("draw");
-        terminal.backend().to_string()
+        terminal
+    }
+
+    fn render_at(state: &AppState, width: u16) -> String {
+        terminal_at(state, width).backend().to_string()
     }
 
     #[test]
@@ -443,6 +479,174 @@ mod tests {
         for view in View::ALL {
             insta::assert_snapshot!(view.title().to_ascii_lowercase(), render(&lab_state(view)));
         }
+    }
+
+    /// The narrowest terminal kasi is made for and a wide one: columns give way by priority,
+    /// or take the room they need.
+    #[test]
+    fn every_view_renders_at_80_and_200_columns() {
+        for view in View::ALL {
+            for width in [80, 200] {
+                let name = format!("{}_{width}", view.title().to_ascii_lowercase());
+                insta::assert_snapshot!(name, render_at(&lab_state(view), width));
+            }
+        }
+    }
+
+    /// Every title, name, state and reason the fixture has, which must never be cut at ≥ 120
+    /// columns.
+    fn known_strings(state: &AppState) -> Vec<String> {
+        let mut known: Vec<String> = Vec::new();
+        known.extend(state.pieces.iter().map(|p| p.title.clone()));
+        known.extend(state.pieces.iter().map(|p| p.name.clone()));
+        known.extend(state.pieces.iter().map(|p| p.kind.clone()));
+        known.extend(state.activators.iter().map(|a| a.pod.clone()));
+        for revision in &state.revisions {
+            known.push(revision.name.clone());
+            known.extend(revision.pods.iter().map(|p| p.name.clone()));
+        }
+        for session in &state.sessions {
+            known.push(session.reason.clone());
+            known.push(format!("{:?}", session.state).to_ascii_lowercase());
+        }
+        known.sort();
+        known.dedup();
+        known
+    }
+
+    /// Where `needle` starts on `screen` (by its first characters), what follows: the whole
+    /// string (or another known one that starts alike), or a prefix of it then `…`; anything
+    /// else is a silent cut.
+    fn silent_cuts(screen: &str, needle: &str, known: &[String]) -> Vec<String> {
+        let start: String = needle.chars().take(8).collect();
+        let mut cuts = Vec::new();
+        for line in screen.lines() {
+            for (at, _) in line.match_indices(&start) {
+                // Only where a cell starts, not inside another word (`data.mesh-…`).
+                if !matches!(
+                    line[..at].chars().last(),
+                    None | Some(' ' | '│' | '/' | '(')
+                ) {
+                    continue;
+                }
+                let rest = &line[at..];
+                // Another known string shown whole: one that starts alike, or one this starts with
+                // (the kind `Sidecar` before the piece `Sidecar (scoped egress)`).
+                if known.iter().any(|k| {
+                    (k.starts_with(&start) || needle.starts_with(k.as_str()))
+                        && rest.starts_with(k.as_str())
+                }) {
+                    continue;
+                }
+                let shown: String = rest
+                    .chars()
+                    .zip(needle.chars())
+                    .take_while(|(a, b)| a == b)
+                    .map(|(a, _)| a)
+                    .collect();
+                let alike_cut = known.iter().any(|k| {
+                    k.starts_with(&start)
+                        && k.char_indices()
+                            .any(|(i, _)| i > 0 && rest.starts_with(&format!("{}…", &k[..i])))
+                });
+                if !rest[shown.len()..].starts_with('…') && !alike_cut {
+                    cuts.push(format!(
+                        "{needle:?} shown as {:?} in {line}",
+                        &rest[..shown.len()]
+                    ));
+                }
+            }
+        }
+        cuts
+    }
+
+    #[test]
+    fn at_120_columns_and_more_nothing_known_is_cut() {
+        for width in [120, 160, 200] {
+            for view in View::ALL {
+                let state = lab_state(view);
+                let screen = render_at(&state, width);
+                let known = known_strings(&state);
+                for needle in &known {
+                    let cuts = silent_cuts(&screen, needle, &known);
+                    assert!(cuts.is_empty(), "{width} columns: {cuts:#?}\n{screen}");
+                    let all_but_last = needle.char_indices().last().map_or(0, |(i, _)| i);
+                    assert!(
+                        !screen.contains(&format!("{}…", &needle[..all_but_last])),
+                        "{width} columns: {needle} is cut\n{screen}"
+                    );
+                }
+            }
+        }
+        // The Sessions view shows every session's state and reason, every pod by name.
+        let state = lab_state(View::Sessions);
+        let screen = render_at(&state, 120);
+        for session in &state.sessions {
+            assert!(screen.contains(&session.reason), "{screen}");
+        }
+        for pod in state.revisions.iter().flat_map(|r| &r.pods) {
+            assert!(screen.contains(&pod.name), "{}\n{screen}", pod.name);
+        }
+        // The checklist names every piece whole.
+        let state = lab_state(View::Overview);
+        let screen = render_at(&state, 120);
+        for piece in &state.pieces {
+            assert!(screen.contains(&piece.title), "{}\n{screen}", piece.title);
+        }
+    }
+
+    #[test]
+    fn at_80_columns_every_cut_ends_in_an_ellipsis() {
+        for view in View::ALL {
+            let state = lab_state(view);
+            let screen = render_at(&state, 80);
+            let known = known_strings(&state);
+            for needle in &known {
+                let cuts = silent_cuts(&screen, needle, &known);
+                assert!(cuts.is_empty(), "{cuts:#?}\n{screen}");
+            }
+        }
+    }
+
+    /// With NO_COLOR every cell is drawn without colour, and the selection still shows.
+    #[test]
+    fn no_color_draws_every_view_without_colour() {
+        use ratatui::style::Color;
+        theme::with_monochrome(true, || {
+            let mut states: Vec<AppState> = View::ALL.iter().map(|&v| lab_state(v)).collect();
+            let mut stale = lab_state(View::Endpoints);
+            stale.connection = Connection::Stale {
+                since: 48.0,
+                reason: "connection refused".into(),
+            };
+            states.push(stale);
+            for state in &states {
+                let terminal = terminal_at(state, 120);
+                let buffer = terminal.backend().buffer();
+                for cell in buffer.content() {
+                    assert_eq!(
+                        (cell.fg, cell.bg),
+                        (Color::Reset, Color::Reset),
+                        "{:?} {cell:?}",
+                        state.view
+                    );
+                }
+                if state.view == View::Sessions {
+                    // The selected row (the first) is reversed.
+                    let row = (0..buffer.area.height)
+                        .find(|&y| buffer[(1, y)].symbol() == "1" && buffer[(2, y)].symbol() == "2")
+                        .expect("a session row");
+                    assert!(buffer[(1, row)].modifier.contains(Modifier::REVERSED));
+                }
+            }
+            insta::assert_snapshot!(
+                "overview_no_color",
+                format!(
+                    "{:?}",
+                    terminal_at(&lab_state(View::Overview), 80).backend()
+                )
+            );
+        });
     }
 
     /// One activator was not rolled (an old module, no kasi on its chain) and logs at info: the

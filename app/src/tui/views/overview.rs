@@ -1,10 +1,11 @@
 //! `1` Overview: the cluster, the install checklist, the activators' sidecars.
 
-use super::{table_block, theme};
+use super::columns::{self, Cell, Column};
+use super::{inner_width, table_block, theme};
 use crate::tui::state::{AppState, PieceStatus};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Table};
+use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
@@ -43,45 +44,50 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
             },
         ]),
     ];
-    frame.render_widget(Paragraph::new(lines).block(table_block("Cluster")), info);
+    // Wrapped: a long version string is read whole.
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(table_block("Cluster", info.width)),
+        info,
+    );
 
-    let rows = state.pieces.iter().map(|p| {
-        let (mark, style, note) = match &p.status {
-            PieceStatus::Present => ("✔ present", theme::good(true), String::new()),
-            PieceStatus::Missing => ("✘ missing", theme::good(false), String::new()),
-            PieceStatus::Drifted(fields) => (
-                "≠ drifted",
-                ratatui::style::Style::new().fg(theme::WARN),
-                fields.join(", "),
-            ),
-            PieceStatus::Unknown => ("? unknown", theme::dim(), String::new()),
-        };
-        Row::new(vec![
-            ratatui::text::Text::styled(mark, style),
-            p.title.clone().into(),
-            note.into(),
-        ])
-    });
+    let rows = state
+        .pieces
+        .iter()
+        .map(|p| {
+            let (mark, style, note) = match &p.status {
+                PieceStatus::Present => ("✔ present", theme::good(true), String::new()),
+                PieceStatus::Missing => ("✘ missing", theme::good(false), String::new()),
+                PieceStatus::Drifted(fields) => ("≠ drifted", theme::warn(), fields.join(", ")),
+                PieceStatus::Unknown => ("? unknown", theme::dim(), String::new()),
+            };
+            vec![
+                Cell::styled(mark, style),
+                p.title.clone().into(),
+                Cell::styled(note, theme::dim()),
+            ]
+        })
+        .collect();
     let installed = state
         .pieces
         .iter()
         .filter(|p| p.status == PieceStatus::Present)
         .count();
     let title = format!("Install checklist {installed}/{}", state.pieces.len());
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(11),
-            Constraint::Percentage(60),
-            Constraint::Percentage(40),
-        ],
-    )
-    .block(table_block(&title));
+    let columns = [
+        Column::new("STATUS", 3),
+        Column::new("PIECE", 2).cut_to(20),
+        // What drifted: the Install view and the diff say it in full.
+        Column::new("DRIFTED", 1).cut_to(8),
+    ];
+    let table = columns::fit(&columns, rows, inner_width(checklist), theme::header())
+        .block(table_block(&title, checklist.width));
     frame.render_widget(table, checklist);
 
     let agreement = Paragraph::new(agreement_lines(state))
         .wrap(ratatui::widgets::Wrap { trim: false })
-        .block(table_block("Do the activators agree?"));
+        .block(table_block("Do the activators agree?", bottom.width));
     // Wrapped, borders included: a difference is never cut.
     let height = agreement.line_count(bottom.width) as u16;
     let [bottom, agreement_area] =
@@ -89,49 +95,39 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     frame.render_widget(agreement, agreement_area);
 
     let activators = super::rows::activators(state);
-    let rows = activators.iter().map(|a| {
-        Row::new(vec![
-            a.pod.clone().into(),
-            a.ip.clone().into(),
-            ratatui::text::Text::styled(theme::check(a.ready), theme::good(a.ready)),
-            ratatui::text::Text::styled(
-                theme::check(a.sidecar_injected),
-                theme::good(a.sidecar_injected),
-            ),
-            match a.filter_loaded {
-                Some(loaded) => {
-                    ratatui::text::Text::styled(theme::check(loaded), theme::good(loaded))
-                }
-                None => ratatui::text::Text::styled("?", theme::dim()),
-            },
-            a.config_bytes.map_or("—".into(), theme::bytes).into(),
-            a.memory_bytes.map_or("—".into(), theme::bytes).into(),
-            match a.hit_rate {
-                Some(r) => ratatui::text::Text::styled(theme::percent(Some(r)), theme::rate(r)),
-                None => ratatui::text::Text::styled("—", theme::dim()),
-            },
-        ])
-    });
-    let header = Row::new([
-        "POD", "IP", "READY", "SIDECAR", "FILTER", "CONFIG", "MEMORY", "HIT RATE",
-    ])
-    .style(theme::header());
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(24),
-            Constraint::Length(15),
-            Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(9),
-        ],
-    )
-    .header(header)
-    .row_highlight_style(theme::selected())
-    .block(table_block("Activators"));
+    let rows = activators
+        .iter()
+        .map(|a| {
+            let check = |yes: bool| Cell::styled(theme::check(yes), theme::good(yes));
+            vec![
+                a.pod.clone().into(),
+                a.ip.clone().into(),
+                check(a.ready),
+                check(a.sidecar_injected),
+                a.filter_loaded
+                    .map_or_else(|| Cell::styled("?", theme::dim()), check),
+                a.config_bytes.map_or("—".into(), theme::bytes).into(),
+                a.memory_bytes.map_or("—".into(), theme::bytes).into(),
+                match a.hit_rate {
+                    Some(r) => Cell::styled(theme::percent(Some(r)), theme::rate(r)),
+                    None => Cell::styled("—", theme::dim()),
+                },
+            ]
+        })
+        .collect();
+    let columns = [
+        Column::new("POD", 9).cut_to(16),
+        Column::new("IP", 3),
+        Column::new("READY", 8),
+        Column::new("SIDECAR", 7),
+        Column::new("FILTER", 7),
+        Column::new("CONFIG", 5),
+        Column::new("MEMORY", 2),
+        Column::new("HIT RATE", 6),
+    ];
+    let table = columns::fit(&columns, rows, inner_width(bottom), theme::header())
+        .row_highlight_style(theme::selected())
+        .block(table_block("Activators", bottom.width));
     let mut selection =
         ratatui::widgets::TableState::default().with_selected(Some(state.ui.selected));
     frame.render_stateful_widget(table, bottom, &mut selection);

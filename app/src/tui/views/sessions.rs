@@ -1,14 +1,15 @@
 //! `3` Sessions: live sessions (cookies, MCP envelopes, header mode) decoded to pod and revision,
 //! plus the paste box. An MCP session shows a short hash of its id, never the id.
 
-use super::{table_block, theme};
+use super::columns::{self, Cell, Column};
+use super::{inner_width, table_block, theme};
 use crate::tui::state::{
     AppState, Quiet, Seconds, SessionRow, SessionState, WasmLogRaise, SILENT_AFTER, WASM_LOG_RAISE,
 };
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
-use ratatui::text::{Line, Text};
-use ratatui::widgets::{Paragraph, Row, Table, TableState};
+use ratatui::text::Line;
+use ratatui::widgets::{Paragraph, TableState};
 use ratatui::Frame;
 use std::collections::BTreeMap;
 
@@ -47,11 +48,11 @@ fn notice(state: &AppState) -> Vec<(String, Style)> {
             left / 60,
             left % 60,
         );
-        lines.push((text, Style::new().fg(theme::OK)));
+        lines.push((text, theme::ok()));
     }
     for (pod, error) in failed {
         let text = format!(" wasm logger of {pod}: {error} · L tries again");
-        lines.push((text, Style::new().fg(theme::BAD)));
+        lines.push((text, theme::bad()));
     }
     let mut cases: BTreeMap<Quiet, Vec<&str>> = BTreeMap::new();
     for (pod, why) in state.quiet_sidecars() {
@@ -65,34 +66,34 @@ fn notice(state: &AppState) -> Vec<(String, Style)> {
         let (text, style) = match why {
             Quiet::NoSidecar => (
                 format!("{none_from} no istio-proxy sidecar, so no filter"),
-                Style::new().fg(theme::BAD),
+                theme::bad(),
             ),
             Quiet::FilterNotLoaded => (
                 format!("{none_from} kasi's filter is not loaded in its sidecar (1 Overview, 6 Install)"),
-                Style::new().fg(theme::BAD),
+                theme::bad(),
             ),
             Quiet::ConfigRefused(error) => (
                 format!("{none_from} the filter refuses its pluginConfig and does not run: {error}"),
-                Style::new().fg(theme::BAD),
+                theme::bad(),
             ),
             Quiet::LoggingOff => (
                 format!("{none_from} the filter runs with log_decisions \"off\" (the WasmPlugin's pluginConfig)"),
-                Style::new().fg(theme::WARN),
+                theme::warn(),
             ),
             Quiet::WasmLevel(level) => {
                 wasm_level = true;
                 (
                     format!(" wasm logs at {level} on {pods} (decision lines are info) · L raises it to info for {raise_for} min"),
-                    Style::new().fg(theme::WARN),
+                    theme::warn(),
                 )
             }
             Quiet::Silent { level: None } => (
                 format!(" {pods}: requests that write a decision line went through, yet none arrived for {SILENT_AFTER:.0} s · L raises the wasm logger to info for {raise_for} min"),
-                Style::new().fg(theme::WARN),
+                theme::warn(),
             ),
             Quiet::Silent { level: Some(level) } => (
                 format!(" {pods}: requests that write a decision line went through, yet none arrived for {SILENT_AFTER:.0} s though wasm logs at {level}: is its istio-proxy log readable?"),
-                Style::new().fg(theme::WARN),
+                theme::warn(),
             ),
             Quiet::NoRequests => (
                 format!("{none_from} no requests yet (the filter's counters have not moved)"),
@@ -159,55 +160,51 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         rest
     };
     let sessions = super::rows::sessions(state);
-    let rows = sessions.iter().map(|s| {
-        let (pod, revision, alive) = match state.pod_of(&s.address) {
-            Some((r, p)) => (p.name.clone(), r.name.clone(), p.ready),
-            None => ("(not a known pod)".into(), "—".into(), false),
-        };
-        let (label, style) = match s.state {
-            SessionState::Pinned => ("pinned", Style::new().fg(theme::OK)),
-            SessionState::Rebound => ("rebound", Style::new().fg(theme::WARN)),
-            SessionState::Rejected => ("rejected", Style::new().fg(theme::BAD)),
-        };
-        let session = session_cell(s);
-        Row::new(vec![
-            s.address.clone().into(),
-            Text::styled(pod, theme::good(alive)),
-            revision.into(),
-            Text::styled(label, style),
-            s.reason.clone().into(),
-            session.into(),
-            s.authority.clone().into(),
-            s.seen_by.clone().into(),
-            format!("{:.0}s ago", (state.now - s.last_seen).max(0.0)).into(),
-        ])
-    });
-    let header = Row::new([
-        "ADDRESS", "POD", "REVISION", "STATE", "REASON", "SESSION", "HOST", "SEEN BY", "LAST",
-    ])
-    .style(theme::header());
+    let rows = sessions
+        .iter()
+        .map(|s| {
+            let (pod, revision, alive) = match state.pod_of(&s.address) {
+                Some((r, p)) => (p.name.clone(), r.name.clone(), p.ready),
+                None => ("(not a known pod)".into(), "—".into(), false),
+            };
+            let (label, style) = match s.state {
+                SessionState::Pinned => ("pinned", theme::ok()),
+                SessionState::Rebound => ("rebound", theme::warn()),
+                SessionState::Rejected => ("rejected", theme::bad()),
+            };
+            vec![
+                s.address.clone().into(),
+                Cell::styled(pod, theme::good(alive)),
+                revision.into(),
+                Cell::styled(label, style),
+                s.reason.clone().into(),
+                session_cell(s).into(),
+                s.authority.clone().into(),
+                s.seen_by.clone().into(),
+                format!("{:.0}s ago", (state.now - s.last_seen).max(0.0)).into(),
+            ]
+        })
+        .collect();
     let title = format!(
         "Sessions ({}) · Enter its story · p paste a cookie or Mcp-Session-Id · L wasm logs to info",
         sessions.len()
     );
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(17),
-            Constraint::Min(21),
-            Constraint::Length(11),
-            Constraint::Length(8),
-            Constraint::Length(9),
-            // `mcp` and the 8 hex digits of its hash.
-            Constraint::Length(12),
-            Constraint::Min(0),
-            Constraint::Length(25),
-            Constraint::Length(7),
-        ],
-    )
-    .header(header)
-    .row_highlight_style(theme::selected())
-    .block(table_block(&title));
+    // The pod, its state and why come first; the host and the sidecar that saw it give way.
+    let columns = [
+        Column::new("ADDRESS", 7),
+        Column::new("POD", 9).cut_to(16),
+        // The pod's name says its revision already.
+        Column::new("REVISION", 1),
+        Column::new("STATE", 8),
+        Column::new("REASON", 6),
+        Column::new("SESSION", 5),
+        Column::new("HOST", 2),
+        Column::new("SEEN BY", 3),
+        Column::new("LAST", 4),
+    ];
+    let table = columns::fit(&columns, rows, inner_width(area), theme::header())
+        .row_highlight_style(theme::selected())
+        .block(table_block(&title, area.width));
     frame.render_stateful_widget(
         table,
         area,

@@ -2,13 +2,14 @@
 //! client-side rate on one chart, applies and reverts marked; the counters themselves, and the
 //! probe's summary.
 
-use super::{table_block, theme};
+use super::columns::{self, Cell, Column};
+use super::{inner_width, table_block, theme};
 use crate::tui::state::{AppState, ProbeKind, ProbeState, PROBE_WINDOW};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
-use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition, Paragraph, Row, Table};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition, Paragraph};
 use ratatui::Frame;
 
 /// The "right now" window of the counters table.
@@ -85,7 +86,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
             .name(format!("filter · {pod}"))
             .marker(Marker::Braille)
             .graph_type(GraphType::Line)
-            .style(Style::new().fg(COLORS[i % COLORS.len()]))
+            .style(theme::paint(COLORS[i % COLORS.len()]))
             .data(points)
     }));
     if !probe_points.is_empty() {
@@ -94,7 +95,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
                 .name(format!("probe · client side, last {PROBE_WINDOW:.0} s"))
                 .marker(Marker::Dot)
                 .graph_type(GraphType::Scatter)
-                .style(Style::new().fg(PROBE_COLOR).add_modifier(Modifier::BOLD))
+                .style(theme::paint(PROBE_COLOR).add_modifier(Modifier::BOLD))
                 .data(&probe_points),
         );
     }
@@ -106,7 +107,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
     );
     let first_x_label = format!("-{:.0}s", state.now - start);
     let chart = Chart::new(datasets)
-        .block(table_block(&title))
+        .block(table_block(&title, chart_area.width))
         .legend_position(Some(LegendPosition::BottomRight))
         .hidden_legend_constraints((Constraint::Ratio(2, 3), Constraint::Ratio(2, 3)))
         .x_axis(
@@ -141,55 +142,47 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         );
     }
 
-    let rows = state.counters.iter().map(|(pod, readings)| {
-        let last = readings.last().map(|(_, c)| *c).unwrap_or_default();
-        let recent = state.recent_hit_rate(pod, RECENT_SECONDS);
-        Row::new(vec![
-            pod.clone().into(),
-            match recent {
-                Some(r) => Text::styled(theme::percent(Some(r)), theme::rate(r)),
-                None => Text::styled("—", theme::dim()),
-            },
-            last.requests.to_string().into(),
-            last.cookie_routed.to_string().into(),
-            last.sticky_hits.to_string().into(),
-            last.rebinds.to_string().into(),
-            last.rejected.to_string().into(),
-            last.header_stripped.to_string().into(),
-            warn_if_any(last.steer_failed),
-            warn_if_any(last.mcp_not_found),
-        ])
-    });
-    let header = Row::new([
-        "SIDECAR",
-        "LAST 10s",
-        "REQUESTS",
-        "ROUTED",
-        "STICKY",
-        "REBINDS",
-        "REJECTED",
-        "STRIPPED",
-        "STEER FAILED",
-        "MCP 404",
-    ])
-    .style(theme::header());
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(24),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(13),
-            Constraint::Length(8),
-        ],
-    )
-    .header(header)
-    .block(table_block("Filter counters (since the sidecar started)"));
+    let rows = state
+        .counters
+        .iter()
+        .map(|(pod, readings)| {
+            let last = readings.last().map(|(_, c)| *c).unwrap_or_default();
+            let recent = state.recent_hit_rate(pod, RECENT_SECONDS);
+            vec![
+                pod.clone().into(),
+                match recent {
+                    Some(r) => Cell::styled(theme::percent(Some(r)), theme::rate(r)),
+                    None => Cell::styled("—", theme::dim()),
+                },
+                last.requests.to_string().into(),
+                last.cookie_routed.to_string().into(),
+                last.sticky_hits.to_string().into(),
+                last.rebinds.to_string().into(),
+                last.rejected.to_string().into(),
+                last.header_stripped.to_string().into(),
+                warn_if_any(last.steer_failed),
+                warn_if_any(last.mcp_not_found),
+            ]
+        })
+        .collect();
+    // The counters that should stay 0 keep their place: a non-zero one is a fault to see.
+    let columns = [
+        Column::new("SIDECAR", 9).cut_to(16),
+        Column::new("LAST 10s", 8),
+        Column::new("REQUESTS", 4),
+        Column::new("ROUTED", 3),
+        Column::new("STICKY", 2),
+        Column::new("REBINDS", 5),
+        Column::new("REJECTED", 6),
+        Column::new("STRIPPED", 1),
+        Column::new("STEER FAILED", 7),
+        Column::new("MCP 404", 6),
+    ];
+    let table =
+        columns::fit(&columns, rows, inner_width(table_area), theme::header()).block(table_block(
+            "Filter counters (since the sidecar started)",
+            table_area.width,
+        ));
     frame.render_widget(table, table_area);
 
     let probe = match &state.probe {
@@ -200,7 +193,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState) {
         Some(p) => probe_lines(p),
     };
     frame.render_widget(
-        Paragraph::new(probe).block(table_block("Probe (client side)")),
+        Paragraph::new(probe).block(table_block("Probe (client side)", probe_area.width)),
         probe_area,
     );
 }
@@ -251,18 +244,18 @@ fn probe_lines(p: &ProbeState) -> Vec<Line<'_>> {
 }
 
 fn mark_style(what: &str) -> Style {
-    Style::new().fg(if what == "revert" {
-        theme::BAD
+    if what == "revert" {
+        theme::bad()
     } else {
-        theme::WARN
-    })
+        theme::warn()
+    }
 }
 
 /// A counter that should stay 0: shown as a warning when it is not.
-fn warn_if_any(value: u64) -> Text<'static> {
+fn warn_if_any(value: u64) -> Cell {
     if value == 0 {
-        Text::raw("0")
+        "0".into()
     } else {
-        Text::styled(value.to_string(), theme::good(false))
+        Cell::styled(value.to_string(), theme::good(false))
     }
 }

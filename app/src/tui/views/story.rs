@@ -5,7 +5,6 @@ use super::{overlay_area, table_block, theme};
 use crate::affinity::story::{story, Tone};
 use crate::tui::state::{AppState, Seconds, StoryPanel};
 use ratatui::layout::{Constraint, Layout};
-use ratatui::style::Style;
 use ratatui::text::{Line, Text};
 use ratatui::widgets::{Clear, Paragraph, Row, Table};
 use ratatui::Frame;
@@ -42,7 +41,7 @@ pub fn draw(frame: &mut Frame, state: &AppState, panel: &StoryPanel) {
     frame.render_widget(Clear, area);
     let Some(history) = state.story_history(panel) else {
         let block =
-            table_block("Session story (Esc closes)").border_style(Style::new().fg(theme::ACCENT));
+            table_block("Session story (Esc closes)", area.width).border_style(theme::accent());
         let text = Paragraph::new(vec![
             Line::from(identity(panel)),
             Line::styled(
@@ -63,14 +62,14 @@ pub fn draw(frame: &mut Frame, state: &AppState, panel: &StoryPanel) {
         identity(panel),
         (end > 0) as usize
     );
-    let block = table_block(&title).border_style(Style::new().fg(theme::ACCENT));
+    let block = table_block(&title, area.width).border_style(theme::accent());
     let inner = block.inner(area);
     frame.render_widget(block, area);
 
     let style = match story.tone {
-        Tone::Sticking => Style::new().fg(theme::OK),
-        Tone::Moved => Style::new().fg(theme::WARN),
-        Tone::NotSticking => Style::new().fg(theme::BAD),
+        Tone::Sticking => theme::ok(),
+        Tone::Moved => theme::warn(),
+        Tone::NotSticking => theme::bad(),
     };
     let headline: Vec<Line> = super::sessions::wrap(&story.headline, inner.width as usize)
         .into_iter()
