@@ -19,7 +19,7 @@ use super::view::View;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Row, Table, Tabs, Wrap};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
 
 /// A bordered block `width` columns wide (borders included) whose title fits: the hints after
@@ -171,19 +171,38 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
     }
     diff::draw(frame, state);
     if state.ui.help {
-        let area = centered(frame.area(), 90, KEYS.len() as u16 + 4);
+        // As wide as the longest line needs (each column's widest cell), within the screen; the
+        // description gives way first, ending in `…`.
+        let widest = |column: usize| {
+            KEYS.iter()
+                .map(|k| [k.0, k.1, k.2][column])
+                .map(unicode_width::UnicodeWidthStr::width)
+                .max()
+                .unwrap_or(0) as u16
+        };
+        let needed = widest(0) + widest(1) + widest(2) + 2 + 2;
+        let width = needed.min(frame.area().width.saturating_sub(4));
+        let area = centered(frame.area(), width, KEYS.len() as u16 + 4);
         let rows = KEYS
             .iter()
-            .map(|(keys, what, where_)| Row::new([*keys, *what, *where_]));
-        let table = Table::new(
-            rows,
-            [
-                Constraint::Length(22),
-                Constraint::Min(40),
-                Constraint::Length(12),
+            .map(|(keys, what, where_)| {
+                vec![
+                    columns::Cell::styled(*keys, ratatui::style::Style::new()),
+                    columns::Cell::styled(*what, ratatui::style::Style::new()),
+                    columns::Cell::styled(*where_, ratatui::style::Style::new()),
+                ]
+            })
+            .collect();
+        let table = columns::fit(
+            &[
+                columns::Column::new("KEYS", 3),
+                columns::Column::new("DOES", 1).cut_to(20),
+                columns::Column::new("WHERE", 2),
             ],
-        )
-        .header(Row::new(["KEYS", "DOES", "WHERE"]).style(theme::header()));
+            rows,
+            width.saturating_sub(2),
+            theme::header(),
+        );
         overlay(frame, area, "Keys (? or Esc closes)", table);
     }
 }
