@@ -25,15 +25,21 @@ pub async fn user(client: UserClient, url: Url, options: Arc<ProbeOptions>, slot
                 // Read the body to its end so the connection is reused, as a browser's would be.
                 let body = response.bytes().await;
                 if ok && body.is_ok() {
+                    let previous = report.cookie_address.take();
                     report.cookie_address = session_cookie(&client, &url, &options.cookie_name)
                         .as_deref()
                         .and_then(cookie_address);
+                    // A session cookie issued or changed (kasi installed, a pod failed over):
+                    // a new session, pinned where this answer came from.
+                    if report.cookie_address.is_some() && report.cookie_address != previous {
+                        report.new_session();
+                    }
                     report.served_by(pod.or_else(|| report.cookie_address.clone()));
                 } else {
-                    report.failures += 1;
+                    report.failed();
                 }
             }
-            Err(_) => report.failures += 1,
+            Err(_) => report.failed(),
         }
         slot.post(&report);
     }

@@ -66,7 +66,7 @@ impl Client {
     async fn call(&mut self) {
         if self.session.is_none() && !self.initialize().await {
             self.report.requests += 1;
-            self.report.failures += 1;
+            self.report.failed();
             return;
         }
         let id = self.id();
@@ -84,10 +84,10 @@ impl Client {
             Ok(a) if a.status == 404 => {
                 // The server does not know the session: start a new one next time.
                 self.report.not_found += 1;
-                self.report.failures += 1;
+                self.report.failed();
                 self.session = None;
             }
-            _ => self.report.failures += 1,
+            _ => self.report.failed(),
         }
     }
 
@@ -96,7 +96,7 @@ impl Client {
         self.report.initializations += 1;
         if !first {
             // A new MCP session: its pin starts again.
-            self.report.pinned = None;
+            self.report.new_session();
         }
         let id = self.id();
         let message = json!({"jsonrpc": "2.0", "id": id, "method": "initialize",

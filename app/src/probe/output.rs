@@ -75,6 +75,7 @@ mod tests {
                 pinned: Some("10.0.0.1:8012".into()),
                 requests: 5,
                 hits: 3,
+                counted: 4,
                 failures: 1,
                 not_found: 1,
                 initializations: 2,

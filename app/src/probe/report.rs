@@ -25,6 +25,10 @@ pub struct SessionReport {
     /// The HTTP version of the user's last answer ("HTTP/1.1", "HTTP/2.0").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+    /// Requests compared against a pin (answered or failed): a hit rate's denominator. The
+    /// requests that set a pin — the first, and the first of each new session — are not.
+    #[serde(skip)]
+    pub(crate) counted: u64,
 }
 
 impl SessionReport {
@@ -33,9 +37,26 @@ impl SessionReport {
     pub(crate) fn served_by(&mut self, pod: Option<String>) {
         match (&self.pinned, pod) {
             (None, pod) => self.pinned = pod,
-            (Some(pinned), Some(pod)) if *pinned == pod => self.hits += 1,
-            _ => {}
+            (Some(pinned), pod) => {
+                self.counted += 1;
+                if pod.as_ref() == Some(pinned) {
+                    self.hits += 1;
+                }
+            }
         }
+    }
+
+    /// A request that failed: a miss of the pin, if there is one.
+    pub(crate) fn failed(&mut self) {
+        self.failures += 1;
+        if self.pinned.is_some() {
+            self.counted += 1;
+        }
+    }
+
+    /// A new session (a new cookie, a re-initialized MCP client): the next answer pins it.
+    pub(crate) fn new_session(&mut self) {
+        self.pinned = None;
     }
 }
 
@@ -66,16 +87,11 @@ impl ProbeReport {
         self.requests = self.sessions.iter().map(|s| s.requests).sum();
         self.failures = self.sessions.iter().map(|s| s.failures).sum();
         let hits: u64 = self.sessions.iter().map(|s| s.hits).sum();
-        // Every session's first request only establishes the pin.
-        let counted: u64 = self
-            .sessions
-            .iter()
-            .map(|s| s.requests.saturating_sub(1))
-            .sum();
+        // The requests that establish a pin are not counted.
+        let counted: u64 = self.sessions.iter().map(|s| s.counted).sum();
         self.hit_rate = (counted > 0).then(|| hits as f64 / counted as f64);
         for s in &mut self.sessions {
-            let counted = s.requests.saturating_sub(1);
-            s.hit_rate = (counted > 0).then(|| s.hits as f64 / counted as f64);
+            s.hit_rate = (s.counted > 0).then(|| s.hits as f64 / s.counted as f64);
         }
         let mut protocols: Vec<&str> = self
             .sessions
@@ -111,6 +127,7 @@ mod tests {
                 SessionReport {
                     requests: 10,
                     hits: 9,
+                    counted: 9,
                     protocol: Some("HTTP/1.1".into()),
                     ..Default::default()
                 },
@@ -135,6 +152,12 @@ mod tests {
             s.served_by(Some(pod.into()));
         }
         s.served_by(None);
-        assert_eq!((s.pinned.as_deref(), s.hits), (Some("a"), 2));
+        s.failed();
+        assert_eq!((s.pinned.as_deref(), s.hits, s.counted), (Some("a"), 2, 5));
+        // A new session pins again, and that answer is not counted.
+        s.new_session();
+        s.served_by(Some("b".into()));
+        s.served_by(Some("b".into()));
+        assert_eq!((s.pinned.as_deref(), s.hits, s.counted), (Some("b"), 3, 6));
     }
 }
