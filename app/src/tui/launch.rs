@@ -2,6 +2,7 @@
 
 use super::run::{run, Installer, TuiOptions};
 use super::state::{ClusterInfo, ProbeKind, ProbeTarget, ProbeTargets};
+use super::tour::Tour;
 use crate::cluster::client::{connect, ClusterTarget};
 use kasi_lab::{Lab, LabOptions};
 use std::sync::Arc;
@@ -101,16 +102,19 @@ pub async fn inspect(
         probes: ProbeTargets::default(),
         installer,
         show_guide: false,
+        tour: None,
     })
     .await
 }
 
 /// `kasi demo`: a lab, and the UI on it with the demo guide open and the lab's ingress as the
 /// probe's URL. The lab is stopped when the UI exits, whichever way it exits.
+/// With `tour`, the story plays step by step (`kasi demo --tour`) in place of the guide.
 pub async fn demo(
     options: LabOptions,
     system_namespace: String,
     installer: impl Fn(ClusterTarget) -> Option<Installer>,
+    tour: Option<Tour>,
 ) -> anyhow::Result<()> {
     eprintln!(
         "starting the lab (real Envoy sidecars, {} services)…",
@@ -128,7 +132,8 @@ pub async fn demo(
             lab: Some(Arc::clone(&lab)),
             probes: lab_probes(lab.ingress_url()),
             installer: installer(target.clone()),
-            show_guide: true,
+            show_guide: tour.is_none(),
+            tour,
         })
         .await
     }

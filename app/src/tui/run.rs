@@ -3,7 +3,7 @@
 //! exit path, panics included (ratatui's init installs the hook), and so are the `wasm` loggers
 //! `L` raised — after the terminal, within [`WASM_LOG_RESTORE_AT_EXIT`].
 
-use super::action::Effect;
+use super::action::{Action, Effect};
 use super::event::{self, Event};
 use super::probe::RunningProbe;
 use super::state::{
@@ -11,7 +11,7 @@ use super::state::{
     WASM_LOG_RESTORE_AT_EXIT,
 };
 use super::wasm_log::{self, Raises};
-use super::{keys, sources, update, views};
+use super::{keys, sources, tour, update, views};
 use crate::envoy::admin::Sidecar;
 use futures::FutureExt as _;
 use kasi_lab::Lab;
@@ -52,6 +52,8 @@ pub struct TuiOptions {
     pub probes: ProbeTargets,
     pub installer: Option<Installer>,
     pub show_guide: bool,
+    /// `kasi demo --tour`: the story, step by step.
+    pub tour: Option<super::tour::Tour>,
 }
 
 /// Frames are drawn at most this often, however fast events arrive.
@@ -104,6 +106,7 @@ async fn main_loop(
         ..AppState::default()
     };
     state.ui.guide = options.show_guide;
+    state.tour = options.tour.clone();
     state.probe_targets = options.probes.clone();
     state.probe = options.probes.cookie.clone().map(|target| ProbeState {
         target,
@@ -137,26 +140,19 @@ async fn main_loop(
                     state.ui.screen_height = size.height;
                 }
                 if let Some(action) = keys::action(&state, key) {
-                    for effect in update::update(&mut state, action) {
-                        if let Effect::RaiseWasmLog(pods) = effect {
-                            let hold = Duration::from_secs_f64(WASM_LOG_RAISE);
-                            for pod in pods {
-                                let sidecar = Sidecar::new(
-                                    options.client.clone(),
-                                    &options.system_namespace,
-                                    &pod,
-                                );
-                                raises.start(sidecar, hold, tx.clone());
-                            }
-                            continue;
-                        }
-                        run_effect(effect, &options, &tx, &mut probe);
-                    }
+                    let effects = update::update(&mut state, action);
+                    perform(effects, &options, &tx, &mut probe, raises);
                 }
                 dirty = true;
             }
             Ok(Some(other)) => {
+                let tick = matches!(other, Event::Tick(_));
                 event::apply(&mut state, other);
+                // `--auto N`: the tour's clock is the ticks'.
+                if tick && tour::due(&state) {
+                    let effects = update::update(&mut state, Action::TourNext);
+                    perform(effects, &options, &tx, &mut probe, raises);
+                }
                 dirty = true;
             }
             Ok(None) => break,
@@ -176,6 +172,27 @@ async fn main_loop(
         let _ = tokio::time::timeout(QUIT_GRACE, probe.stop()).await;
     }
     Ok(())
+}
+
+/// Carries out what an update asked for: raises are kept here so they can be restored at exit.
+fn perform(
+    effects: Vec<Effect>,
+    options: &TuiOptions,
+    tx: &mpsc::Sender<Event>,
+    probe: &mut Option<RunningProbe>,
+    raises: &mut Raises,
+) {
+    for effect in effects {
+        if let Effect::RaiseWasmLog(pods) = effect {
+            let hold = Duration::from_secs_f64(WASM_LOG_RAISE);
+            for pod in pods {
+                let sidecar = Sidecar::new(options.client.clone(), &options.system_namespace, &pod);
+                raises.start(sidecar, hold, tx.clone());
+            }
+            continue;
+        }
+        run_effect(effect, options, tx, probe);
+    }
 }
 
 /// Keys come from a blocking reader thread: crossterm's `read` blocks.
