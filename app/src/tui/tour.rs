@@ -203,14 +203,19 @@ pub fn probe_rate(state: &AppState) -> Option<f64> {
     state.probe_series.last().map(|(_, rate)| *rate)
 }
 
-/// Ready pods of the revision the probe's sessions are pinned in.
+/// Ready pods of the revision the probe's sessions are pinned in. Before kasi no cookie pins
+/// anything: then the revision with most ready pods (the lab's probed `hello`).
 pub fn probed_pods(state: &AppState) -> Option<usize> {
     let probe = state.probe.as_ref()?;
-    let revision = probe
+    let ready = |r: &super::state::RevisionRow| r.pods.iter().filter(|p| p.ready).count();
+    let pinned = probe
         .pins
         .iter()
-        .find_map(|(address, _)| state.pod_of(address).map(|(r, _)| r))?;
-    Some(revision.pods.iter().filter(|p| p.ready).count())
+        .find_map(|(address, _)| state.pod_of(address).map(|(r, _)| r));
+    match pinned {
+        Some(revision) => Some(ready(revision)),
+        None => state.revisions.iter().map(ready).max().filter(|n| *n > 0),
+    }
 }
 
 /// The largest config_dump among the activators running now (their latest reading).

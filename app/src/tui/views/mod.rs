@@ -55,7 +55,6 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
     ])
     .areas(frame.area());
     draw_header(frame, header, state);
-    tour::draw_caption(frame, caption, state);
     frame.render_widget(Paragraph::new(banner(state)), question);
     match state.view {
         View::Overview => overview::draw(frame, body, state),
@@ -174,6 +173,8 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         .header(Row::new(["KEYS", "DOES", "WHERE"]).style(theme::header()));
         overlay(frame, area, "Keys (? or Esc closes)", table);
     }
+    // Last, so that no overlay hides what the audience is told.
+    tour::draw_caption(frame, caption, state);
 }
 
 /// The confirmation: what the command does, the objects the server's dry run says will change,

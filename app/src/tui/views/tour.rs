@@ -37,6 +37,7 @@ pub fn draw_caption(frame: &mut Frame, area: Rect, state: &AppState) {
         Span::styled(tour::caption(state), bar),
         Span::styled(format!(" · {next} "), bar),
     ]);
+    frame.render_widget(ratatui::widgets::Clear, area);
     frame.render_widget(Paragraph::new(line).style(bar), area);
 }
 
