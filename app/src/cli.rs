@@ -39,7 +39,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the local lab and open the terminal UI on it.
-    Demo(LabArgs),
+    Demo(DemoArgs),
     /// Start the local lab (Kubernetes API, activators with real Envoy sidecars, pods, ingress)
     /// and run until Ctrl-C; prints its kubeconfig path and ingress URL.
     Lab(LabArgs),
@@ -162,6 +162,19 @@ pub struct LabArgs {
     /// native sidecar among the init containers, as Istio ≥ 1.27 on Kubernetes ≥ 1.33 does).
     #[arg(long)]
     pub classic_sidecars: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// Play the story for an audience, one step per space: affinity broken, the diff, install,
+    /// the config shrink, a pod stopped, a forged cookie refused, the measured numbers.
+    #[arg(long)]
+    pub tour: bool,
+    /// With --tour: go to the next step every SECONDS by itself.
+    #[arg(long, value_name = "SECONDS", requires = "tour", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub auto: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

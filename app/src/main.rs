@@ -1,6 +1,8 @@
 use clap::Parser;
 use kasi::affinity::decode;
-use kasi::cli::{ApplyArgs, Cli, Command, FilterSourceArg, LabArgs, ManifestArgs, ProbeArgs};
+use kasi::cli::{
+    ApplyArgs, Cli, Command, DemoArgs, FilterSourceArg, LabArgs, ManifestArgs, ProbeArgs,
+};
 use kasi::cluster::{self, ClusterTarget};
 use kasi::install::apply::{self, ApplyOptions};
 use kasi::install::render::{self, FilterSource, RenderOptions};
@@ -306,15 +308,18 @@ fn run_probe(args: ProbeArgs) -> ExitCode {
 }
 
 /// `kasi demo`: the lab, and the terminal UI on it.
-fn run_demo(args: LabArgs, namespace: &str) -> ExitCode {
+fn run_demo(args: DemoArgs, namespace: &str) -> ExitCode {
     let _log = kasi::logging::to_file();
-    let options = lab_options(args);
+    let tour = args
+        .tour
+        .then(|| kasi::tui::tour::Tour::new(args.auto.map(f64::from)));
+    let options = lab_options(args.lab);
     let render = default_render(namespace);
     let installer =
         |target: ClusterTarget| Some(kasi::tui::installer::installer(target, render.clone()));
     block_on(
         "kasi demo",
-        kasi::tui::launch::demo(options, namespace.to_owned(), installer),
+        kasi::tui::launch::demo(options, namespace.to_owned(), installer, tour),
     )
 }
 

@@ -120,3 +120,160 @@ fn demo_installs_with_three_keys_and_shows_it_working() {
     );
     assert!(!screen.contains("panicked"), "{screen}");
 }
+
+/// Starts `kasi demo` with `args` in a tmux session 160×48 wide.
+fn start_demo(args: &str) -> Session {
+    let name = format!("kasi-e2e-{}-{}", std::process::id(), args.len());
+    let command = format!(
+        "{} demo --services 60 --envoy {} {args}; echo KASI-EXITED-$?; sleep 30",
+        kasi_binary().display(),
+        envoy_binary().display()
+    );
+    let status = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "160",
+        "-y",
+        "48",
+        &command,
+    ]);
+    assert!(
+        status.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    Session(name)
+}
+
+fn quit(session: &Session) {
+    session.keys(&["q"]);
+    let screen = session.wait_for("kasi to exit", Duration::from_secs(20), |s| {
+        s.contains("KASI-EXITED-")
+    });
+    assert!(
+        screen.contains("KASI-EXITED-0"),
+        "kasi demo exited with an error:\n{screen}"
+    );
+    assert!(!screen.contains("panicked"), "{screen}");
+}
+
+#[test]
+fn the_tour_plays_the_story() {
+    let session = start_demo("--tour");
+    session.wait_for("the tour's start", Duration::from_secs(30), |s| {
+        s.contains("kasi tour · the lab:") && s.contains("activators") && !s.contains("0 pods")
+    });
+
+    // 1: the probe runs and the caption quotes its hit rate.
+    session.keys(&["Space"]);
+    session.wait_for(
+        "step 1 with the probe's rate",
+        Duration::from_secs(30),
+        |s| s.contains("step 1/7") && s.contains("of the time (≈ 1/"),
+    );
+    // Let the probe pin sessions across the pods for a while.
+    std::thread::sleep(Duration::from_secs(6));
+
+    // 2: the all-objects diff.
+    session.keys(&["Space"]);
+    session.wait_for("the diff", Duration::from_secs(30), |s| {
+        s.contains("step 2/7")
+            && s.contains("what kasi apply will change (server dry run)")
+            && s.contains("### ")
+            && s.contains("— created")
+    });
+
+    // 3: the apply, then 100 %.
+    session.keys(&["Space"]);
+    session.wait_for("step 3", Duration::from_secs(10), |s| {
+        s.contains("step 3/7")
+    });
+    session.wait_for(
+        "the probe's sessions to stick 100 %",
+        Duration::from_secs(150),
+        |s| s.contains("installed: the probe's sessions stick 100 %"),
+    );
+
+    // 4: the shrink.
+    session.keys(&["Space"]);
+    session.wait_for("the config shrink", Duration::from_secs(60), |s| {
+        s.contains("step 4/7") && s.contains("× smaller")
+    });
+
+    // 5: a pod stopped and a session's story.
+    session.keys(&["Space"]);
+    let screen = session.wait_for("the pod stopped", Duration::from_secs(20), |s| {
+        s.contains("step 5/7") && s.contains("sessions rebind with one failure each")
+    });
+    assert!(
+        screen.contains("Session story ·"),
+        "no story panel:\n{screen}"
+    );
+    session.wait_for("the stop's failures", Duration::from_secs(30), |s| {
+        !s.contains(" 0 failed so far")
+    });
+
+    // 6: the forged cookie, refused.
+    session.keys(&["Space"]);
+    session.wait_for("the forged cookie refused", Duration::from_secs(10), |s| {
+        s.contains("step 6/7") && s.contains("kasi's verdict: refused") && s.contains("REFUSED")
+    });
+
+    // 7: the summary's numbers.
+    session.keys(&["Space"]);
+    let screen = session.wait_for("the summary", Duration::from_secs(10), |s| {
+        s.contains("The tour, measured")
+    });
+    for expected in [
+        "before kasi → 100 % after",
+        "× smaller",
+        "sessions rebound,",
+        "169.254.169.254:80: refused",
+    ] {
+        assert!(screen.contains(expected), "{expected}:\n{screen}");
+    }
+    if let Ok(path) = std::env::var("KASI_TOUR_SCREEN") {
+        let _ = std::fs::write(path, &screen);
+    }
+    quit(&session);
+}
+
+#[test]
+fn a_session_timeline_opens_on_the_real_lab() {
+    let session = start_demo("");
+    session.wait_for("the demo guide", Duration::from_secs(30), |s| {
+        s.contains("Demo guide")
+    });
+    // Stories are told from the filter's decision lines: install it first.
+    session.keys(&["h", "6", "a"]);
+    session.wait_for("the confirmation", Duration::from_secs(10), |s| {
+        s.contains("Apply the bundle?")
+    });
+    session.keys(&["y"]);
+    session.wait_for("the apply's rollout", Duration::from_secs(120), |s| {
+        s.contains("rolled out")
+    });
+    session.keys(&["5", "s"]);
+    session.wait_for("the probe running", Duration::from_secs(20), |s| {
+        s.contains("running (s stops)")
+    });
+    session.keys(&["3"]);
+    session.wait_for(
+        "a session an activator logged",
+        Duration::from_secs(60),
+        |s| {
+            s.lines()
+                .any(|l| l.contains("hello-") && l.contains("cookie") && l.contains("activator-"))
+        },
+    );
+    session.keys(&["Enter"]);
+    let screen = session.wait_for("the story's headline", Duration::from_secs(10), |s| {
+        s.contains("Session story · cookie sessions on") && s.contains("WHEN")
+    });
+    // The headline says where the session is and why.
+    assert!(screen.contains("pod "), "no headline:\n{screen}");
+    quit(&session);
+}

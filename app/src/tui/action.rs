@@ -47,6 +47,8 @@ pub enum Action {
     ToggleContext,
     /// `L` in Sessions: raise the silent sidecars' `wasm` logger to info for a while.
     RaiseWasmLog,
+    /// `space` / `n` in `kasi demo --tour` (or `--auto`'s clock): the tour's next step.
+    TourNext,
 }
 
 /// Work the runtime does for the UI.

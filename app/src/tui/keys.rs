@@ -83,6 +83,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Overview",
     ),
     ("h", "show / hide the demo guide", "kasi demo"),
+    ("space / n", "the tour's next step", "demo --tour"),
     ("q / Ctrl-C", "quit", "everywhere"),
 ];
 
@@ -90,6 +91,14 @@ pub fn action(state: &AppState, key: KeyEvent) -> Option<Action> {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     if ctrl && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
+    }
+    if state.tour.is_some() && state.ui.palette.is_none() && !state.ui.filter_editing {
+        // The tour opens overlays (the diff, the paste box) itself: its keys win over theirs.
+        match key.code {
+            KeyCode::Char(' ') | KeyCode::Char('n') => return Some(Action::TourNext),
+            KeyCode::Char('q') => return Some(Action::Quit),
+            _ => {}
+        }
     }
     if state.install.diff.is_some() {
         return match key.code {

@@ -2,6 +2,7 @@
 
 use super::run::{run, Connected, Contexts, Installer, TuiOptions};
 use super::state::{ClusterInfo, ProbeKind, ProbeTarget, ProbeTargets};
+use super::tour::Tour;
 use crate::cluster::client::{connect, connect_for_ui, ClusterTarget};
 use kasi_lab::{Lab, LabOptions};
 use std::sync::Arc;
@@ -103,6 +104,7 @@ pub async fn inspect(
         installer: installer(target.clone()),
         show_guide: false,
         contexts: Some(contexts(target, installer)),
+        tour: None,
     })
     .await
 }
@@ -117,6 +119,7 @@ fn contexts(
         .unwrap_or_default();
     Contexts {
         names,
+        ready: Arc::default(),
         connect: Arc::new(move |name: String| {
             let target = ClusterTarget {
                 context: Some(name.clone()),
@@ -146,10 +149,12 @@ fn contexts(
 
 /// `kasi demo`: a lab, and the UI on it with the demo guide open and the lab's ingress as the
 /// probe's URL. The lab is stopped when the UI exits, whichever way it exits.
+/// With `tour`, the story plays step by step (`kasi demo --tour`) in place of the guide.
 pub async fn demo(
     options: LabOptions,
     system_namespace: String,
     installer: impl Fn(ClusterTarget) -> Option<Installer>,
+    tour: Option<Tour>,
 ) -> anyhow::Result<()> {
     eprintln!(
         "starting the lab (real Envoy sidecars, {} services)…",
@@ -167,8 +172,9 @@ pub async fn demo(
             lab: Some(Arc::clone(&lab)),
             probes: lab_probes(lab.ingress_url()),
             installer: installer(target.clone()),
-            show_guide: true,
+            show_guide: tour.is_none(),
             contexts: None,
+            tour,
         })
         .await
     }

@@ -12,6 +12,7 @@ pub mod probe;
 pub mod run;
 pub mod sources;
 pub mod state;
+pub mod tour;
 pub mod update;
 pub mod view;
 pub mod views;

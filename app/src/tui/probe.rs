@@ -46,11 +46,7 @@ pub fn probe_state(target: &ProbeTarget, report: &ProbeReport, running: bool) ->
         failures: report.failures,
         hit_rate: report.hit_rate,
         hits: report.sessions.iter().map(|s| s.hits).sum(),
-        counted: report
-            .sessions
-            .iter()
-            .map(|s| s.requests.saturating_sub(1))
-            .sum(),
+        counted: report.sessions.iter().map(|s| s.counted).sum(),
         not_found: report.not_found(),
         reinitializations: report.reinitializations(),
         pins: report

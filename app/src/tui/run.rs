@@ -3,7 +3,7 @@
 //! exit path, panics included (ratatui's init installs the hook), and so are the `wasm` loggers
 //! `L` raised — after the terminal, within [`WASM_LOG_RESTORE_AT_EXIT`].
 
-use super::action::Effect;
+use super::action::{Action, Effect};
 use super::event::{self, Event};
 use super::probe::RunningProbe;
 use super::state::{
@@ -11,7 +11,7 @@ use super::state::{
     WASM_LOG_RESTORE_AT_EXIT,
 };
 use super::wasm_log::{self, Raises};
-use super::{keys, sources, update, views};
+use super::{keys, sources, tour, update, views};
 use crate::envoy::admin::Sidecar;
 use futures::FutureExt as _;
 use kasi_lab::Lab;
@@ -58,6 +58,9 @@ pub struct Contexts {
             + Send
             + Sync,
     >,
+    /// Where a switch leaves its result for the loop, which [`Event::ContextReady`] wakes
+    /// (clients are not events).
+    pub ready: Arc<std::sync::Mutex<Option<Result<Connected, String>>>>,
 }
 
 pub struct TuiOptions {
@@ -72,6 +75,8 @@ pub struct TuiOptions {
     pub show_guide: bool,
     /// `None` on the lab (one context).
     pub contexts: Option<Contexts>,
+    /// `kasi demo --tour`: the story, step by step.
+    pub tour: Option<super::tour::Tour>,
 }
 
 /// Frames are drawn at most this often, however fast events arrive.
@@ -130,8 +135,7 @@ async fn main_loop(
         .as_ref()
         .map(|c| c.names.clone())
         .unwrap_or_default();
-    // Where a `:ctx` switch leaves its result for the loop (clients are not events).
-    let switched: Arc<std::sync::Mutex<Option<Result<Connected, String>>>> = Arc::default();
+    state.tour = options.tour.clone();
     state.probe_targets = options.probes.clone();
     state.probe = options.probes.cookie.clone().map(|target| ProbeState {
         target,
@@ -168,40 +172,16 @@ async fn main_loop(
                     state.ui.screen_height = size.height;
                 }
                 if let Some(action) = keys::action(&state, key) {
-                    for effect in update::update(&mut state, action) {
-                        if let Effect::SwitchContext(name) = effect {
-                            if let Some(contexts) = &options.contexts {
-                                let (connect, slot, tx) =
-                                    (contexts.connect.clone(), switched.clone(), tx.clone());
-                                tokio::spawn(async move {
-                                    let result = connect(name).await;
-                                    if let Ok(mut slot) = slot.lock() {
-                                        *slot = Some(result);
-                                    }
-                                    let _ = tx.send(Event::ContextReady).await;
-                                });
-                            }
-                            continue;
-                        }
-                        if let Effect::RaiseWasmLog(pods) = effect {
-                            let hold = Duration::from_secs_f64(WASM_LOG_RAISE);
-                            for pod in pods {
-                                let sidecar = Sidecar::new(
-                                    options.client.clone(),
-                                    &options.system_namespace,
-                                    &pod,
-                                );
-                                raises.start(sidecar, hold, tx.clone());
-                            }
-                            continue;
-                        }
-                        run_effect(effect, &options, &tx, &mut probe);
-                    }
+                    let effects = update::update(&mut state, action);
+                    perform(effects, &options, &tx, &mut probe, raises);
                 }
                 dirty = true;
             }
             Ok(Some(Event::ContextReady)) => {
-                let result = switched.lock().ok().and_then(|mut slot| slot.take());
+                let result = options
+                    .contexts
+                    .as_ref()
+                    .and_then(|c| c.ready.lock().ok()?.take());
                 match result {
                     Some(Ok(connected)) => {
                         // Everything read from the old cluster goes; the new one's sources
@@ -241,7 +221,13 @@ async fn main_loop(
                 dirty = true;
             }
             Ok(Some(other)) => {
+                let tick = matches!(other, Event::Tick(_));
                 event::apply(&mut state, other);
+                // `--auto N`: the tour's clock is the ticks'.
+                if tick && tour::due(&state) {
+                    let effects = update::update(&mut state, Action::TourNext);
+                    perform(effects, &options, &tx, &mut probe, raises);
+                }
                 dirty = true;
             }
             Ok(None) => break,
@@ -261,6 +247,27 @@ async fn main_loop(
         let _ = tokio::time::timeout(QUIT_GRACE, probe.stop()).await;
     }
     Ok(())
+}
+
+/// Carries out what an update asked for: raises are kept here so they can be restored at exit.
+fn perform(
+    effects: Vec<Effect>,
+    options: &TuiOptions,
+    tx: &mpsc::Sender<Event>,
+    probe: &mut Option<RunningProbe>,
+    raises: &mut Raises,
+) {
+    for effect in effects {
+        if let Effect::RaiseWasmLog(pods) = effect {
+            let hold = Duration::from_secs_f64(WASM_LOG_RAISE);
+            for pod in pods {
+                let sidecar = Sidecar::new(options.client.clone(), &options.system_namespace, &pod);
+                raises.start(sidecar, hold, tx.clone());
+            }
+            continue;
+        }
+        run_effect(effect, options, tx, probe);
+    }
 }
 
 /// Keys come from a blocking reader thread: crossterm's `read` blocks.
@@ -409,7 +416,20 @@ fn run_effect(
             *probe = Some(RunningProbe::start(target, tx));
         }
         // Handled by the main loop, which keeps the tasks so they can restore at exit.
-        Effect::RaiseWasmLog(_) | Effect::SwitchContext(_) => {}
+        Effect::RaiseWasmLog(_) => {}
+        Effect::SwitchContext(name) => {
+            let Some(contexts) = &options.contexts else {
+                return;
+            };
+            let (connect, ready) = (contexts.connect.clone(), contexts.ready.clone());
+            tokio::spawn(async move {
+                let result = connect(name).await;
+                if let Ok(mut slot) = ready.lock() {
+                    *slot = Some(result);
+                }
+                let _ = tx.send(Event::ContextReady).await;
+            });
+        }
         Effect::StopProbe => {
             if let Some(running) = probe.take() {
                 running.stop();

@@ -427,6 +427,8 @@ pub struct AppState {
     pub wasm_levels: BTreeMap<String, String>,
     /// What `L` did, by sidecar: raises in flight or held, and failures.
     pub wasm_log: BTreeMap<String, WasmLogRaise>,
+    /// `kasi demo --tour`: the step shown and what it measured.
+    pub tour: Option<super::tour::Tour>,
     pub ui: UiState,
 }
 
@@ -444,6 +446,16 @@ impl AppState {
         self.revisions
             .iter()
             .find_map(|r| r.pods.iter().find(|p| p.address == address).map(|p| (r, p)))
+    }
+
+    /// Whether kasi's filter refuses a session naming `address`: no pod kasi knows has it, and
+    /// it is outside the bundle's `allowed_cidrs` / `allowed_ports` (the filter's defaults), so
+    /// the filter drops it as `disallowed`.
+    pub fn refuses(&self, address: &str) -> bool {
+        let Ok(parsed) = address.parse::<std::net::SocketAddr>() else {
+            return false;
+        };
+        self.pod_of(address).is_none() && !kasi_filter::config::Config::default().allows(&parsed)
     }
 
     /// The story history behind a session panel (or a session row).

@@ -3,6 +3,7 @@
 use super::action::{Action, Effect};
 use super::probe;
 use super::state::{AppState, Confirm, DiffOverlay, PasteBox, ProbeKind, StoryPanel, WasmLogRaise};
+use super::tour;
 use super::view::View;
 use super::views::{diff, rows};
 use crate::install::preview::PreviewKind;
@@ -15,6 +16,13 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
         if let Some(effects) = pick_context(state, &action) {
             return effects;
         }
+    }
+    if action == Action::TourNext {
+        // Entering a step is the keys a presenter would press, through this same path.
+        return tour::advance(state)
+            .into_iter()
+            .flat_map(|action| update(state, action))
+            .collect();
     }
     if state.ui.story.is_some() && !state.ui.help {
         if let Some(effects) = scroll_story(state, &action) {
@@ -209,7 +217,7 @@ fn update_view(state: &mut AppState, action: Action) -> Vec<Effect> {
             ));
             return vec![Effect::RaiseWasmLog(pods)];
         }
-        Action::PageUp | Action::PageDown => {}
+        Action::PageUp | Action::PageDown | Action::TourNext => {}
         Action::ShowDiff { all } => {
             let kind = state
                 .install

@@ -12,6 +12,7 @@ mod sessions;
 mod stickiness;
 mod story;
 pub mod theme;
+mod tour;
 
 use super::keys::KEYS;
 use super::state::{AppState, Confirm, Connection};
@@ -64,8 +65,10 @@ pub fn visible(rows: usize, selected: usize, area: Rect) -> (std::ops::Range<usi
 
 /// The whole screen.
 pub fn draw(frame: &mut Frame, state: &AppState) {
-    let [header, question, body, footer] = Layout::vertical([
+    let caption_height = u16::from(state.tour.is_some());
+    let [header, caption, question, body, footer] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(caption_height),
         Constraint::Length(1),
         Constraint::Min(5),
         Constraint::Length(1),
@@ -123,6 +126,12 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
                             ),
                             theme::bad(),
                         ),
+                        None if state.refuses(address) => Line::styled(
+                            format!(
+                                "kasi's verdict: REFUSED — {address} is no pod and outside allowed_cidrs/allowed_ports (disallowed): the filter drops it"
+                            ),
+                            theme::bad().add_modifier(Modifier::BOLD),
+                        ),
                         None => Line::styled(
                             "pins no pod kasi knows: the filter will reject or rebind it",
                             theme::warn(),
@@ -170,6 +179,7 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         );
     }
     diff::draw(frame, state);
+    tour::draw_summary(frame, state);
     if state.ui.help {
         // As wide as the longest line needs (each column's widest cell), within the screen; the
         // description gives way first, ending in `…`.
@@ -205,6 +215,8 @@ pub fn draw(frame: &mut Frame, state: &AppState) {
         );
         overlay(frame, area, "Keys (? or Esc closes)", table);
     }
+    // Last, so that no overlay hides what the audience is told.
+    tour::draw_caption(frame, caption, state);
 }
 
 /// The confirmation: what the command does, the objects the server's dry run says will change,
@@ -1303,5 +1315,92 @@ mod tests {
             "{screen}"
         );
         assert!(screen.contains("1 forbidden"), "{screen}");
+    }
+}
+
+#[cfg(test)]
+mod tour_tests {
+    use super::*;
+    use crate::tui::fixture::lab_state;
+    use crate::tui::state::PasteBox;
+    use crate::tui::tour::{forged_cookie, Step, Tour, TourMeasurements};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn render(state: &AppState) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(120, 34)).expect("test terminal");
+        terminal.draw(|frame| draw(frame, state)).expect("draw");
+        terminal.backend().to_string()
+    }
+
+    fn at(view: View, step: Option<Step>) -> AppState {
+        let mut state = lab_state(view);
+        state.tour = Some(Tour {
+            step,
+            ..Tour::default()
+        });
+        state
+    }
+
+    #[test]
+    fn the_caption_bar_tells_each_step() {
+        let screen = render(&at(View::Overview, None));
+        assert!(
+            screen.contains("kasi tour · the lab: 2 activators"),
+            "{screen}"
+        );
+        insta::assert_snapshot!("tour_start", screen);
+
+        let screen = render(&at(View::Stickiness, Some(Step::Broken)));
+        assert!(screen.contains("step 1/7"), "{screen}");
+        assert!(screen.contains("stick 100 %"), "{screen}");
+        insta::assert_snapshot!("tour_broken", screen);
+
+        let mut installing = at(View::Stickiness, Some(Step::Install));
+        installing.install.progress = Some((3, 9, "applying WasmPlugin kasi-affinity".into()));
+        let screen = render(&installing);
+        assert!(
+            screen.contains("kasi apply: 3/9 applying WasmPlugin"),
+            "{screen}"
+        );
+        insta::assert_snapshot!("tour_installing", screen);
+
+        let mut forged = at(View::Sessions, Some(Step::Forged));
+        let input = forged_cookie();
+        let result = Some(crate::affinity::decode::decode(&input, None, None).map(|d| d.to_text()));
+        forged.ui.paste = Some(PasteBox { input, result });
+        let screen = render(&forged);
+        assert!(screen.contains("kasi's verdict: refused"), "{screen}");
+        assert!(screen.contains("REFUSED — 169.254.169.254:80"), "{screen}");
+        insta::assert_snapshot!("tour_forged", screen);
+    }
+
+    #[test]
+    fn the_summary_lists_the_measured_numbers() {
+        let mut state = at(View::Sessions, Some(Step::Summary));
+        state.tour.as_mut().unwrap().measured = TourMeasurements {
+            pods: Some(3),
+            hit_before: Some(0.34),
+            hit_after: Some(1.0),
+            config_before: Some(2_960_050),
+            config_after: Some(140_050),
+            stopped_pod: Some("hello-00001-deployment-5f7b9c8d4-x7kq2".into()),
+            sessions_on_stopped: 7,
+            failures_at_stop: Some(1),
+            failures_after_stop: Some(7),
+            forged_refused: Some(true),
+        };
+        let screen = render(&state);
+        for expected in [
+            "The tour, measured",
+            "34 % (≈ 1/3) before kasi → 100 % after",
+            "3.0 MB → 140 kB  (21× smaller)",
+            "7 sessions rebound, 7 failed requests",
+            "169.254.169.254:80: refused",
+            "step 7/7",
+        ] {
+            assert!(screen.contains(expected), "{expected}: {screen}");
+        }
+        insta::assert_snapshot!("tour_summary", screen);
     }
 }
