@@ -1,78 +1,25 @@
 //! `kasi demo` in a real terminal (tmux): install with `6`, `a`, `y` and watch the Stickiness view
 //! reach 100 % and the Config view show the shrink, reading the screen as a person would.
 
+use kasi_e2e::tmux::TmuxSession as Session;
 use kasi_e2e::{envoy_binary, kasi_binary};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-fn tmux(args: &[&str]) -> Output {
-    Command::new("tmux").args(args).output().unwrap_or_else(|e| {
-        panic!("tmux is needed for the terminal UI test ({e}): install it with `apt-get install tmux` (./dev test does)")
-    })
-}
+/// One demo at a time: each runs a whole lab (two activators with real Envoy sidecars, pods, the
+/// API server) beside the UI, and two at once on a 2-core machine slow both past their timeouts.
+static ONE_DEMO_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-struct Session(String);
-
-impl Session {
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &self.0]).stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for key in keys {
-            tmux(&["send-keys", "-t", &self.0, key]);
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-
-    /// Waits until the screen satisfies `check`, failing with the last screen after `within`.
-    fn wait_for(&self, what: &str, within: Duration, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        tmux(&["kill-session", "-t", &self.0]);
-    }
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_DEMO_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[test]
 fn demo_installs_with_three_keys_and_shows_it_working() {
-    let name = format!("kasi-e2e-{}", std::process::id());
-    let command = format!(
-        "{} demo --services 60 --envoy {}; echo KASI-EXITED-$?; sleep 30",
-        kasi_binary().display(),
-        envoy_binary().display()
-    );
-    let status = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "160",
-        "-y",
-        "48",
-        &command,
-    ]);
-    assert!(
-        status.status.success(),
-        "tmux new-session: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let session = Session(name);
+    let _one = one_at_a_time();
+    let session = start_demo("", "install");
 
     session.wait_for("the demo guide", Duration::from_secs(30), |s| {
         s.contains("Demo guide")
@@ -121,31 +68,15 @@ fn demo_installs_with_three_keys_and_shows_it_working() {
     assert!(!screen.contains("panicked"), "{screen}");
 }
 
-/// Starts `kasi demo` with `args` in a tmux session 160×48 wide.
-fn start_demo(args: &str) -> Session {
-    let name = format!("kasi-e2e-{}-{}", std::process::id(), args.len());
+/// Starts `kasi demo` with `args` in a tmux session 160×48 wide, named after the test.
+fn start_demo(args: &str, test: &str) -> Session {
+    let name = format!("kasi-e2e-{}-{test}", std::process::id());
     let command = format!(
         "{} demo --services 60 --envoy {} {args}; echo KASI-EXITED-$?; sleep 30",
         kasi_binary().display(),
         envoy_binary().display()
     );
-    let status = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "160",
-        "-y",
-        "48",
-        &command,
-    ]);
-    assert!(
-        status.status.success(),
-        "tmux new-session: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    Session(name)
+    Session::start(&name, &command, 160, 48)
 }
 
 fn quit(session: &Session) {
@@ -162,7 +93,8 @@ fn quit(session: &Session) {
 
 #[test]
 fn the_tour_plays_the_story() {
-    let session = start_demo("--tour");
+    let _one = one_at_a_time();
+    let session = start_demo("--tour", "tour");
     session.wait_for("the tour's start", Duration::from_secs(30), |s| {
         s.contains("kasi tour · the lab:") && s.contains("activators") && !s.contains("0 pods")
     });
@@ -243,7 +175,8 @@ fn the_tour_plays_the_story() {
 
 #[test]
 fn a_session_timeline_opens_on_the_real_lab() {
-    let session = start_demo("");
+    let _one = one_at_a_time();
+    let session = start_demo("", "story");
     session.wait_for("the demo guide", Duration::from_secs(30), |s| {
         s.contains("Demo guide")
     });
@@ -269,11 +202,17 @@ fn a_session_timeline_opens_on_the_real_lab() {
                 .any(|l| l.contains("hello-") && l.contains("cookie") && l.contains("activator-"))
         },
     );
-    session.keys(&["Enter"]);
+    // A row an activator logged (the probe's own rows have no decision lines), then its story.
+    session.keys(&["/", "activator", "Enter", "Enter"]);
     let screen = session.wait_for("the story's headline", Duration::from_secs(10), |s| {
         s.contains("Session story · cookie sessions on") && s.contains("WHEN")
     });
     // The headline says where the session is and why.
     assert!(screen.contains("pod "), "no headline:\n{screen}");
+    // Esc closes the story (`q` there closes it too, like k9s' panels), then `q` quits.
+    session.keys(&["Escape"]);
+    session.wait_for("the story closed", Duration::from_secs(5), |s| {
+        !s.contains("Session story")
+    });
     quit(&session);
 }

@@ -337,13 +337,16 @@ fn step_view(step: Step) -> View {
     }
 }
 
-/// The Sessions view's row (unfiltered, newest first) of a cookie session pinned to `address`.
+/// The Sessions view's row (unfiltered, newest first) of a cookie session pinned to `address`
+/// that an activator logged: the probe's own rows have no decision lines, hence no story.
 fn session_row(state: &AppState, address: &str) -> Option<usize> {
     let mut sessions: Vec<_> = state.sessions.iter().collect();
     sessions.sort_by(|a, b| b.last_seen.total_cmp(&a.last_seen));
+    let logged = |s: &&&crate::tui::state::SessionRow| s.address == address && s.seen_by != "probe";
     sessions
         .iter()
-        .position(|s| s.address == address && s.carrier == "cookie")
+        .position(|s| logged(&s) && s.carrier == "cookie")
+        .or_else(|| sessions.iter().position(|s| logged(&s)))
         .or_else(|| sessions.iter().position(|s| s.address == address))
 }
 
