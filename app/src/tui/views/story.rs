@@ -9,10 +9,12 @@ use ratatui::text::{Line, Text};
 use ratatui::widgets::{Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
-/// Column widths: `12:34 (-300s)`, an activator pod's name, the longest reason.
+/// `12:34 (-300s)`.
 const WHEN: u16 = 13;
-const SEEN_BY: u16 = 25;
-const REASON: u16 = 15;
+/// The widest SEEN BY and REASON cells take, at most: beyond, a cell is cut with `…` so that
+/// WHAT (which wraps, never cut) keeps room.
+const SEEN_BY_MAX: u16 = 40;
+const REASON_MAX: u16 = 24;
 
 /// `1:02 (-18s)`: when, on the UI's clock, and how long ago.
 fn when(at: Seconds, now: Seconds) -> String {
@@ -83,8 +85,21 @@ pub fn draw(frame: &mut Frame, state: &AppState, panel: &StoryPanel) {
     .areas(inner);
     frame.render_widget(Paragraph::new(headline), headline_area);
 
-    // Long steps wrap in their WHAT cell; the newest steps up to `end` that fit are shown.
-    let what_width = steps_area.width.saturating_sub(WHEN + SEEN_BY + REASON + 3) as usize;
+    // SEEN BY and REASON as wide as their widest cell (within a cap, then cut with `…`); long
+    // steps wrap in their WHAT cell; the newest steps up to `end` that fit are shown.
+    let widest = |cell: fn(&crate::affinity::story::Step) -> &str, header: &str, cap: u16| {
+        story
+            .steps
+            .iter()
+            .map(|s| unicode_width::UnicodeWidthStr::width(cell(s)))
+            .chain([header.len()])
+            .max()
+            .unwrap_or(0)
+            .min(cap as usize) as u16
+    };
+    let seen_by = widest(|s| &s.source, "SEEN BY", SEEN_BY_MAX);
+    let reason = widest(|s| &s.reason, "REASON", REASON_MAX);
+    let what_width = steps_area.width.saturating_sub(WHEN + seen_by + reason + 3) as usize;
     let mut height = (steps_area.height as usize).saturating_sub(1);
     let mut rows = Vec::new();
     for step in story.steps[..end].iter().rev() {
@@ -96,9 +111,9 @@ pub fn draw(frame: &mut Frame, state: &AppState, panel: &StoryPanel) {
         rows.push(
             Row::new(vec![
                 Text::from(when(step.at, state.now)),
-                Text::from(step.source.clone()),
+                Text::from(super::columns::cut(&step.source, seen_by)),
                 Text::from(what.join("\n")),
-                Text::from(step.reason.clone()),
+                Text::from(super::columns::cut(&step.reason, reason)),
             ])
             .height(what.len() as u16),
         );
@@ -108,9 +123,9 @@ pub fn draw(frame: &mut Frame, state: &AppState, panel: &StoryPanel) {
         rows,
         [
             Constraint::Length(WHEN),
-            Constraint::Length(SEEN_BY),
+            Constraint::Length(seen_by),
             Constraint::Min(20),
-            Constraint::Length(REASON),
+            Constraint::Length(reason),
         ],
     )
     .header(Row::new(["WHEN", "SEEN BY", "WHAT", "REASON"]).style(theme::header()));
