@@ -29,17 +29,7 @@ fn demo_installs_with_three_keys_and_shows_it_working() {
         s.contains("running (s stops)")
     });
 
-    session.keys(&["6", "a"]);
-    session.wait_for("the confirmation", Duration::from_secs(5), |s| {
-        s.contains("Apply the bundle?")
-    });
-    session.keys(&["y"]);
-    // Apply ends with the activators' rollout, its last step.
-    session.wait_for(
-        "the apply and its rollout to finish",
-        Duration::from_secs(90),
-        |s| s.contains("rolled out"),
-    );
+    apply_from_the_ui(&session);
 
     session.keys(&["5"]);
     session.wait_for(
@@ -77,6 +67,20 @@ fn start_demo(args: &str, test: &str) -> Session {
         envoy_binary().display()
     );
     Session::start(&name, &command, 160, 48)
+}
+
+/// `6`, `a`, `y`: the install from the UI, until its last step, the activators' rollout.
+fn apply_from_the_ui(session: &Session) {
+    session.keys(&["6", "a"]);
+    session.wait_for("the confirmation", Duration::from_secs(10), |s| {
+        s.contains("Apply the bundle?")
+    });
+    session.keys(&["y"]);
+    session.wait_for(
+        "the apply and its rollout to finish",
+        Duration::from_secs(120),
+        |s| s.contains("rolled out"),
+    );
 }
 
 fn quit(session: &Session) {
@@ -181,14 +185,8 @@ fn a_session_timeline_opens_on_the_real_lab() {
         s.contains("Demo guide")
     });
     // Stories are told from the filter's decision lines: install it first.
-    session.keys(&["h", "6", "a"]);
-    session.wait_for("the confirmation", Duration::from_secs(10), |s| {
-        s.contains("Apply the bundle?")
-    });
-    session.keys(&["y"]);
-    session.wait_for("the apply's rollout", Duration::from_secs(120), |s| {
-        s.contains("rolled out")
-    });
+    session.keys(&["h"]);
+    apply_from_the_ui(&session);
     session.keys(&["5", "s"]);
     session.wait_for("the probe running", Duration::from_secs(20), |s| {
         s.contains("running (s stops)")
