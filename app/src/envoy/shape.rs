@@ -5,7 +5,6 @@
 
 use super::config_dump::ConfigDump;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The ports Knative's activator sends revisions' traffic to: HTTP/1 (8012) and h2c (8013).
@@ -124,9 +123,10 @@ impl ConfigShape {
                     .as_bool()
                     .unwrap_or(false),
             });
+        // The same short hash kasi shows MCP sessions by: 8 hex digits of SHA-256.
         let plugin_config = dump
             .wasm_plugin_config(namespace, plugin)
-            .map(|config| short_hash(config.as_bytes()));
+            .map(|config| kasi_filter::envelope::session_hash(config.as_bytes()));
         ConfigShape {
             chains,
             passthrough,
@@ -177,13 +177,6 @@ fn chain_problem(chain: &[String]) -> Option<String> {
         (Some(_), None, _, _) => Some("has kasi but no stateful_session".into()),
         _ => None,
     }
-}
-
-fn short_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The config_dump sections of one kind (`Listeners`, `Clusters`, …).
