@@ -198,6 +198,10 @@ where
     plan_request_verified(config, headers, now, is_dead, None)
 }
 
+fn is_cookie_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"cookie")
+}
+
 /// Whether header `name` is the configured `wanted` one (empty: that carrier is off).
 fn is_header(name: &[u8], wanted: &str) -> bool {
     !wanted.is_empty() && name.eq_ignore_ascii_case(wanted.as_bytes())
@@ -221,13 +225,19 @@ where
     D: FnMut(&str) -> bool,
 {
     let mut strip_header = false;
-    let mut cookie_headers: Vec<&[u8]> = Vec::new();
+    // Nearly every request has one `cookie` header: it is kept as a one-element list, and the
+    // list is only collected (allocated) when there are several.
+    let mut cookie_count = 0usize;
+    let mut first_cookie: &[u8] = b"";
     // The first copy of each session header: the one Envoy reads (`hdr[0]`).
     let mut envelope: Option<&[u8]> = None;
     let mut header: Option<&[u8]> = None;
     for &(name, value) in headers {
-        if name.eq_ignore_ascii_case(b"cookie") {
-            cookie_headers.push(value);
+        if is_cookie_header(name) {
+            if cookie_count == 0 {
+                first_cookie = value;
+            }
+            cookie_count += 1;
         } else if name.eq_ignore_ascii_case(ROUTING_HEADER.as_bytes()) {
             strip_header = true;
         } else if is_header(name, &config.mcp_header) {
@@ -243,13 +253,13 @@ where
         verdict: Verdict::NoCookie,
         also_rejected: Vec::new(),
         cookie_rewrite: None,
-        cookie_headers: cookie_headers.len(),
+        cookie_headers: cookie_count,
         envelope_rewrite: None,
         header_rewrite: None,
         not_found: false,
     };
-    // Honoured and rejected sessions, in the order they take precedence.
-    let mut judged: Vec<(Carrier, Verdict)> = Vec::new();
+    // Honoured and rejected sessions, one slot per carrier in the order they take precedence.
+    let mut judged: [Option<(Carrier, Verdict)>; 3] = [None, None, None];
 
     if let Some(value) = envelope {
         let (verdict, plain) = judge_carrier(
@@ -271,7 +281,7 @@ where
         if plain.len() != value.len() {
             plan.envelope_rewrite = Some(plain.to_vec());
         }
-        judged.push((Carrier::Envelope, verdict));
+        judged[0] = Some((Carrier::Envelope, verdict));
     }
 
     if let Some(value) = header {
@@ -289,12 +299,18 @@ where
             Verdict::Routed { .. } if plain.len() != value.len() => Some(Some(plain.to_vec())),
             _ => None,
         };
-        judged.push((Carrier::Header, verdict));
+        judged[1] = Some((Carrier::Header, verdict));
     }
 
     let name = config.cookie_name.as_bytes();
-    let found = (!name.is_empty())
-        .then(|| cookies::locate(cookie_headers.iter().copied(), name))
+    let cookie_values = || {
+        headers
+            .iter()
+            .filter(|(n, _)| is_cookie_header(n))
+            .map(|&(_, v)| v)
+    };
+    let found = (!name.is_empty() && cookie_count > 0)
+        .then(|| cookies::locate(cookie_values(), name))
         .flatten();
     if let Some(found) = found {
         let value = found.value;
@@ -308,32 +324,33 @@ where
             verified,
         );
         let restore = (plain.len() != value.len()).then_some(plain);
-        plan.cookie_rewrite = match &verdict {
-            Verdict::Rejected { .. } => {
-                Some(cookies::rewrite_found(&cookie_headers, &found, name, None))
-            }
-            Verdict::Routed { .. } if restore.is_some() => Some(cookies::rewrite_found(
-                &cookie_headers,
-                &found,
-                name,
-                restore,
-            )),
+        let restored = match &verdict {
+            Verdict::Rejected { .. } => Some(None),
+            Verdict::Routed { .. } if restore.is_some() => Some(restore),
             _ => None,
         };
-        judged.push((Carrier::Cookie, verdict));
+        plan.cookie_rewrite = restored.map(|restored| {
+            if cookie_count == 1 {
+                cookies::rewrite_found(&[first_cookie], &found, name, restored)
+            } else {
+                let all: Vec<&[u8]> = cookie_values().collect();
+                cookies::rewrite_found(&all, &found, name, restored)
+            }
+        });
+        judged[2] = Some((Carrier::Cookie, verdict));
     }
 
     let primary = judged
         .iter()
-        .position(|(_, v)| matches!(v, Verdict::Routed { .. }))
-        .or_else(|| (!judged.is_empty()).then_some(0));
-    if let Some(primary) = primary {
-        let (carrier, verdict) = judged.remove(primary);
+        .position(|j| matches!(j, Some((_, Verdict::Routed { .. }))))
+        .or_else(|| judged.iter().position(Option::is_some));
+    if let Some((carrier, verdict)) = primary.and_then(|p| judged[p].take()) {
         plan.carrier = carrier;
         plan.verdict = verdict;
     }
     plan.also_rejected = judged
         .into_iter()
+        .flatten()
         .filter_map(|(carrier, verdict)| match verdict {
             Verdict::Rejected { rejection, address } => Some((carrier, rejection, address)),
             _ => None,

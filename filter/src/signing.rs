@@ -205,7 +205,7 @@ impl VerifiedSessions {
         if !cacheable {
             return keys.verify(value, authority, mac_text);
         }
-        let slot = slot_of(value, authority, self.slots.len());
+        let slot = slot_of(mac_text, self.slots.len());
         if let Some(verified) = &self.slots[slot] {
             if verified.is(value, authority) {
                 return constant_time_eq(&verified.mac, mac_text);
@@ -235,15 +235,18 @@ impl Verified {
     }
 }
 
-/// FNV-1a over `value ‖ 0x00 ‖ lowercased authority`: the slot only spreads sessions; a
-/// collision evicts, it never accepts.
-fn slot_of(value: &[u8], authority: &[u8], slots: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let message = value.iter().chain(&[0]).copied();
-    for b in message.chain(authority.iter().map(u8::to_ascii_lowercase)) {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash % slots as u64) as usize
+/// The slot of a session: from its MAC text, which already spreads sessions uniformly (it is
+/// an HMAC), so that a lookup reads 8 bytes instead of hashing the value and the authority.
+/// A client chooses its MAC text, and so its slot, but gains nothing by it: an entry is stored
+/// only once the HMAC proved it, a hit needs the very value, authority and MAC, and a collision
+/// only evicts (that session pays one HMAC), as any hash a client can compute would allow.
+fn slot_of(mac_text: &[u8], slots: usize) -> usize {
+    let mut head = [0u8; 8];
+    let n = mac_text.len().min(8);
+    head[..n].copy_from_slice(&mac_text[..n]);
+    // Fibonacci hashing: the high bits mix every byte of the head.
+    let mixed = u64::from_le_bytes(head).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    (mixed % slots as u64) as usize
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -299,7 +299,8 @@ impl<'a> Request<'a> {
                 Some(&mut verified.borrow_mut()),
             )
         });
-        let authority = String::from_utf8_lossy(policy::authority(&headers));
+        // Kept as bytes: text only for a line, which most requests do not write.
+        let authority = policy::authority(&headers);
         // An MCP session's lines name it by the hash of its server id, hashed only for a line.
         let logged = match plan.verdict {
             Verdict::Routed { .. } => config.log_decisions == LogDecisions::All,
@@ -314,7 +315,7 @@ impl<'a> Request<'a> {
                     .and_then(|(_, v)| crate::envelope::session_hash_of(v))
             })
             .flatten();
-        self.apply(plan, &authority, session)
+        self.apply(plan, authority, session)
     }
 
     fn is_dead(&self, address: &str) -> bool {
@@ -333,7 +334,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    fn apply(&self, plan: RequestPlan, authority: &str, session: Option<String>) -> Outcome {
+    fn apply(&self, plan: RequestPlan, authority: &[u8], session: Option<String>) -> Outcome {
         let plugin = self.plugin;
         let config = &plugin.config;
         if plan.strip_header {
@@ -387,7 +388,7 @@ impl<'a> Request<'a> {
             signed || config.log_decisions != LogDecisions::Off
         };
         if needs_authority {
-            let _ = abi::set_property(AUTHORITY_PROPERTY, authority.as_bytes());
+            let _ = abi::set_property(AUTHORITY_PROPERTY, authority);
         }
         let carrier = plan.carrier;
         let state = match plan.verdict {
@@ -457,7 +458,7 @@ impl<'a> Request<'a> {
     fn answer_not_found(
         &self,
         plan: RequestPlan,
-        authority: &str,
+        authority: &[u8],
         session: Option<String>,
     ) -> Outcome {
         let plugin = self.plugin;
@@ -495,13 +496,14 @@ impl<'a> Request<'a> {
         &self,
         decision: Decision,
         address: Option<&str>,
-        authority: &str,
+        authority: &[u8],
         reason: &str,
         carrier: Carrier,
         extra: &[(&str, Json)],
     ) {
         if wanted(&self.plugin.config, decision) {
-            write_line(decision, address, Some(authority), reason, carrier, extra);
+            let authority = String::from_utf8_lossy(authority);
+            write_line(decision, address, Some(&authority), reason, carrier, extra);
         }
     }
 }
