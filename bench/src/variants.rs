@@ -5,8 +5,9 @@
 //! cookie.
 //!
 //! Every variant is the activator sidecar's bootstrap from the e2e harness (the PROXY protocol
-//! listener standing in for iptables, `stateful_session`, the router) with one worker and
-//! PassthroughCluster as kasi's bundle patches it: no `use_http_header`, and
+//! listener standing in for iptables, the bundle's two `stateful_session`s — the cookie one,
+//! skipped for a request that carries `mcp-session-id`, then the envelope one —, the router)
+//! with one worker and PassthroughCluster as kasi's bundle patches it: no `use_http_header`, and
 //! `override_host_status: [DRAINING]` so that `stateful_session`'s override host is never
 //! honoured. Only the first HTTP filter differs, and how it steers:
 //!
@@ -33,8 +34,8 @@
 //!
 //! The MCP variant is the exception that proves it: its requests carry the same ordinary cookies
 //! but no session cookie, and the session in `Mcp-Session-Id` instead — Envoy's envelope around a
-//! server session id, signed as kasi issues it —, through the bundle's chain for both carriers
-//! (the cookie `stateful_session`, then the envelope one). Its pod, like an MCP server after
+//! server session id, signed as kasi issues it —, so the cookie `stateful_session` is skipped
+//! and the envelope one restores the server's id. Its pod, like an MCP server after
 //! `initialize`, sends no `Mcp-Session-Id` back, so nothing is re-issued.
 
 use kasi_e2e::EnvoyOptions;
@@ -170,9 +171,10 @@ impl Variant {
         // PassthroughCluster as kasi's bundle patches it; the header only for the Lua filters.
         options.ignore_override_host = true;
         options.use_http_header = self.steers_by_header();
-        if self == Variant::KasiMcp {
-            options = options.with_envelope(kasi_e2e::MCP_HEADER);
-        }
+        // Every variant runs the chain `kasi apply` installs by default: the cookie
+        // `stateful_session` (skipped for a request that carries `mcp-session-id`), then the
+        // envelope one. A cookie request pays for the envelope one too, as on a cluster.
+        options = options.with_envelope(kasi_e2e::MCP_HEADER);
         match self {
             Variant::Floor => options.extra_http_filters.push(json!({
                 "name": "envoy.filters.http.wasm",
@@ -497,11 +499,14 @@ mod tests {
         let envelope = kasi_filter::envelope::decode_envelope(plain).unwrap();
         assert_eq!(envelope.address, upstream);
         assert_eq!(envelope.original(), MCP_SERVER_SESSION.as_bytes());
-        let options = Variant::KasiMcp.envoy_options(upstream, None);
-        assert_eq!(
-            options.envelope_header.as_deref(),
-            Some(kasi_e2e::MCP_HEADER)
-        );
+        for variant in Variant::ALL {
+            let options = variant.envoy_options(upstream, Some(Path::new("m.wasm")));
+            assert_eq!(
+                options.envelope_header.as_deref(),
+                Some(kasi_e2e::MCP_HEADER),
+                "{variant:?}: the bundle's chain"
+            );
+        }
     }
 
     #[test]

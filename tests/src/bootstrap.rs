@@ -127,6 +127,51 @@ impl EnvoyOptions {
     }
 }
 
+/// `filter` wrapped so that Envoy skips it, in both directions, for a request that carries any
+/// of `headers` (`ExtensionWithMatcher` with a `SkipFilter` action, Envoy's
+/// `source/common/http/match_delegate/config.cc`), as kasi's bundle wraps the cookie
+/// `stateful_session` when sessions also travel in headers: a request in an MCP or header-mode
+/// session carries no session cookie, and the cookie `stateful_session` would otherwise issue
+/// one on every response (that kasi then has to take out). `filter` as it is when `headers` is
+/// empty. The same JSON as `kasi::install::render`'s (a test there compares them).
+pub fn skipped_for_headers(filter: Value, headers: &[&str]) -> Value {
+    if headers.is_empty() {
+        return filter;
+    }
+    let matchers: Vec<Value> = headers
+        .iter()
+        .map(|header| {
+            json!({
+                "predicate": {"single_predicate": {
+                    "input": {
+                        "name": "request-headers",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                            "header_name": header,
+                        },
+                    },
+                    // Any value, the empty one included: the header is present.
+                    "value_match": {"safe_regex": {"google_re2": {}, "regex": ".*"}},
+                }},
+                "on_match": {"action": {
+                    "name": "skip",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter",
+                    },
+                }},
+            })
+        })
+        .collect();
+    json!({
+        "name": filter["name"],
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": filter,
+            "xds_matcher": {"matcher_list": {"matchers": matchers}},
+        },
+    })
+}
+
 /// The bootstrap as JSON (which Envoy reads as YAML's flow style; building it as JSON values
 /// keeps the embedded pluginConfig string correctly escaped). Both listener and admin bind port
 /// 0: the real ports are read back from the admin API, so parallel tests never race for ports.
@@ -173,13 +218,19 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
         if let Some(ttl) = &options.cookie_ttl {
             cookie["ttl"] = json!(ttl);
         }
-        http_filters.push(stateful_session(
+        let cookie_session = stateful_session(
             "envoy.http.stateful_session.cookie",
             json!({
                 "@type": "type.googleapis.com/envoy.extensions.http.stateful_session.cookie.v3.CookieBasedSessionState",
                 "cookie": cookie,
             }),
-        ));
+        );
+        let session_headers: Vec<&str> = [&options.envelope_header, &options.session_header]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        http_filters.push(skipped_for_headers(cookie_session, &session_headers));
     }
     if let Some(header) = &options.envelope_header {
         http_filters.push(stateful_session(

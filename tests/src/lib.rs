@@ -18,7 +18,7 @@ mod scratch;
 mod support;
 pub mod tmux;
 
-pub use bootstrap::EnvoyOptions;
+pub use bootstrap::{skipped_for_headers, EnvoyOptions};
 pub use client::{admin_get, plain_get, plain_post, Client, McpSession, Response, Session};
 pub use envoy::{Envoy, StartFailure};
 pub use locate::{envoy_binary, envoy_version, filter_wasm, kasi_binary, run_kasi};

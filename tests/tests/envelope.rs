@@ -368,17 +368,16 @@ fn mcp_sessions_stick_to_the_pod_that_initialized_them() {
                     }
                     Some((pod, id)) => {
                         assert_eq!(&served, pod, "{what}: sent to {}", original.name());
-                        // The session is in its header: no session cookie rides along (Envoy's
-                        // cookie `stateful_session` adds one; signed kasi takes it out).
-                        if signed {
-                            assert!(
-                                !response
-                                    .header_values("set-cookie")
-                                    .iter()
-                                    .any(|c| c.starts_with(COOKIE_NAME)),
-                                "{what}: {response:?}"
-                            );
-                        }
+                        // The session is in its header: no session cookie rides along. The
+                        // sidecar skips the cookie `stateful_session` for a request that carries
+                        // `mcp-session-id` (the bundle's matcher), signed or not.
+                        assert!(
+                            !response
+                                .header_values("set-cookie")
+                                .iter()
+                                .any(|c| c.starts_with(COOKIE_NAME)),
+                            "{what}: {response:?}"
+                        );
                         assert_eq!(
                             response.mcp_sessions_at_pod(),
                             vec![id.as_str()],

@@ -63,7 +63,7 @@ impl ConfigShape {
                 return "kasi".into();
             }
             if name == "envoy.filters.http.stateful_session" {
-                let state = filter["typed_config"]["session_state"]["name"]
+                let state = crate::install::render::session_state_of(filter)["name"]
                     .as_str()
                     .unwrap_or("");
                 let kind = state.rsplit('.').next().unwrap_or("?");

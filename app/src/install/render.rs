@@ -267,6 +267,13 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
                     });
                     // `--cookie-name ""`: no cookie sessions, no cookie `stateful_session`.
                     if !options.cookie_name.is_empty() {
+                        let headers: Vec<&str> = [&options.mcp_header, &options.session_header]
+                            .into_iter()
+                            .filter(|h| !h.is_empty())
+                            .map(String::as_str)
+                            .collect();
+                        let value = patch["patch"]["value"].take();
+                        patch["patch"]["value"] = skipped_for_headers(value, &headers);
                         patches.push(patch);
                     }
                     patches.extend(envelope);
@@ -284,6 +291,63 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
         pieces.push(Piece { id, title, object });
     }
     Ok(pieces)
+}
+
+/// `filter` (an HTTP filter's `{name, typed_config}`) wrapped so that Envoy skips it, in both
+/// directions, for a request that carries any of `headers`: `ExtensionWithMatcher` with a
+/// `SkipFilter` action (Envoy's `source/common/http/match_delegate/config.cc`, built into every
+/// Envoy, istio-proxy's included). The cookie `stateful_session` is wrapped so when sessions also
+/// travel in headers: a request in an MCP or header-mode session carries no session cookie, and
+/// the cookie `stateful_session` would otherwise issue one on every response, which kasi would
+/// then have to take out again (`./dev bench`, variant (i)). The filter keeps its name, so the
+/// chain reads the same in config_dump. Unchanged when `headers` is empty. The e2e harness builds
+/// the same JSON (`kasi_e2e::skipped_for_headers`; a test compares them).
+pub fn skipped_for_headers(filter: Value, headers: &[&str]) -> Value {
+    if headers.is_empty() {
+        return filter;
+    }
+    let matchers: Vec<Value> = headers
+        .iter()
+        .map(|header| {
+            json!({
+                "predicate": {"single_predicate": {
+                    "input": {
+                        "name": "request-headers",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                            "header_name": header,
+                        },
+                    },
+                    // Any value, the empty one included: the header is present.
+                    "value_match": {"safe_regex": {"google_re2": {}, "regex": ".*"}},
+                }},
+                "on_match": {"action": {
+                    "name": "skip",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter",
+                    },
+                }},
+            })
+        })
+        .collect();
+    json!({
+        "name": filter["name"],
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": filter,
+            "xds_matcher": {"matcher_list": {"matchers": matchers}},
+        },
+    })
+}
+
+/// The `session_state` of a `stateful_session` filter's JSON, wrapped by
+/// [`skipped_for_headers`] or not.
+pub fn session_state_of(filter: &Value) -> &Value {
+    let config = &filter["typed_config"];
+    match config.get("extension_config") {
+        Some(inner) => &inner["typed_config"]["session_state"],
+        None => &config["session_state"],
+    }
 }
 
 fn module_sha256(filter: &FilterSource) -> String {
@@ -438,6 +502,59 @@ mod tests {
         );
     }
 
+    /// The cookie `stateful_session` is skipped for a request that carries a header session
+    /// (MCP's, or header mode's when named), keeping its name in the chain; with no header
+    /// carrier it is the plain filter.
+    #[test]
+    fn the_cookie_session_is_skipped_for_requests_with_a_header_session() {
+        let cookie_patch = |o: &RenderOptions| -> Value {
+            piece(&render(o).unwrap(), "stateful-session")["spec"]["configPatches"][0]["patch"]
+                ["value"]
+                .clone()
+        };
+        let skipped_for = |filter: &Value| -> Vec<String> {
+            filter["typed_config"]["xds_matcher"]["matcher_list"]["matchers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    assert_eq!(
+                        m["on_match"]["action"]["typed_config"]["@type"],
+                        "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
+                    );
+                    let input = &m["predicate"]["single_predicate"]["input"]["typed_config"];
+                    input["header_name"].as_str().unwrap().to_owned()
+                })
+                .collect()
+        };
+        let filter = cookie_patch(&options());
+        assert_eq!(filter["name"], "envoy.filters.http.stateful_session");
+        assert_eq!(skipped_for(&filter), ["mcp-session-id"]);
+        assert_eq!(
+            session_state_of(&filter)["name"],
+            "envoy.http.stateful_session.cookie"
+        );
+
+        let mut o = options();
+        o.session_header = "x-session".into();
+        assert_eq!(
+            skipped_for(&cookie_patch(&o)),
+            ["mcp-session-id", "x-session"]
+        );
+
+        o.mcp_header = String::new();
+        o.session_header = String::new();
+        let plain = cookie_patch(&o);
+        assert_eq!(
+            plain["typed_config"]["@type"],
+            "type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession"
+        );
+        assert_eq!(
+            session_state_of(&plain)["name"],
+            "envoy.http.stateful_session.cookie"
+        );
+    }
+
     /// Per port, kasi's chain reads cookie → MCP envelope (→ header mode) → router, and the
     /// filter is told the same headers.
     #[test]
@@ -448,7 +565,7 @@ mod tests {
                 .unwrap()
                 .iter()
                 .map(|p| {
-                    let state = &p["patch"]["value"]["typed_config"]["session_state"];
+                    let state = session_state_of(&p["patch"]["value"]);
                     let header = state["typed_config"]["header"]["name"]
                         .as_str()
                         .or(state["typed_config"]["name"].as_str())
@@ -590,7 +707,7 @@ mod tests {
         let pieces = render(&o).unwrap();
         let session =
             &piece(&pieces, "stateful-session")["spec"]["configPatches"][0]["patch"]["value"];
-        let cookie = &session["typed_config"]["session_state"]["typed_config"]["cookie"];
+        let cookie = &session_state_of(session)["typed_config"]["cookie"];
         assert_eq!(cookie["name"], "sticky");
         assert_eq!(cookie["path"], "/app");
         assert_eq!(cookie["ttl"], "3600s");

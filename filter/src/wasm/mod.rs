@@ -16,8 +16,9 @@
 //!   MCP's 404 and goes no further.
 //! - Response headers: the status, and Envoy's response flags only for a `5xx` (did the upstream
 //!   connect?). The response's headers and the request's host only when a session may be issued
-//!   (to sign it: a request without a session, a rejected one, and every MCP envelope or
-//!   header-mode response, which Envoy rewrites) or has failed.
+//!   (to sign it: a request without a session, a rejected one, and a routed MCP or header-mode
+//!   response that carries a re-issued session — looked up header by header first, an absent
+//!   header costing no copy) or has failed.
 //!
 //! Nothing a client sends is kept between the two: the pending table holds a verdict and an
 //! address of at most 47 bytes per stream, and is bounded in streams.
@@ -582,7 +583,10 @@ impl<'a> Response<'a> {
                 // is taken out instead of signed: the session travels in its header, and MCP and
                 // header-mode clients keep no cookie jar — signing it on every response would
                 // cost an HMAC per request for nothing.
-                if carrier != Carrier::Cookie && !plugin.config.session_keys.is_empty() {
+                if carrier != Carrier::Cookie
+                    && !plugin.config.session_keys.is_empty()
+                    && self.carries_a_session()
+                {
                     self.issue(Issue {
                         with_session: false,
                         drop_cookie: true,
@@ -718,6 +722,20 @@ impl<'a> Response<'a> {
             &[("answer", number(policy::MCP_NOT_FOUND_STATUS.into()))],
         );
         true
+    }
+
+    /// Whether the response carries anything `stateful_session` may have issued: a
+    /// `set-cookie`, the MCP header or the session header. Each is looked up on its own — a
+    /// header that is absent is answered without handing anything into the VM — so that a
+    /// routed MCP or header-mode response that re-issues nothing (nearly all of them, with the
+    /// bundle's cookie `stateful_session` skipped for such requests) never pays for reading the
+    /// whole map.
+    fn carries_a_session(&self) -> bool {
+        let config = &self.plugin.config;
+        ["set-cookie", &config.mcp_header, &config.session_header]
+            .into_iter()
+            .filter(|name| !name.is_empty())
+            .any(|name| !matches!(abi::header_value(abi::RESPONSE_HEADERS, name), Ok(None)))
     }
 
     /// The request's `:authority`, as the request phase left it for this response; `None`
