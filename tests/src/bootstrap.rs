@@ -127,50 +127,12 @@ impl EnvoyOptions {
     }
 }
 
-/// `filter` wrapped so that Envoy skips it, in both directions, for a request that carries any
-/// of `headers` (`ExtensionWithMatcher` with a `SkipFilter` action, Envoy's
-/// `source/common/http/match_delegate/config.cc`), as kasi's bundle wraps the cookie
-/// `stateful_session` when sessions also travel in headers: a request in an MCP or header-mode
-/// session carries no session cookie, and the cookie `stateful_session` would otherwise issue
-/// one on every response (that kasi then has to take out). `filter` as it is when `headers` is
-/// empty. The same JSON as `kasi::install::render`'s (a test there compares them).
-pub fn skipped_for_headers(filter: Value, headers: &[&str]) -> Value {
-    if headers.is_empty() {
-        return filter;
-    }
-    let matchers: Vec<Value> = headers
-        .iter()
-        .map(|header| {
-            json!({
-                "predicate": {"single_predicate": {
-                    "input": {
-                        "name": "request-headers",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
-                            "header_name": header,
-                        },
-                    },
-                    // Any value, the empty one included: the header is present.
-                    "value_match": {"safe_regex": {"google_re2": {}, "regex": ".*"}},
-                }},
-                "on_match": {"action": {
-                    "name": "skip",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter",
-                    },
-                }},
-            })
-        })
-        .collect();
-    json!({
-        "name": filter["name"],
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
-            "extension_config": filter,
-            "xds_matcher": {"matcher_list": {"matchers": matchers}},
-        },
-    })
-}
+// How the bundle wraps the cookie `stateful_session` (skipped for requests that carry a header
+// session): the app's own file, compiled here too, so the harness runs the chain `kasi apply`
+// renders. (`kasi` is only an optional dependency of this crate: the benchmark builds without it.)
+#[path = "../../app/src/install/skip_filter.rs"]
+mod skip_filter;
+pub use skip_filter::skipped_for_headers;
 
 /// The bootstrap as JSON (which Envoy reads as YAML's flow style; building it as JSON values
 /// keeps the embedded pluginConfig string correctly escaped). Both listener and admin bind port

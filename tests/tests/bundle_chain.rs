@@ -1,6 +1,7 @@
 //! The harness's chain is the bundle's: the e2e tests and the benchmark wrap the cookie
-//! `stateful_session` exactly as `kasi manifests` / `kasi apply` render it, so what they measure
-//! and assert is what a cluster runs.
+//! `stateful_session` with the app's own `skip_filter.rs`, and this checks that `kasi manifests` /
+//! `kasi apply` wrap every cookie patch with it, for the MCP header, around the cookie the
+//! filter reads — so what the tests assert and the benchmark measures is what a cluster runs.
 
 use kasi::install::render::{render, session_state_of, FilterSource, RenderOptions};
 use serde_json::json;

@@ -19,6 +19,7 @@ pub mod render;
 pub mod revert;
 pub mod rollout;
 pub mod session_keys;
+pub mod skip_filter;
 pub mod status;
 
 /// The filter module, compiled to wasm32-wasip1 and embedded at build time (see build.rs).

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
+pub use super::skip_filter::skipped_for_headers;
+
 /// The activator's sidecar logs the `wasm` component at info (the filter's decision lines) and
 /// everything else at Istio's defaults (`misc:error`, the proxy at warning).
 pub const COMPONENT_LOG_LEVEL: &str = "misc:error,wasm:info";
@@ -291,53 +293,6 @@ pub fn render(options: &RenderOptions) -> anyhow::Result<Vec<Piece>> {
         pieces.push(Piece { id, title, object });
     }
     Ok(pieces)
-}
-
-/// `filter` (an HTTP filter's `{name, typed_config}`) wrapped so that Envoy skips it, in both
-/// directions, for a request that carries any of `headers`: `ExtensionWithMatcher` with a
-/// `SkipFilter` action (Envoy's `source/common/http/match_delegate/config.cc`, built into every
-/// Envoy, istio-proxy's included). The cookie `stateful_session` is wrapped so when sessions also
-/// travel in headers: a request in an MCP or header-mode session carries no session cookie, and
-/// the cookie `stateful_session` would otherwise issue one on every response, which kasi would
-/// then have to take out again (`./dev bench`, variant (i)). The filter keeps its name, so the
-/// chain reads the same in config_dump. Unchanged when `headers` is empty. The e2e harness builds
-/// the same JSON (`kasi_e2e::skipped_for_headers`; a test compares them).
-pub fn skipped_for_headers(filter: Value, headers: &[&str]) -> Value {
-    if headers.is_empty() {
-        return filter;
-    }
-    let matchers: Vec<Value> = headers
-        .iter()
-        .map(|header| {
-            json!({
-                "predicate": {"single_predicate": {
-                    "input": {
-                        "name": "request-headers",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
-                            "header_name": header,
-                        },
-                    },
-                    // Any value, the empty one included: the header is present.
-                    "value_match": {"safe_regex": {"google_re2": {}, "regex": ".*"}},
-                }},
-                "on_match": {"action": {
-                    "name": "skip",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter",
-                    },
-                }},
-            })
-        })
-        .collect();
-    json!({
-        "name": filter["name"],
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
-            "extension_config": filter,
-            "xds_matcher": {"matcher_list": {"matchers": matchers}},
-        },
-    })
 }
 
 /// The `session_state` of a `stateful_session` filter's JSON, wrapped by
