@@ -1,5 +1,6 @@
 //! `kasi manifests` as a user runs it: the real binary, its stdout, stderr and exit code.
 
+use kasi::install::render::session_state_of;
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -54,14 +55,12 @@ fn cookie_flags_drive_both_stateful_session_and_the_filter() {
         .unwrap()
         .iter()
         .filter(|p| {
-            p["patch"]["value"]["typed_config"]["session_state"]["name"]
-                == "envoy.http.stateful_session.cookie"
+            session_state_of(&p["patch"]["value"])["name"] == "envoy.http.stateful_session.cookie"
         })
         .collect();
     assert_eq!(cookie_patches.len(), 2, "one per port (8012, 8013)");
     for patch in cookie_patches {
-        let cookie =
-            &patch["patch"]["value"]["typed_config"]["session_state"]["typed_config"]["cookie"];
+        let cookie = &session_state_of(&patch["patch"]["value"])["typed_config"]["cookie"];
         assert_eq!(cookie["name"], "sticky");
         assert_eq!(cookie["path"], "/app");
         assert_eq!(cookie["ttl"], "1800s");
