@@ -31,6 +31,10 @@ pub struct EnvoyOptions {
     /// A `stateful_session` in header mode (`envoy.http.stateful_session.header`) on this
     /// header, after the others.
     pub session_header: Option<String>,
+    /// The cookie `stateful_session` is skipped for requests that carry `envelope_header` or
+    /// `session_header`, as kasi's bundle wraps it. `false`: it runs for every request, as in a
+    /// chain kasi did not build (an older bundle, istiod's own persistent-session filter).
+    pub skip_cookie_session_for_headers: bool,
     /// `original_dst_lb_config.use_http_header` on PassthroughCluster. Off in kasi's bundle: any
     /// client can send `x-envoy-original-dst-host`. On only to show what the old bundle exposed
     /// (and for benchmark variants that steer by header).
@@ -63,6 +67,7 @@ impl Default for EnvoyOptions {
             cookie_sessions: true,
             envelope_header: None,
             session_header: None,
+            skip_cookie_session_for_headers: true,
             use_http_header: false,
             ignore_override_host: true,
             fail_open: false,
@@ -191,6 +196,7 @@ pub(crate) fn render(options: &EnvoyOptions, wasm: Option<&Path>) -> Value {
             .into_iter()
             .flatten()
             .map(String::as_str)
+            .filter(|_| options.skip_cookie_session_for_headers)
             .collect();
         http_filters.push(skipped_for_headers(cookie_session, &session_headers));
     }

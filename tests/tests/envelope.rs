@@ -442,6 +442,44 @@ fn mcp_sessions_stick_to_the_pod_that_initialized_them() {
     }
 }
 
+/// In a chain where the cookie `stateful_session` also runs for MCP requests (one kasi did not
+/// build: an older bundle, istiod's own persistent-session filter), Envoy issues a session cookie
+/// on every MCP response; signed kasi takes it out (an MCP client keeps no jar, and signing it
+/// would cost an HMAC per request) and the session still sticks.
+#[test]
+fn a_cookie_issued_on_an_mcp_response_is_taken_out() {
+    const ROUNDS: usize = 4;
+    let pods = three_pods();
+    let options = EnvoyOptions {
+        skip_cookie_session_for_headers: false,
+        ..mcp_sidecar(&plugin_config(pods[0].port(), true))
+    };
+    let envoy = Envoy::start(&options);
+    let client = envoy.client();
+    let mut session = McpSession::new();
+    let mut pinned = None;
+    for round in 0..ROUNDS {
+        let original = &pods[round % pods.len()];
+        let response = session.get(&client, original.addr(), &[]).unwrap();
+        assert_eq!(response.status, 200, "round {round}: {response:?}");
+        let served = response.pod().expect("a pod answered").to_string();
+        let pinned = pinned.get_or_insert_with(|| served.clone());
+        assert_eq!(&served, pinned, "round {round}");
+        if round > 0 {
+            assert!(
+                !response
+                    .header_values("set-cookie")
+                    .iter()
+                    .any(|c| c.starts_with(COOKIE_NAME)),
+                "round {round}: {response:?}"
+            );
+        }
+    }
+    let routed = (ROUNDS - 1) as u64;
+    assert_eq!(envoy.counter("kasi_affinity.cookie_routed"), routed);
+    assert_eq!(envoy.counter("kasi_affinity.sticky_hits"), routed);
+}
+
 /// Issue 14: the pinned pod dies. The request that finds it dead is answered with MCP's 404
 /// JSON-RPC "Session not found" in place of Envoy's 503 — the session's one failed request —,
 /// after which the client starts a new session that pins a live pod and sticks. Other sessions
