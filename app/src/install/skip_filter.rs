@@ -6,8 +6,10 @@ use serde_json::{json, Value};
 
 /// `filter` (an HTTP filter's `{name, typed_config}`) wrapped so that Envoy skips it, in both
 /// directions, for a request that carries any of `headers`: `ExtensionWithMatcher` with a
-/// `SkipFilter` action (Envoy's `source/common/http/match_delegate/config.cc`, built into every
-/// Envoy, istio-proxy's included). The cookie `stateful_session` is wrapped so when sessions also
+/// `SkipFilter` action. Envoy's `source/common/http/match_wrapper/config.cc` (core, so in every
+/// build, istio-proxy's included) evaluates the matcher on the request headers once, when the
+/// stream's filter chain is built, and on a skip never adds the filter in either direction. The
+/// cookie `stateful_session` is wrapped so when sessions also
 /// travel in headers: a request in an MCP or header-mode session carries no session cookie, and
 /// the cookie `stateful_session` would otherwise issue one on every response, which kasi would
 /// then have to take out again (`./dev bench`, variant (i)). The filter keeps its name, so the
